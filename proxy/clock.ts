@@ -1,0 +1,21 @@
+/** Time, injected everywhere so tests can pin it (STYLE.md §4). */
+export interface Clock {
+  /** Milliseconds since the epoch (wall clock): for timestamps shown to people. */
+  now(): number;
+  /** Monotonic milliseconds: for durations and staleness; never goes backwards. */
+  monotonic(): number;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  monotonic: () => performance.now(),
+};
+
+/** A random source in [0, 1), injected so tests can pin choices. */
+export type Random = () => number;
+
+/** An index in [0, n) chosen uniformly; clamps a source that returns 1 by mistake. */
+export function pickIndex(random: Random, n: number): number {
+  const i = Math.floor(random() * n);
+  return i >= n ? n - 1 : i < 0 ? 0 : i;
+}

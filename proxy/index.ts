@@ -1,0 +1,163 @@
+/**
+ * puttu, the library: register this service in ZooKeeper and find live endpoints of others.
+ *
+ * ```ts
+ * import { connect } from 'puttu';
+ * const puttu = connect('127.0.0.1:2181', '/services');
+ * await puttu.register('warehouse', { port: 10001, api: '/warehouse/v1' }, 'eth0');
+ * const endpoint = await puttu.get('billing'); // { url: 'http://10.0.0.7:9000/billing', ... }
+ * ```
+ */
+import { pickIndex, systemClock, type Random } from './clock.js';
+import { ClosedError, InvalidRegistrationError, NoEndpointError, ZooKeeperUnavailableError } from './errors.js';
+import { silentLogger, type Logger } from './logger.js';
+import { resolveHost } from './registry/host.js';
+import { validateEndpoint, type Instance, type Protocol } from './registry/instance.js';
+import { isValidServiceName, normalizeBasePath } from './registry/paths.js';
+import { Registrar, type Registration } from './registry/registrar.js';
+import { Registry } from './registry/registry.js';
+import { ZkClient, type AclEntry, type AuthInfo, type ConnectionState } from './registry/zk-client.js';
+
+export { PuttuError, NoEndpointError, InvalidRegistrationError, ClosedError, ZooKeeperUnavailableError } from './errors.js';
+export type { Registration } from './registry/registrar.js';
+export type { ConnectionState, AclEntry, AuthInfo } from './registry/zk-client.js';
+export type { Logger } from './logger.js';
+export { createLogger } from './logger.js';
+
+export interface ConnectOptions {
+  /** ZooKeeper session timeout (the server may clamp it). Default 10 s. */
+  sessionTimeoutMs?: number;
+  /** Deadline of each ZooKeeper operation. Default 5 s. */
+  opTimeoutMs?: number;
+  /** How long `register()` and a first `get()` of a service wait for ZooKeeper. Default 15 s. */
+  connectTimeoutMs?: number;
+  /** Random source in [0, 1) for `get()`; tests pin it. Default Math.random. */
+  random?: Random;
+  logger?: Logger;
+  /** Credentials added to the session, e.g. `{ scheme: 'digest', auth: 'user:password' }`. */
+  auth?: readonly AuthInfo[];
+  /** ACL of the nodes `register()` creates. Default: open (world:anyone). */
+  acl?: readonly AclEntry[];
+}
+
+export interface RegisterData {
+  /** Default 'http'. */
+  protocol?: Protocol;
+  port: number;
+  /** The service's base path on this instance, e.g. '/warehouse/v1'. Default ''. */
+  api?: string;
+  /** Overrides PUTTU_IP and the interface lookup. */
+  host?: string;
+}
+
+/** One live endpoint of a service. */
+export interface Endpoint {
+  readonly id: string;
+  readonly service: string;
+  readonly protocol: Protocol;
+  readonly host: string;
+  readonly port: number;
+  readonly api: string;
+  /** `protocol://host:port/api`: what to call. */
+  readonly url: string;
+}
+
+export interface Puttu {
+  /** Registers this instance under `service`; resolves once its znode exists. */
+  register(service: string, data: RegisterData, networkInterface?: string): Promise<Registration>;
+  /** One live endpoint chosen uniformly at random; rejects with NoEndpointError when none is live. */
+  get(service: string): Promise<Endpoint>;
+  /** Every live endpoint of the service (empty when none). */
+  list(service: string): Promise<Endpoint[]>;
+  /** Deregisters everything, ends the session, stops watching. Idempotent; always settles. */
+  close(): Promise<void>;
+  readonly state: ConnectionState;
+}
+
+export function connect(connectString: string, basePath: string, options: ConnectOptions = {}): Puttu {
+  const base = normalizeBasePath(basePath);
+  const logger = options.logger ?? silentLogger;
+  const random = options.random ?? Math.random;
+  const connectTimeoutMs = options.connectTimeoutMs ?? 15_000;
+  const zk = new ZkClient({
+    connectString,
+    logger: logger.child({ component: 'zookeeper' }),
+    ...(options.sessionTimeoutMs !== undefined && { sessionTimeoutMs: options.sessionTimeoutMs }),
+    ...(options.opTimeoutMs !== undefined && { opTimeoutMs: options.opTimeoutMs }),
+    ...(options.auth && { auth: options.auth }),
+  });
+  const registry = new Registry({ zk, basePath: base, logger, clock: systemClock, mode: 'lazy' });
+  const registrar = new Registrar({ zk, basePath: base, logger, ...(options.acl && { acl: options.acl }) });
+  let closing: Promise<void> | undefined;
+  registry.start();
+  zk.connect();
+
+  async function ready(): Promise<void> {
+    if (closing) throw new ClosedError();
+    try {
+      await zk.whenConnected(connectTimeoutMs);
+    } catch (error) {
+      throw new ZooKeeperUnavailableError(`ZooKeeper at ${connectString} is not reachable`, { cause: error });
+    }
+  }
+
+  /** From the watched cache; only a service's first call waits for its first read. */
+  async function instancesOf(service: string): Promise<readonly Instance[]> {
+    checkName(service);
+    const cached = registry.cached(service);
+    if (cached) return cached.instances;
+    await ready();
+    const snapshot = await withTimeout(registry.watch(service), connectTimeoutMs, service);
+    return snapshot?.instances ?? [];
+  }
+
+  return {
+    async register(service, data, networkInterface) {
+      checkName(service);
+      const host = data.host ?? resolveHost(networkInterface);
+      const endpoint = validateEndpoint({ protocol: data.protocol ?? 'http', host, port: data.port, api: data.api ?? '' });
+      if (typeof endpoint === 'string') throw new InvalidRegistrationError(endpoint);
+      await ready();
+      return registrar.register(service, endpoint);
+    },
+    async get(service) {
+      const instances = await instancesOf(service);
+      if (instances.length === 0) throw new NoEndpointError(service);
+      return toEndpoint(instances[pickIndex(random, instances.length)]!);
+    },
+    async list(service) {
+      return (await instancesOf(service)).map(toEndpoint);
+    },
+    close() {
+      closing ??= (async () => {
+        await registrar.close();
+        registry.close();
+        await zk.close();
+      })();
+      return closing;
+    },
+    get state() {
+      return zk.state;
+    },
+  };
+}
+
+function checkName(service: string): void {
+  if (!isValidServiceName(service)) {
+    throw new InvalidRegistrationError(`service name ${JSON.stringify(service)} is not usable: letters, digits, '.', '_', '~' and '-' only`);
+  }
+}
+
+function toEndpoint(i: Instance): Endpoint {
+  return { id: i.id, service: i.service, protocol: i.protocol, host: i.host, port: i.port, api: i.api, url: i.url };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, service: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ZooKeeperUnavailableError(`no answer from ZooKeeper about "${service}" within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

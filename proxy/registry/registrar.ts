@@ -1,0 +1,180 @@
+/**
+ * Keeps this process's registrations in ZooKeeper: each an EPHEMERAL_SEQUENTIAL znode that lives
+ * as long as the session. After a session expiry the nodes are gone, so each is written again on
+ * the new session, exactly once: any node still carrying this registration's id (a create whose
+ * answer was lost, or a session the client gave up on before the server did) is deleted first, so
+ * no duplicate lingers and watchers see the change (Curator x-discovery does the same).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../logger.js';
+import { ClosedError } from '../errors.js';
+import { encodeRegistration, registrationIdOf, type EndpointData, type RegistrationRecord } from './instance.js';
+import { instancePrefix, join, lastSegment, servicePath } from './paths.js';
+import { isNoNode, type AclEntry, type ZkClient } from './zk-client.js';
+
+export interface Registration {
+  readonly service: string;
+  /** This registration's id, written into its znode data. */
+  readonly id: string;
+  readonly endpoint: Readonly<EndpointData>;
+  /** The znode currently holding it (changes after a session expiry). */
+  readonly path: string;
+  /** Deletes the znode and stops maintaining it. Idempotent. */
+  unregister(): Promise<void>;
+}
+
+export interface RegistrarOptions {
+  zk: ZkClient;
+  basePath: string;
+  logger: Logger;
+  /** ACL for the created nodes (e.g. digest credentials: only this identity may change them). */
+  acl?: readonly AclEntry[];
+  retryMs?: number;
+}
+
+class Entry implements Registration {
+  readonly service: string;
+  readonly id = randomUUID();
+  readonly endpoint: Readonly<EndpointData>;
+  path = '';
+  generation = 0;
+  removed = false;
+  /** Serialises writes of this registration. */
+  chain: Promise<void> = Promise.resolve();
+  retry: NodeJS.Timeout | undefined;
+  readonly record: RegistrationRecord;
+  constructor(
+    service: string,
+    endpoint: EndpointData,
+    readonly registrar: Registrar,
+  ) {
+    this.service = service;
+    this.endpoint = Object.freeze({ ...endpoint });
+    this.record = { ...endpoint, id: this.id, registrationTimeUTC: Date.now() };
+  }
+  unregister(): Promise<void> {
+    return this.registrar.unregister(this);
+  }
+}
+
+export class Registrar {
+  readonly #entries = new Set<Entry>();
+  readonly #o: RegistrarOptions;
+  #closed = false;
+
+  constructor(options: RegistrarOptions) {
+    this.#o = options;
+    options.zk.on('session', this.#onSession);
+  }
+
+  get registrations(): readonly Registration[] {
+    return [...this.#entries];
+  }
+
+  /** Writes the registration; resolves once its znode exists. Kept alive across sessions after that. */
+  async register(service: string, endpoint: EndpointData): Promise<Registration> {
+    if (this.#closed) throw new ClosedError('registrar');
+    const entry = new Entry(service, endpoint, this);
+    this.#entries.add(entry);
+    try {
+      await this.#write(entry, false);
+    } catch (error) {
+      this.#entries.delete(entry);
+      entry.removed = true;
+      throw error;
+    }
+    return entry;
+  }
+
+  async unregister(reg: Registration): Promise<void> {
+    const entry = reg as Entry;
+    if (entry.removed) return entry.chain;
+    entry.removed = true;
+    clearTimeout(entry.retry);
+    this.#entries.delete(entry);
+    entry.chain = entry.chain.then(async () => {
+      if (!entry.path || this.#o.zk.state === 'closed') return;
+      try {
+        await this.#o.zk.remove(entry.path);
+        this.#o.logger.info('deregistered', { service: entry.service, path: entry.path });
+      } catch (error) {
+        if (!isNoNode(error)) this.#o.logger.warn('deregistration failed; the node goes with the session', { path: entry.path, error });
+      }
+    });
+    return entry.chain;
+  }
+
+  /** Deletes every registration (before the session is closed). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#o.zk.off('session', this.#onSession);
+    await Promise.all([...this.#entries].map((e) => this.unregister(e)));
+  }
+
+  readonly #onSession = (generation: number): void => {
+    for (const entry of this.#entries) {
+      if (entry.generation === generation) continue;
+      this.#write(entry, true).catch(() => {
+        /* #write schedules its own retry and logs */
+      });
+    }
+  };
+
+  /** Writes `entry` on the current session, once; `recover` first deletes nodes it left earlier. */
+  #write(entry: Entry, recover: boolean): Promise<void> {
+    const run = async () => {
+      if (entry.removed || this.#closed) return;
+      const { zk, basePath, acl, logger } = this.#o;
+      const generation = zk.generation;
+      if (entry.generation === generation && entry.generation !== 0) return;
+      try {
+        await zk.mkdirp(servicePath(basePath, entry.service));
+        if (recover) await this.#deleteOwn(entry);
+        const path = await zk.create(instancePrefix(basePath, entry.service), encodeRegistration(entry.record), 'ephemeral_sequential', acl);
+        entry.path = path;
+        entry.generation = generation;
+        logger.info(recover ? 're-registered on the new session' : 'registered', {
+          service: entry.service,
+          path,
+          url: `${entry.endpoint.protocol}://${entry.endpoint.host}:${entry.endpoint.port}${entry.endpoint.api}`,
+        });
+        if (entry.removed) await zk.remove(path).catch(() => undefined);
+      } catch (error) {
+        if (entry.removed || this.#closed) return;
+        logger.warn('registration write failed; retrying', { service: entry.service, error });
+        clearTimeout(entry.retry);
+        entry.retry = setTimeout(() => void this.#write(entry, true).catch(() => undefined), this.#o.retryMs ?? 1_000);
+        entry.retry.unref();
+        throw error;
+      }
+    };
+    const next = entry.chain.then(run);
+    entry.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  async #deleteOwn(entry: Entry): Promise<void> {
+    const { zk, basePath } = this.#o;
+    const dir = servicePath(basePath, entry.service);
+    let children: string[];
+    try {
+      children = await zk.getChildren(dir);
+    } catch (error) {
+      if (isNoNode(error)) return;
+      throw error;
+    }
+    const prefix = lastSegment(instancePrefix(basePath, entry.service));
+    await Promise.all(
+      children
+        .filter((c) => c.startsWith(prefix))
+        .map(async (child) => {
+          const path = join(dir, child);
+          const data = await zk.getData(path).catch((e) => (isNoNode(e) ? undefined : Promise.reject(e)));
+          if (registrationIdOf(data) !== entry.id) return;
+          await zk.remove(path).catch((e) => (isNoNode(e) ? undefined : Promise.reject(e)));
+          this.#o.logger.info('deleted a stale node of this registration', { path });
+        }),
+    );
+  }
+}

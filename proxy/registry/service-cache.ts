@@ -1,0 +1,197 @@
+/**
+ * The watched in-memory copy of one service: its children and their data, re-read whenever a
+ * watch fires (watches are one-shot: every read re-arms). Publishes a frozen snapshot whenever
+ * what it holds changes; readers never see a half-built view.
+ */
+import type { Logger } from '../logger.js';
+import { decodeInstance, type Instance } from './instance.js';
+import { join, servicePath } from './paths.js';
+import { createCoalescer } from './coalesce.js';
+import { isNoNode, type WatchEvent, type ZkClient } from './zk-client.js';
+
+export interface RejectedInstance {
+  readonly id: string;
+  readonly reason: string;
+}
+
+export interface ServiceSnapshot {
+  readonly name: string;
+  /** Live, routable instances, sorted by id. */
+  readonly instances: readonly Instance[];
+  /** Znodes that could not be decoded; isolated, never routed. */
+  readonly rejected: readonly RejectedInstance[];
+}
+
+type Entry = { ok: true; instance: Instance; raw: string } | { ok: false; reason: string; raw: string };
+
+export interface ServiceCacheOptions {
+  zk: ZkClient;
+  basePath: string;
+  name: string;
+  logger: Logger;
+  /** Called with each new snapshot (and once after the first read, even if empty). */
+  onSnapshot: (snapshot: ServiceSnapshot) => void;
+  /** Called once per znode version that fails to decode. */
+  onRejected?: (service: string, id: string, reason: string) => void;
+  /** Retry delay after a failed read (ZooKeeper slow or away). */
+  retryMs?: number;
+}
+
+export class ServiceCache {
+  readonly name: string;
+  readonly path: string;
+  #entries = new Map<string, Entry>();
+  #stale = new Set<string>();
+  #snapshot: ServiceSnapshot;
+  #synced = false;
+  #stopped = false;
+  #retry: NodeJS.Timeout | undefined;
+  readonly #o: ServiceCacheOptions;
+  readonly #refresh;
+  #syncWaiters: Array<() => void> = [];
+
+  constructor(options: ServiceCacheOptions) {
+    this.#o = options;
+    this.name = options.name;
+    this.path = servicePath(options.basePath, options.name);
+    this.#snapshot = Object.freeze({ name: this.name, instances: Object.freeze([]), rejected: Object.freeze([]) });
+    this.#refresh = createCoalescer(
+      () => this.#read(),
+      (error) => this.#failed(error),
+    );
+  }
+
+  get snapshot(): ServiceSnapshot {
+    return this.#snapshot;
+  }
+
+  /** True once the first full read has completed. */
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  whenSynced(): Promise<void> {
+    if (this.#synced || this.#stopped) return Promise.resolve();
+    return new Promise((resolve) => this.#syncWaiters.push(resolve));
+  }
+
+  /** Re-reads everything (after a reconnect or a new session, or at start). */
+  refresh(): void {
+    if (this.#stopped) return;
+    for (const id of this.#entries.keys()) this.#stale.add(id);
+    this.#refresh.trigger();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#retry);
+    this.#resolveSync();
+  }
+
+  /** Settles when no read is in flight (tests and orderly shutdown). */
+  idle(): Promise<void> {
+    return this.#refresh.idle();
+  }
+
+  // Stable functions: the client dedupes watchers by identity, so re-arming never piles them up.
+  readonly #onChildren = (_event: WatchEvent): void => {
+    if (!this.#stopped) this.#refresh.trigger();
+  };
+
+  readonly #onData = (event: WatchEvent): void => {
+    if (this.#stopped) return;
+    if (event.type === 'data') this.#stale.add(event.path.slice(this.path.length + 1));
+    this.#refresh.trigger();
+  };
+
+  async #read(): Promise<void> {
+    if (this.#stopped) return;
+    const { zk } = this.#o;
+    let children: string[];
+    try {
+      children = await zk.getChildren(this.path, this.#onChildren);
+    } catch (error) {
+      if (!isNoNode(error)) throw error;
+      // The service node is gone (a Curator container node is reaped when empty): watch for it
+      // to come back, and serve an empty service meanwhile.
+      this.#entries.clear();
+      if (await zk.exists(this.path, this.#onChildren)) this.#refresh.trigger();
+      this.#publish();
+      return;
+    }
+    if (this.#stopped) return;
+    const present = new Set(children);
+    for (const id of this.#entries.keys()) if (!present.has(id)) this.#entries.delete(id);
+    const toRead = children.filter((id) => !this.#entries.has(id) || this.#stale.has(id));
+    const results = await Promise.allSettled(toRead.map((id) => zk.getData(join(this.path, id), this.#onData)));
+    let failure: unknown;
+    results.forEach((result, i) => {
+      const id = toRead[i]!;
+      this.#stale.delete(id);
+      if (result.status === 'fulfilled') this.#accept(id, result.value);
+      else if (isNoNode(result.reason)) this.#entries.delete(id); // gone meanwhile; the child watch fires
+      else {
+        this.#stale.add(id);
+        failure ??= result.reason;
+      }
+    });
+    this.#publish();
+    if (failure) throw failure;
+  }
+
+  #accept(id: string, data: Buffer): void {
+    const raw = data.toString('latin1');
+    const previous = this.#entries.get(id);
+    if (previous && previous.raw === raw) return;
+    const decoded = decodeInstance(this.name, id, data);
+    if (decoded.ok) {
+      this.#entries.set(id, { ok: true, instance: decoded.instance, raw });
+      return;
+    }
+    this.#entries.set(id, { ok: false, reason: decoded.reason, raw });
+    this.#o.logger.warn('invalid instance znode skipped', { service: this.name, id, reason: decoded.reason });
+    this.#o.onRejected?.(this.name, id, decoded.reason);
+  }
+
+  #publish(): void {
+    if (this.#stopped) return;
+    const ids = [...this.#entries.keys()].sort();
+    const instances: Instance[] = [];
+    const rejected: RejectedInstance[] = [];
+    for (const id of ids) {
+      const e = this.#entries.get(id)!;
+      if (e.ok) instances.push(e.instance);
+      else rejected.push(Object.freeze({ id, reason: e.reason }));
+    }
+    const changed = !sameInstances(this.#snapshot.instances, instances) || !sameRejected(this.#snapshot.rejected, rejected);
+    const first = !this.#synced;
+    if (changed) this.#snapshot = Object.freeze({ name: this.name, instances: Object.freeze(instances), rejected: Object.freeze(rejected) });
+    this.#resolveSync();
+    if (changed || first) this.#o.onSnapshot(this.#snapshot);
+  }
+
+  #resolveSync(): void {
+    this.#synced = true;
+    for (const resolve of this.#syncWaiters.splice(0)) resolve();
+  }
+
+  #failed(error: unknown): void {
+    if (this.#stopped) return;
+    this.#o.logger.warn('service read failed; keeping the last snapshot', { service: this.name, error });
+    clearTimeout(this.#retry);
+    this.#retry = setTimeout(() => this.#refresh.trigger(), this.#o.retryMs ?? 1_000);
+    this.#retry.unref();
+  }
+}
+
+function sameInstances(a: readonly Instance[], b: readonly Instance[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function sameRejected(a: readonly RejectedInstance[], b: readonly RejectedInstance[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i]!.id !== b[i]!.id || a[i]!.reason !== b[i]!.reason) return false;
+  return true;
+}

@@ -1,0 +1,394 @@
+/**
+ * The one adapter over `node-zookeeper-client` (STYLE.md §2). It turns callbacks into promises
+ * and hides the library's known gaps from the rest of puttu:
+ *
+ * - Every operation has a timeout: requests queued while disconnected are otherwise never answered
+ *   when the session then expires (they sit in the library's packet queue forever).
+ * - A session expiry (or a disconnection longer than the session timeout, after which the server
+ *   has certainly expired it, as Curator also assumes) replaces the underlying client with a new
+ *   one and emits `session` once the new session is established. Watches do not survive a new
+ *   session: listeners of `session` re-read and re-arm (ZooKeeper Programmer's Guide, "ZooKeeper
+ *   Watches": watches are tied to the session).
+ * - `close()` always ends, even when no server answers; nothing keeps the process alive after it.
+ */
+import { EventEmitter } from 'node:events';
+import zookeeper from 'node-zookeeper-client';
+import type { Logger } from '../logger.js';
+import { PuttuError } from '../errors.js';
+
+export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'expired' | 'auth_failed' | 'closed';
+export const CONNECTION_STATES: readonly ConnectionState[] = ['connecting', 'connected', 'disconnected', 'expired', 'auth_failed', 'closed'];
+
+export type CreateMode = 'persistent' | 'ephemeral' | 'ephemeral_sequential';
+export type WatchEventType = 'created' | 'deleted' | 'data' | 'children';
+export interface WatchEvent {
+  readonly type: WatchEventType;
+  readonly path: string;
+}
+export type Watcher = (event: WatchEvent) => void;
+
+export interface AuthInfo {
+  scheme: string;
+  auth: string;
+}
+
+/** An ACL entry in our own terms, so no caller imports the ZooKeeper library. */
+export interface AclEntry {
+  scheme: 'world' | 'digest' | 'auth' | 'ip';
+  id: string;
+  perms: Array<'read' | 'write' | 'create' | 'delete' | 'admin' | 'all'>;
+}
+
+export interface ZkClientOptions {
+  connectString: string;
+  sessionTimeoutMs?: number;
+  /** Per-operation deadline (sent while disconnected included). */
+  opTimeoutMs?: number;
+  /** Sleep between rounds over the server list when none answers. */
+  spinDelayMs?: number;
+  auth?: readonly AuthInfo[];
+  logger: Logger;
+  /** Tests reattach to a session to expire it deterministically. */
+  session?: { id: Buffer; password: Buffer };
+}
+
+/** ZooKeeper failures with a stable code (ZooKeeper's own names, lower-cased). */
+export class ZkError extends PuttuError {
+  readonly zkCode: string;
+  readonly path: string | undefined;
+  constructor(zkCode: string, message: string, path?: string) {
+    super(`PUTTU_ZK_${zkCode.toUpperCase()}`, message);
+    this.zkCode = zkCode;
+    this.path = path;
+  }
+}
+
+export const isNoNode = (e: unknown): boolean => e instanceof ZkError && e.zkCode === 'no_node';
+export const isNodeExists = (e: unknown): boolean => e instanceof ZkError && e.zkCode === 'node_exists';
+
+const DEFAULTS = { sessionTimeoutMs: 10_000, opTimeoutMs: 5_000, spinDelayMs: 200 };
+const CLOSE_GRACE_MS = 2_000;
+
+const CODE_NAMES: Record<number, string> = {
+  [zookeeper.Exception.CONNECTION_LOSS]: 'connection_loss',
+  [zookeeper.Exception.NO_NODE]: 'no_node',
+  [zookeeper.Exception.NODE_EXISTS]: 'node_exists',
+  [zookeeper.Exception.NOT_EMPTY]: 'not_empty',
+  [zookeeper.Exception.NO_AUTH]: 'no_auth',
+  [zookeeper.Exception.BAD_VERSION]: 'bad_version',
+  [zookeeper.Exception.SESSION_EXPIRED]: 'session_expired',
+  [zookeeper.Exception.AUTH_FAILED]: 'auth_failed',
+  [zookeeper.Exception.INVALID_ACL]: 'invalid_acl',
+  [zookeeper.Exception.NO_CHILDREN_FOR_EPHEMERALS]: 'no_children_for_ephemerals',
+  [zookeeper.Exception.OPERATION_TIMEOUT]: 'operation_timeout',
+};
+
+const EVENT_TYPES: Record<number, WatchEventType> = {
+  [zookeeper.Event.NODE_CREATED]: 'created',
+  [zookeeper.Event.NODE_DELETED]: 'deleted',
+  [zookeeper.Event.NODE_DATA_CHANGED]: 'data',
+  [zookeeper.Event.NODE_CHILDREN_CHANGED]: 'children',
+};
+
+const MODES: Record<CreateMode, number> = {
+  persistent: zookeeper.CreateMode.PERSISTENT,
+  ephemeral: zookeeper.CreateMode.EPHEMERAL,
+  ephemeral_sequential: zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL,
+};
+
+const PERMS: Record<AclEntry['perms'][number], number> = {
+  read: zookeeper.Permission.READ,
+  write: zookeeper.Permission.WRITE,
+  create: zookeeper.Permission.CREATE,
+  delete: zookeeper.Permission.DELETE,
+  admin: zookeeper.Permission.ADMIN,
+  all: zookeeper.Permission.ALL,
+};
+
+type Callback<T> = (error: Error | zookeeper.Exception | null, result: T) => void;
+
+export interface ZkClientEvents {
+  state: [state: ConnectionState];
+  /** A session was established: the first one, or a new one after expiry. Re-read and re-arm. */
+  session: [generation: number];
+  /** The same session is connected again after a disconnection: watches were kept (SetWatches). */
+  reconnected: [];
+}
+
+export class ZkClient extends EventEmitter<ZkClientEvents> {
+  readonly connectString: string;
+  #state: ConnectionState = 'connecting';
+  #client: zookeeper.Client | undefined;
+  #generation = 0;
+  #sessionEstablished = false;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  #closing: Promise<void> | undefined;
+  readonly #opts: Required<Omit<ZkClientOptions, 'session' | 'auth'>> & Pick<ZkClientOptions, 'session' | 'auth'>;
+  readonly #log: Logger;
+
+  constructor(options: ZkClientOptions) {
+    super();
+    this.#opts = { ...DEFAULTS, ...options };
+    this.connectString = options.connectString;
+    this.#log = options.logger;
+  }
+
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** How many sessions this client has had; bumps on each new session. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  get sessionTimeoutMs(): number {
+    return this.#client?.getSessionTimeout() ?? this.#opts.sessionTimeoutMs;
+  }
+
+  /** Starts connecting; returns at once. Watch `state`/`session`, or await `whenConnected()`. */
+  connect(): void {
+    if (this.#client || this.#closing) return;
+    this.#open(this.#opts.session);
+  }
+
+  /** The current session's id and password (tests use them to expire the session). */
+  sessionCredentials(): { id: Buffer; password: Buffer } {
+    if (!this.#client) throw new ZkError('closed', 'not connected');
+    return { id: this.#client.getSessionId(), password: this.#client.getSessionPassword() };
+  }
+
+  /** Resolves when connected; rejects after `timeoutMs` or when closed. */
+  whenConnected(timeoutMs: number): Promise<void> {
+    if (this.#state === 'connected') return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => done(new ZkError('timeout', `not connected to ZooKeeper (${this.connectString}) within ${timeoutMs} ms`)), timeoutMs);
+      const onState = (s: ConnectionState) => {
+        if (s === 'connected') done();
+        else if (s === 'closed' || s === 'auth_failed') done(new ZkError(s, `ZooKeeper client ${s}`));
+      };
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        this.off('state', onState);
+        err ? reject(err) : resolve();
+      };
+      this.on('state', onState);
+    });
+  }
+
+  getChildren(path: string, watcher?: Watcher): Promise<string[]> {
+    return this.#call<string[]>('getChildren', path, (c, cb) => (watcher ? c.getChildren(path, wrapWatcher(watcher), cb) : c.getChildren(path, cb)));
+  }
+
+  /** The node's data (an empty buffer for none). */
+  getData(path: string, watcher?: Watcher): Promise<Buffer> {
+    return this.#call<Buffer>('getData', path, (c, cb) => (watcher ? c.getData(path, wrapWatcher(watcher), cb) : c.getData(path, cb))).then(
+      (data) => data ?? Buffer.alloc(0),
+    );
+  }
+
+  /** Whether the node exists; with a watcher, also watches its creation/deletion/data. */
+  async exists(path: string, watcher?: Watcher): Promise<boolean> {
+    const stat = await this.#call<zookeeper.Stat | null>('exists', path, (c, cb) => (watcher ? c.exists(path, wrapWatcher(watcher), cb) : c.exists(path, cb)));
+    return !!stat;
+  }
+
+  create(path: string, data: Buffer, mode: CreateMode, acl?: readonly AclEntry[]): Promise<string> {
+    const acls = toAcls(acl);
+    return this.#call<string>('create', path, (c, cb) => c.create(path, data, acls, MODES[mode], cb));
+  }
+
+  /** Creates `path` and its missing parents as persistent nodes; an existing node is fine. */
+  async mkdirp(path: string, acl?: readonly AclEntry[]): Promise<void> {
+    const acls = toAcls(acl);
+    await this.#call<string>('mkdirp', path, (c, cb) => c.mkdirp(path, acls, zookeeper.CreateMode.PERSISTENT, cb));
+  }
+
+  setData(path: string, data: Buffer): Promise<void> {
+    return this.#call<unknown>('setData', path, (c, cb) => c.setData(path, data, -1, cb)).then(() => undefined);
+  }
+
+  remove(path: string): Promise<void> {
+    return this.#call<void>('remove', path, (c, cb) => c.remove(path, -1, cb as Callback<void>));
+  }
+
+  /** Ends the session (its ephemeral nodes vanish) and stops for good. Always settles. */
+  close(): Promise<void> {
+    this.#closing ??= this.#closeNow();
+    return this.#closing;
+  }
+
+  async #closeNow(): Promise<void> {
+    clearTimeout(this.#expiryTimer);
+    const client = this.#client;
+    this.#client = undefined;
+    if (client) await closeClient(client, this.#state === 'connected' ? CLOSE_GRACE_MS : 0);
+    this.#setState('closed');
+    this.removeAllListeners('session');
+    this.removeAllListeners('reconnected');
+  }
+
+  #open(session?: { id: Buffer; password: Buffer }): void {
+    const client = zookeeper.createClient(this.connectString, {
+      sessionTimeout: this.#opts.sessionTimeoutMs,
+      spinDelay: this.#opts.spinDelayMs,
+      retries: 0,
+      ...(session ? { sessionId: session.id, sessionPassword: session.password } : {}),
+    } as Partial<zookeeper.Option>);
+    for (const { scheme, auth } of this.#opts.auth ?? []) client.addAuthInfo(scheme, Buffer.from(auth));
+    this.#client = client;
+    this.#sessionEstablished = false;
+    client.on('state', (s: zookeeper.State) => {
+      if (this.#client === client) this.#onState(client, s);
+    });
+    this.#setState('connecting');
+    client.connect();
+  }
+
+  #onState(client: zookeeper.Client, s: zookeeper.State): void {
+    const S = zookeeper.State;
+    if (s === S.SYNC_CONNECTED || s === S.CONNECTED_READ_ONLY) {
+      clearTimeout(this.#expiryTimer);
+      this.#expiryTimer = undefined;
+      this.#setState('connected');
+      if (!this.#sessionEstablished) {
+        this.#sessionEstablished = true;
+        this.#generation += 1;
+        this.#log.info('zookeeper session established', {
+          session: client.getSessionId().toString('hex'),
+          timeoutMs: client.getSessionTimeout(),
+          generation: this.#generation,
+        });
+        this.emit('session', this.#generation);
+      } else {
+        this.#log.info('zookeeper reconnected', { session: client.getSessionId().toString('hex') });
+        this.emit('reconnected');
+      }
+    } else if (s === S.DISCONNECTED) {
+      this.#setState('disconnected');
+      this.#log.warn('zookeeper disconnected', { connectString: this.connectString });
+      // The server expires a session it has not heard from for its timeout; a client cut off that
+      // long cannot learn of it until it reconnects, so it treats the session as gone itself.
+      if (this.#sessionEstablished && !this.#expiryTimer) {
+        this.#expiryTimer = setTimeout(() => this.#expire(client, 'disconnected longer than the session timeout'), client.getSessionTimeout());
+        this.#expiryTimer.unref();
+      }
+    } else if (s === S.EXPIRED) {
+      this.#expire(client, 'session expired');
+    } else if (s === S.AUTH_FAILED) {
+      this.#log.error('zookeeper authentication failed', { connectString: this.connectString });
+      this.#setState('auth_failed');
+    }
+  }
+
+  /** The session is gone: drop the old client and start a fresh session. */
+  #expire(client: zookeeper.Client, reason: string): void {
+    if (this.#client !== client || this.#closing) return;
+    clearTimeout(this.#expiryTimer);
+    this.#expiryTimer = undefined;
+    this.#log.warn('zookeeper session lost; opening a new session', { reason, session: client.getSessionId().toString('hex') });
+    this.#setState('expired');
+    this.#client = undefined;
+    void closeClient(client, 0);
+    this.#open();
+  }
+
+  #setState(state: ConnectionState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.emit('state', state);
+  }
+
+  #call<T>(op: string, path: string, invoke: (client: zookeeper.Client, cb: Callback<T>) => void): Promise<T> {
+    const client = this.#client;
+    if (!client || this.#closing) return Promise.reject(new ZkError('closed', `${op} ${path}: client is closed`, path));
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new ZkError('timeout', `${op} ${path}: no answer from ZooKeeper within ${this.#opts.opTimeoutMs} ms`, path));
+      }, this.#opts.opTimeoutMs);
+      try {
+        invoke(client, (error, result) => {
+          clearTimeout(timer);
+          if (error) reject(toZkError(op, path, error));
+          else resolve(result);
+        });
+      } catch (error) {
+        clearTimeout(timer);
+        reject(toZkError(op, path, error));
+      }
+    });
+  }
+}
+
+function wrapWatcher(watcher: Watcher): (event: zookeeper.Event) => void {
+  // The library dedupes watchers by function identity per path (WatcherManager); callers pass a
+  // stable function, so cache one wrapper per watcher to keep that dedupe working.
+  let wrapped = WRAPPERS.get(watcher);
+  if (!wrapped) {
+    wrapped = (event: zookeeper.Event) => {
+      const type = EVENT_TYPES[event.getType()];
+      if (type) watcher({ type, path: event.getPath() });
+    };
+    WRAPPERS.set(watcher, wrapped);
+  }
+  return wrapped;
+}
+const WRAPPERS = new WeakMap<Watcher, (event: zookeeper.Event) => void>();
+
+function toZkError(op: string, path: string, error: unknown): ZkError {
+  if (error instanceof ZkError) return error;
+  const code = (error as { code?: unknown }).code;
+  const name = typeof code === 'number' ? (CODE_NAMES[code] ?? `error_${Math.abs(code)}`) : 'client_error';
+  const message = error instanceof Error ? error.message : String(error);
+  return new ZkError(name, `${op} ${path}: ${message}`, path);
+}
+
+function toAcls(acl: readonly AclEntry[] | undefined): zookeeper.ACL[] {
+  if (!acl || acl.length === 0) return [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('world', 'anyone'))];
+  return acl.map((e) => new zookeeper.ACL(e.perms.reduce((m, p) => m | PERMS[p], 0), new zookeeper.Id(e.scheme, e.id)));
+}
+
+/**
+ * Closes a library client and resolves once it is closed, or after `graceMs` at the latest. Then
+ * its connection manager is disarmed: the library otherwise keeps reconnecting forever when no
+ * server answers (CLOSE_SESSION still queued), and a reconnect already scheduled would open a
+ * socket after we gave up; any socket it opens from now on is destroyed at once.
+ */
+function closeClient(client: zookeeper.Client, graceMs: number): Promise<void> {
+  type Manager = { socket?: EventEmitter & { destroy(): void }; connect(): void; connectTimeoutHandler?: NodeJS.Timeout };
+  const cm = (client as unknown as { connectionManager?: Manager }).connectionManager;
+  return new Promise((resolve) => {
+    const force = () => {
+      clearTimeout(timer);
+      if (cm) disarm(cm);
+      resolve();
+    };
+    const timer = setTimeout(force, graceMs);
+    timer.unref();
+    cm?.socket?.once('close', force);
+    try {
+      client.close();
+    } catch {
+      force();
+    }
+  });
+
+  function disarm(cm: Manager): void {
+    cm.connect = () => {};
+    let current = cm.socket;
+    const kill = (socket: Manager['socket']) => {
+      socket?.destroy();
+      // The library arms a connect timeout right after assigning a socket; drop it too.
+      setImmediate(() => clearTimeout(cm.connectTimeoutHandler));
+    };
+    Object.defineProperty(cm, 'socket', {
+      configurable: true,
+      get: () => current,
+      set: (socket: Manager['socket']) => {
+        current = socket;
+        kill(socket);
+      },
+    });
+    kill(current);
+  }
+}
