@@ -1,0 +1,173 @@
+/**
+ * The composition root: builds every part of the proxy from its configuration and wires them
+ * (STYLE.md §3). `start()` and `close()` are idempotent; close runs in reverse order of start.
+ */
+import path from 'node:path';
+import { systemClock, type Clock, type Random } from './clock.js';
+import type { Logger } from './logger.js';
+import type { Config } from './config/schema.js';
+import { BALANCERS } from './balancer/index.js';
+import { startDevZooKeeper, type DevZooKeeper } from './dev/local-zookeeper.js';
+import { HttpForwarder } from './forward/http-forwarder.js';
+import { UpstreamPools } from './forward/upstream-pools.js';
+import { createAdminHandler } from './http/admin.js';
+import { createProxyHandler } from './http/proxy-handler.js';
+import { createListener, urlOf, type Listener } from './http/server.js';
+import { createMetrics, type Metrics } from './metrics/metrics.js';
+import { normalizeBasePath } from './registry/paths.js';
+import { Registry, type ServiceSnapshot } from './registry/registry.js';
+import { ZkClient } from './registry/zk-client.js';
+
+export interface AppDeps {
+  config: Config;
+  logger: Logger;
+  clock?: Clock;
+  random?: Random;
+  /** Folder that relative paths in the config (devZkDir) are resolved against. */
+  cwd?: string;
+}
+
+export interface Started {
+  proxyUrl: string;
+  adminUrl: string | undefined;
+  zkConnectString: string;
+  /** True when the proxy started its own development ZooKeeper. */
+  devZooKeeper: boolean;
+}
+
+export interface App {
+  start(): Promise<Started>;
+  close(): Promise<void>;
+  readonly metrics: Metrics;
+  /** Available after start(). */
+  readonly registry: Registry | undefined;
+  readonly zk: ZkClient | undefined;
+}
+
+export function createApp(deps: AppDeps): App {
+  const { config, logger } = deps;
+  const clock = deps.clock ?? systemClock;
+  const random = deps.random ?? Math.random;
+  const metrics = createMetrics();
+  const basePath = normalizeBasePath(config.basePath);
+  const cleanups: Array<() => Promise<void> | void> = [];
+  let zk: ZkClient | undefined;
+  let registry: Registry | undefined;
+  let starting: Promise<Started> | undefined;
+  let closing: Promise<void> | undefined;
+
+  async function start(): Promise<Started> {
+    let dev: DevZooKeeper | undefined;
+    let connectString = config.zk;
+    if (!connectString) {
+      dev = await startDevZooKeeper({
+        dir: path.resolve(deps.cwd ?? process.cwd(), config.devZkDir),
+        ...(config.devZkPort > 0 && { port: config.devZkPort }),
+        logger: logger.child({ component: 'dev-zookeeper' }),
+      });
+      cleanups.push(() => dev!.stop());
+      connectString = dev.connectString;
+    }
+
+    zk = new ZkClient({ connectString, sessionTimeoutMs: config.sessionTimeoutMs, logger: logger.child({ component: 'zookeeper' }) });
+    const reg = new Registry({ zk, basePath, logger: logger.child({ component: 'registry' }), clock, mode: 'all' });
+    registry = reg;
+    const pools = new UpstreamPools(
+      {
+        connections: config.upstreamConnections,
+        connectTimeoutMs: config.connectTimeoutMs,
+        headersTimeoutMs: config.upstreamTimeoutMs,
+        bodyTimeoutMs: config.bodyTimeoutMs,
+      },
+      logger,
+    );
+    wireRegistry(reg, zk, pools, metrics, clock);
+    cleanups.push(() => zk!.close());
+    cleanups.push(() => reg.close());
+    cleanups.push(() => pools.close());
+    reg.start();
+    zk.connect();
+
+    const proxy = createListener(
+      createProxyHandler({
+        registry: reg,
+        balancer: BALANCERS[config.balancer]({ random }),
+        forwarder: new HttpForwarder(pools),
+        metrics,
+        clock,
+        logger: logger.child({ component: 'proxy' }),
+        maxBodyBytes: config.maxBodyBytes,
+        proto: 'http',
+      }),
+    );
+    const proxyAddress = await proxy.listen(config.port, config.host);
+    cleanups.push(() => proxy.close(config.shutdownGraceMs));
+
+    let adminUrl: string | undefined;
+    if (config.adminPort >= 0) {
+      const admin = createListener(createAdminHandler({ registry: reg, zk, metrics, clock }));
+      adminUrl = urlOf(await admin.listen(config.adminPort, config.adminHost));
+      cleanups.push(() => admin.close(1_000));
+    }
+    const proxyUrl = urlOf(proxyAddress);
+    logger.info('puttu proxy listening', { proxyUrl, adminUrl, zookeeper: connectString, basePath, balancer: config.balancer });
+    logger.info(`route requests as ${proxyUrl}/<service>/<path>; instances register under ${basePath}/<service>/ in ZooKeeper ${connectString}`);
+    return { proxyUrl, adminUrl, zkConnectString: connectString, devZooKeeper: dev !== undefined };
+  }
+
+  return {
+    metrics,
+    get registry() {
+      return registry;
+    },
+    get zk() {
+      return zk;
+    },
+    start() {
+      if (closing) return Promise.reject(new Error('app is closed'));
+      starting ??= start().catch(async (error) => {
+        await runCleanups();
+        throw error;
+      });
+      return starting;
+    },
+    close() {
+      closing ??= (async () => {
+        await starting?.catch(() => undefined);
+        await runCleanups();
+      })();
+      return closing;
+    },
+  };
+
+  async function runCleanups(): Promise<void> {
+    while (cleanups.length > 0) {
+      const cleanup = cleanups.pop()!;
+      try {
+        await cleanup();
+      } catch (error) {
+        logger.warn('error while shutting down', { error });
+      }
+    }
+  }
+}
+
+/** Registry changes → pools (retain/release origins) and metrics (endpoint gauges, forgotten labels). */
+function wireRegistry(registry: Registry, zk: ZkClient, pools: UpstreamPools, metrics: Metrics, clock: Clock): void {
+  registry.on('change', (service: string, next: ServiceSnapshot | undefined, prev: ServiceSnapshot | undefined) => {
+    const before = new Set(prev?.instances ?? []);
+    const after = new Set(next?.instances ?? []);
+    for (const i of after) if (!before.has(i)) pools.retain(i.origin);
+    for (const i of before) if (!after.has(i)) pools.release(i.origin);
+    if (next === undefined) metrics.forget(service);
+    else metrics.setEndpoints(service, next.instances.length);
+  });
+  registry.on('rejected', (service) => metrics.invalidZnode(service));
+  registry.on('synced', () => metrics.setSynced(true));
+  zk.on('state', (state) => metrics.setZkState(state));
+  metrics.setZkState(zk.state);
+  metrics.onCollect(() => {
+    const since = registry.staleSince;
+    metrics.setStaleness(since === undefined ? 0 : (clock.monotonic() - since) / 1000);
+  });
+}

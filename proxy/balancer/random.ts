@@ -1,0 +1,8 @@
+import { pickIndex, type Random } from '../clock.js';
+import type { Balancer } from './balancer.js';
+
+/** Uniform random choice: O(1), stateless, the seed's default. */
+export function createRandomBalancer(options: { random?: Random } = {}): Balancer {
+  const random = options.random ?? Math.random;
+  return { pick: (instances) => instances[pickIndex(random, instances.length)]! };
+}

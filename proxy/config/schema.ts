@@ -1,0 +1,125 @@
+/**
+ * The proxy's configuration: its type, the one DEFAULTS object, and validation that names the
+ * bad key. Every key can be set in a JSON config file (this name), an environment variable
+ * (PUTTU_ + upper snake case) and a flag (--kebab-case), in rising precedence.
+ */
+import { LOG_LEVELS, type LogLevel } from '../logger.js';
+import { BALANCER_NAMES, type BalancerName } from '../balancer/index.js';
+
+export interface Config {
+  /** ZooKeeper connect string; empty: start a local development ZooKeeper. */
+  zk: string;
+  basePath: string;
+  host: string;
+  port: number;
+  adminHost: string;
+  /** 0 picks a free port; -1 serves the admin endpoints on no listener at all. */
+  adminPort: number;
+  balancer: BalancerName;
+  logLevel: LogLevel;
+  /** Per-attempt limit to open a connection to an upstream. */
+  connectTimeoutMs: number;
+  /** Limit on waiting for an upstream's response headers. */
+  upstreamTimeoutMs: number;
+  /** Limit on silence between two chunks of an upstream's response body. */
+  bodyTimeoutMs: number;
+  /** Most connections kept to one upstream endpoint. */
+  upstreamConnections: number;
+  /** Largest request body accepted (413 beyond); 0: no limit. */
+  maxBodyBytes: number;
+  /** On SIGTERM, how long in-flight requests may take to finish. */
+  shutdownGraceMs: number;
+  sessionTimeoutMs: number;
+  /** Where the development ZooKeeper keeps its data, and its port (0: 2181 if free, else any). */
+  devZkDir: string;
+  devZkPort: number;
+}
+
+export const DEFAULTS: Readonly<Config> = Object.freeze({
+  zk: '',
+  basePath: '/services',
+  host: '0.0.0.0',
+  port: 8080,
+  adminHost: '127.0.0.1',
+  adminPort: 9090,
+  balancer: 'random',
+  logLevel: 'info',
+  connectTimeoutMs: 2_000,
+  upstreamTimeoutMs: 30_000,
+  bodyTimeoutMs: 60_000,
+  upstreamConnections: 256,
+  maxBodyBytes: 0,
+  shutdownGraceMs: 10_000,
+  sessionTimeoutMs: 10_000,
+  devZkDir: '.puttu/zookeeper',
+  devZkPort: 0,
+});
+
+type Kind =
+  | { type: 'string'; allowEmpty?: boolean; check?: (v: string) => string | undefined }
+  | { type: 'int'; min: number; max: number }
+  | { type: 'enum'; values: readonly string[] };
+
+const port = { type: 'int', min: 0, max: 65535 } as const;
+const ms = { type: 'int', min: 1, max: 3_600_000 } as const;
+
+export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } = {
+  zk: { type: 'string', allowEmpty: true, help: 'ZooKeeper connect string host:port[,host:port...]; unset: start a local one' },
+  basePath: { type: 'string', check: (v) => (v.startsWith('/') ? undefined : 'must start with "/"'), help: 'ZooKeeper path holding the services' },
+  host: { type: 'string', help: 'address the proxy listens on' },
+  port: { ...port, help: 'proxy port (0: any free port)' },
+  adminHost: { type: 'string', help: 'address of the admin listener (/metrics, /healthz, /readyz)' },
+  adminPort: { type: 'int', min: -1, max: 65535, help: 'admin port (0: any free port, -1: no admin listener)' },
+  balancer: { type: 'enum', values: BALANCER_NAMES, help: `load-balancing strategy (${BALANCER_NAMES.join(', ')})` },
+  logLevel: { type: 'enum', values: LOG_LEVELS, help: `log level (${LOG_LEVELS.join(', ')})` },
+  connectTimeoutMs: { ...ms, help: 'upstream connect timeout, ms' },
+  upstreamTimeoutMs: { ...ms, help: 'wait for upstream response headers, ms (then 504)' },
+  bodyTimeoutMs: { ...ms, help: 'longest silence inside an upstream response body, ms' },
+  upstreamConnections: { type: 'int', min: 1, max: 65535, help: 'most connections to one upstream endpoint' },
+  maxBodyBytes: { type: 'int', min: 0, max: Number.MAX_SAFE_INTEGER, help: 'largest request body, bytes (0: no limit)' },
+  shutdownGraceMs: { type: 'int', min: 0, max: 3_600_000, help: 'time for in-flight requests on shutdown, ms' },
+  sessionTimeoutMs: { type: 'int', min: 1_000, max: 600_000, help: 'ZooKeeper session timeout, ms' },
+  devZkDir: { type: 'string', help: 'data folder of the local development ZooKeeper' },
+  devZkPort: { ...port, help: 'port of the local development ZooKeeper (0: 2181 if free)' },
+};
+
+export const KEYS = Object.keys(SCHEMA) as Array<keyof Config>;
+
+export class ConfigError extends Error {
+  readonly key: string;
+  constructor(key: string, source: string, message: string) {
+    super(`invalid configuration: ${key} (from ${source}) ${message}`);
+    this.name = 'ConfigError';
+    this.key = key;
+  }
+}
+
+/** Parses/validates one raw value for `key`; `source` names where it came from in the error. */
+export function coerce<K extends keyof Config>(key: K, raw: unknown, source: string): Config[K] {
+  const kind = SCHEMA[key];
+  switch (kind.type) {
+    case 'int': {
+      const n = typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw) : raw;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < kind.min || n > kind.max) {
+        throw new ConfigError(key, source, `must be an integer from ${kind.min} to ${kind.max}, got ${JSON.stringify(raw)}`);
+      }
+      return n as Config[K];
+    }
+    case 'enum':
+      if (typeof raw !== 'string' || !kind.values.includes(raw)) {
+        throw new ConfigError(key, source, `must be one of ${kind.values.join(', ')}, got ${JSON.stringify(raw)}`);
+      }
+      return raw as Config[K];
+    case 'string': {
+      if (typeof raw !== 'string' || (!kind.allowEmpty && raw.trim() === '')) {
+        throw new ConfigError(key, source, `must be a non-empty string, got ${JSON.stringify(raw)}`);
+      }
+      const problem = kind.check?.(raw);
+      if (problem) throw new ConfigError(key, source, `${problem}, got ${JSON.stringify(raw)}`);
+      return raw.trim() as Config[K];
+    }
+  }
+}
+
+export const toKebab = (key: string) => key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+export const toEnv = (key: string) => 'PUTTU_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();

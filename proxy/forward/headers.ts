@@ -1,0 +1,94 @@
+/**
+ * Header passes, pure and working on Node's flat raw-header arrays ([name, value, name, value…]),
+ * which is what both the incoming request and undici's dispatch accept: no per-request objects.
+ */
+
+/**
+ * Hop-by-hop fields (RFC 9110 §7.6.1) and fields a proxy must not relay as-is: the connection is
+ * the proxy's own. `host` is set from the chosen endpoint; `expect` is answered by the proxy.
+ */
+const REQUEST_DROP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'host',
+  'expect',
+  'http2-settings',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+]);
+
+const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+
+export interface ForwardInfo {
+  /** The client's address, appended to X-Forwarded-For. */
+  clientIp: string;
+  /** 'http' or 'https': how the client reached us. */
+  proto: string;
+  /** The Host the client asked for. */
+  host: string | undefined;
+}
+
+/**
+ * Request headers for the upstream: hop-by-hop fields (and every field named in `Connection`)
+ * removed; X-Forwarded-For appended; X-Forwarded-Proto/-Host set by us (never trusted from the
+ * client); Via added (RFC 9110 §7.6.3).
+ */
+export function upstreamRequestHeaders(raw: readonly string[], info: ForwardInfo): string[] {
+  const named = connectionTokens(raw);
+  const out: string[] = [];
+  let xff: string | undefined;
+  let via: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (REQUEST_DROP.has(lower) || (named !== undefined && named.has(lower))) continue;
+    const value = raw[i + 1]!;
+    if (lower === 'x-forwarded-for') {
+      xff = xff === undefined ? value : `${xff}, ${value}`;
+      continue;
+    }
+    if (lower === 'via') {
+      via = via === undefined ? value : `${via}, ${value}`;
+      continue;
+    }
+    out.push(name, value);
+  }
+  out.push('x-forwarded-for', xff === undefined ? info.clientIp : `${xff}, ${info.clientIp}`);
+  out.push('x-forwarded-proto', info.proto);
+  if (info.host !== undefined) out.push('x-forwarded-host', info.host);
+  out.push('via', via === undefined ? '1.1 puttu' : `${via}, 1.1 puttu`);
+  return out;
+}
+
+/** Response headers for the client from undici's raw Buffers: hop-by-hop fields removed. */
+export function clientResponseHeaders(raw: readonly Buffer[]): string[] {
+  const strings: string[] = new Array(raw.length);
+  for (let i = 0; i < raw.length; i++) strings[i] = raw[i]!.toString('latin1');
+  const named = connectionTokens(strings);
+  const out: string[] = [];
+  for (let i = 0; i < strings.length; i += 2) {
+    const lower = strings[i]!.toLowerCase();
+    if (RESPONSE_DROP.has(lower) || (named !== undefined && named.has(lower))) continue;
+    out.push(strings[i]!, strings[i + 1]!);
+  }
+  return out;
+}
+
+/** Field names listed in `Connection` (RFC 9110 §7.6.1), lower-cased; undefined when none. */
+export function connectionTokens(raw: readonly string[]): Set<string> | undefined {
+  let tokens: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length !== 10 || raw[i]!.toLowerCase() !== 'connection') continue;
+    for (const t of raw[i + 1]!.split(',')) {
+      const token = t.trim().toLowerCase();
+      if (token === '' || token === 'close' || token === 'keep-alive') continue;
+      (tokens ??= new Set()).add(token);
+    }
+  }
+  return tokens;
+}

@@ -1,0 +1,96 @@
+/**
+ * The `puttu` command line. `puttu proxy [flags]` runs the proxy; `puttu --help` lists commands.
+ * Exit codes: 0 ok (also after SIGTERM/SIGINT), 1 runtime failure, 2 bad usage or configuration.
+ */
+import fs from 'node:fs';
+import { createApp } from './app.js';
+import { helpText, loadConfig } from './config/load.js';
+import { ConfigError } from './config/schema.js';
+import { createLogger } from './logger.js';
+
+const VERSION = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version as string;
+
+const USAGE = `Usage: puttu <command> [flags]
+
+Commands:
+  proxy     run the routing proxy (puttu proxy --help)
+
+puttu --version prints the version. Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
+    process.stdout.write(USAGE + '\n');
+    return command === undefined ? 2 : 0;
+  }
+  if (command === '--version' || command === '-v') {
+    process.stdout.write(VERSION + '\n');
+    return 0;
+  }
+  if (command === 'proxy') return runProxy(rest);
+  process.stderr.write(`puttu: unknown command "${command}"\n\n${USAGE}\n`);
+  return 2;
+}
+
+async function runProxy(argv: string[]): Promise<number> {
+  let loaded;
+  try {
+    loaded = loadConfig(argv, process.env, (p) => fs.readFileSync(p, 'utf8'));
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`puttu proxy: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  if (loaded.help) {
+    process.stdout.write(helpText() + '\n');
+    return 0;
+  }
+  const { config } = loaded;
+  const logger = createLogger({ level: config.logLevel, bindings: { app: 'puttu' } });
+  const app = createApp({ config, logger });
+
+  let stopping = false;
+  const stopped = new Promise<number>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        logger.warn('second signal: exiting now', { signal });
+        process.exit(1);
+      }
+      stopping = true;
+      logger.info('shutting down: no new connections; waiting for in-flight requests', { signal, graceMs: config.shutdownGraceMs });
+      app.close().then(
+        () => resolve(0),
+        (error) => {
+          logger.error('shutdown failed', { error });
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+
+  try {
+    await app.start();
+  } catch (error) {
+    logger.error('puttu proxy failed to start', { error });
+    process.stderr.write(`puttu proxy: ${(error as Error).message}\n`);
+    await app.close();
+    return 1;
+  }
+  const code = await stopped;
+  logger.info('stopped', { code });
+  return code;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error) => {
+    process.stderr.write(`puttu: ${(error as Error)?.stack ?? error}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,163 @@
+/**
+ * The proxy's Prometheus metrics on its own prom-client Registry (never the global one).
+ * Label values are bounded by construction: services come from the registry (unknown names are
+ * all counted as "_unknown"), methods from a fixed list, status as a class, error codes from
+ * UPSTREAM_ERROR_CODES. Per-service label children are resolved once and cached, and forgotten
+ * when the service leaves the registry, so the number of series follows the live registry.
+ */
+import client from 'prom-client';
+import type { ConnectionState } from '../registry/zk-client.js';
+import { CONNECTION_STATES } from '../registry/zk-client.js';
+
+export const UNKNOWN_SERVICE = '_unknown';
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE'] as const;
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'aborted'] as const;
+
+/** Per-service metric children, resolved once. */
+export interface ServiceMetrics {
+  readonly service: string;
+  /** Counts one finished request; `status` 0 means the connection was cut. */
+  observe(method: string, status: number, seconds: number): void;
+  upstreamError(code: string): void;
+}
+
+export interface Metrics {
+  readonly registry: client.Registry;
+  forService(service: string): ServiceMetrics;
+  forget(service: string): void;
+  setEndpoints(service: string, count: number): void;
+  setZkState(state: ConnectionState): void;
+  invalidZnode(service: string): void;
+  /** Called at scrape time for values that are derived, not counted. */
+  onCollect(fn: () => void): void;
+  setSynced(synced: boolean): void;
+  setStaleness(seconds: number): void;
+}
+
+export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new client.Registry();
+  if (options.defaultMetrics !== false) client.collectDefaultMetrics({ register: registry, prefix: 'puttu_' });
+  const collectors: Array<() => void> = [];
+
+  const requests = new client.Counter({
+    name: 'puttu_requests_total',
+    help: 'Requests handled, by service, method and status class ("aborted": connection cut).',
+    labelNames: ['service', 'method', 'status_class'] as const,
+    registers: [registry],
+  });
+  const duration = new client.Histogram({
+    name: 'puttu_request_duration_seconds',
+    help: 'Time from request received to response completed, by service.',
+    labelNames: ['service'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  const upstreamErrors = new client.Counter({
+    name: 'puttu_upstream_errors_total',
+    help: 'Failed upstream attempts, by service and error code.',
+    labelNames: ['service', 'code'] as const,
+    registers: [registry],
+  });
+  const endpoints = new client.Gauge({
+    name: 'puttu_endpoints',
+    help: 'Live (routable) endpoints per service, from the registry snapshot.',
+    labelNames: ['service'] as const,
+    registers: [registry],
+  });
+  const zkState = new client.Gauge({
+    name: 'puttu_zookeeper_connection_state',
+    help: 'ZooKeeper connection state: 1 for the current state, 0 for the others.',
+    labelNames: ['state'] as const,
+    registers: [registry],
+  });
+  const invalid = new client.Counter({
+    name: 'puttu_registry_invalid_znodes_total',
+    help: 'Instance znodes skipped because their data could not be used, by service.',
+    labelNames: ['service'] as const,
+    registers: [registry],
+  });
+  const synced = new client.Gauge({
+    name: 'puttu_registry_synced',
+    help: '1 once the registry has been read from ZooKeeper.',
+    registers: [registry],
+  });
+  const staleness = new client.Gauge({
+    name: 'puttu_registry_staleness_seconds',
+    help: 'Seconds the registry snapshot may be out of date (0 while ZooKeeper is connected and synced).',
+    registers: [registry],
+    collect() {
+      for (const fn of collectors) fn();
+    },
+  });
+  for (const s of CONNECTION_STATES) zkState.set({ state: s }, 0);
+  synced.set(0);
+  staleness.set(0);
+
+  const services = new Map<string, ServiceMetrics & { forget(): void }>();
+
+  function build(service: string): ServiceMetrics & { forget(): void } {
+    // prom-client removes series by their exact label set only: remember each one made.
+    const made: Array<() => void> = [];
+    // [method][status class] children, created on first use of each pair.
+    const children: Array<Array<client.Counter.Internal | undefined>> = METHODS.map(() => []);
+    const other: Array<client.Counter.Internal | undefined> = [];
+    const errorCounters = new Map<string, client.Counter.Internal>();
+    const hist = duration.labels(service);
+    return {
+      service,
+      observe(method, status, seconds) {
+        const m = METHODS.indexOf(method as (typeof METHODS)[number]);
+        const row = m === -1 ? other : children[m]!;
+        const c = status === 0 ? 5 : Math.min(Math.max(Math.floor(status / 100), 1), 5) - 1;
+        let counter = row[c];
+        if (counter === undefined) {
+          const labels = [service, m === -1 ? 'OTHER' : METHODS[m]!, STATUS_CLASSES[c]!] as const;
+          counter = requests.labels(...labels);
+          row[c] = counter;
+          made.push(() => requests.remove(...labels));
+        }
+        counter.inc();
+        hist.observe(seconds);
+      },
+      upstreamError(code) {
+        let counter = errorCounters.get(code);
+        if (counter === undefined) {
+          counter = upstreamErrors.labels(service, code);
+          errorCounters.set(code, counter);
+          made.push(() => upstreamErrors.remove(service, code));
+        }
+        counter.inc();
+      },
+      forget() {
+        for (const remove of made) remove();
+        duration.remove(service);
+      },
+    };
+  }
+
+  return {
+    registry,
+    forService(service) {
+      let m = services.get(service);
+      if (m === undefined) {
+        m = build(service);
+        services.set(service, m);
+      }
+      return m;
+    },
+    forget(service) {
+      services.get(service)?.forget();
+      services.delete(service);
+      endpoints.remove(service);
+      invalid.remove(service);
+    },
+    setEndpoints: (service, count) => endpoints.set({ service }, count),
+    setZkState(state) {
+      for (const s of CONNECTION_STATES) zkState.set({ state: s }, s === state ? 1 : 0);
+    },
+    invalidZnode: (service) => invalid.inc({ service }),
+    onCollect: (fn) => void collectors.push(fn),
+    setSynced: (value) => synced.set(value ? 1 : 0),
+    setStaleness: (seconds) => staleness.set(seconds),
+  };
+}

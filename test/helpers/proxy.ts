@@ -1,0 +1,37 @@
+/** A real proxy app in-process, pointed at a test ZooKeeper, on free loopback ports. */
+import { randomUUID } from 'node:crypto';
+import { createApp, type App } from '../../proxy/app.js';
+import { DEFAULTS, type Config } from '../../proxy/config/schema.js';
+import { silentLogger, type Logger } from '../../proxy/logger.js';
+import type { Random } from '../../proxy/clock.js';
+
+export interface TestProxy {
+  app: App;
+  url: string;
+  adminUrl: string;
+  basePath: string;
+  close(): Promise<void>;
+}
+
+export async function startProxy(
+  zk: string,
+  overrides: Partial<Config> = {},
+  deps: { random?: Random; logger?: Logger } = {},
+): Promise<TestProxy> {
+  const config: Config = {
+    ...DEFAULTS,
+    zk,
+    basePath: `/t-${randomUUID().slice(0, 8)}`,
+    host: '127.0.0.1',
+    port: 0,
+    adminPort: 0,
+    logLevel: 'silent',
+    sessionTimeoutMs: 4_000,
+    shutdownGraceMs: 2_000,
+    ...overrides,
+  };
+  const app = createApp({ config, logger: deps.logger ?? silentLogger, ...(deps.random && { random: deps.random }) });
+  const started = await app.start();
+  await app.registry!.whenSynced();
+  return { app, url: started.proxyUrl, adminUrl: started.adminUrl!, basePath: config.basePath, close: () => app.close() };
+}
