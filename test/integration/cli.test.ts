@@ -1,0 +1,170 @@
+/**
+ * `puttu` as a process: started with node directly (npm/npx run it through sh, which does not
+ * pass SIGTERM on), routed through, and stopped by signal.
+ */
+import test from 'ava';
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connect } from '../../proxy/index.js';
+import { fourLetter, freePort } from '../../proxy/dev/local-zookeeper.js';
+import { eventually } from '../helpers/eventually.js';
+import { request, startUpstream } from '../helpers/upstreams.js';
+import { startZooKeeper, type TestZooKeeper } from '../helpers/zookeeper.js';
+
+const BIN = fileURLToPath(new URL('../../../bin/puttu.js', import.meta.url));
+let zk: TestZooKeeper;
+
+test.before(async () => {
+  zk = await startZooKeeper();
+});
+test.after.always(async () => {
+  await zk?.stop();
+});
+
+interface Running {
+  child: ChildProcess;
+  lines: () => any[];
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}): Running {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (c) => (out += c));
+  child.stderr!.on('data', (c) => (err += c));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return {
+    child,
+    stderr: () => err + out,
+    lines: () =>
+      (err + out)
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l)),
+    exited,
+  };
+}
+
+function killOnTeardown(t: { teardown(fn: () => void): void }, r: Running) {
+  t.teardown(() => {
+    if (r.child.exitCode === null) r.child.kill('SIGKILL');
+  });
+}
+
+test('puttu proxy routes a request and exits 0 on SIGTERM', async (t) => {
+  const basePath = '/cli-route';
+  const port = await freePort();
+  const adminPort = await freePort();
+  const proxy = run(['proxy', '--zk', zk.connectString, '--base-path', basePath, '--port', String(port), '--host', '127.0.0.1'], {
+    PUTTU_ADMIN_PORT: String(adminPort),
+  });
+  killOnTeardown(t, proxy);
+  const listening = await eventually(() => proxy.lines().find((l) => l.msg === 'puttu proxy listening'), { timeoutMs: 20_000, message: 'proxy listening' });
+  t.is(listening.proxyUrl, `http://127.0.0.1:${port}`);
+  t.is(listening.adminUrl, `http://127.0.0.1:${adminPort}`);
+
+  const upstream = await startUpstream('cli');
+  t.teardown(() => upstream.close());
+  const lib = connect(zk.connectString, basePath);
+  t.teardown(() => lib.close());
+  await lib.register('hello', { host: '127.0.0.1', port: upstream.port, api: '/v1' });
+  const reply = await eventually(
+    async () => {
+      const r = await request(`http://127.0.0.1:${port}/hello/world`);
+      return r.status === 200 ? r : undefined;
+    },
+    { message: 'routed through the CLI proxy' },
+  );
+  t.is(reply.json().url, '/v1/world');
+  t.is((await request(`http://127.0.0.1:${adminPort}/readyz`)).status, 200);
+
+  proxy.child.kill('SIGTERM');
+  t.is(await proxy.exited, 0);
+  t.truthy(proxy.lines().find((l) => l.msg === 'stopped'));
+});
+
+test('in-flight requests finish during a SIGTERM shutdown', async (t) => {
+  const basePath = '/cli-drain';
+  const port = await freePort();
+  const proxy = run(['proxy', '--zk', zk.connectString, '--base-path', basePath, '--port', String(port), '--host', '127.0.0.1', '--admin-port', '-1']);
+  killOnTeardown(t, proxy);
+  await eventually(() => proxy.lines().find((l) => l.msg === 'registry synced'), { timeoutMs: 20_000 });
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (release = r));
+  const upstream = await startUpstream('slow', (_req, res) => void gate.then(() => res.end('finished')));
+  t.teardown(() => upstream.close());
+  const lib = connect(zk.connectString, basePath);
+  t.teardown(() => lib.close());
+  await lib.register('slow', { host: '127.0.0.1', port: upstream.port });
+  await eventually(() => proxy.lines().find((l) => l.msg === 'instance added'));
+
+  const inFlight = request(`http://127.0.0.1:${port}/slow/x`);
+  await eventually(() => upstream.seen.length === 1, { message: 'request reached the upstream' });
+  proxy.child.kill('SIGTERM');
+  await eventually(() => proxy.lines().find((l) => l.msg?.startsWith('shutting down')));
+  release();
+  const reply = await inFlight;
+  t.is(reply.status, 200);
+  t.is(reply.body.toString(), 'finished');
+  t.is(await proxy.exited, 0);
+});
+
+test('invalid configuration exits 2 with a message naming the key', async (t) => {
+  const bad = run(['proxy', '--port', '99999']);
+  t.is(await bad.exited, 2);
+  t.regex(bad.stderr(), /port \(from --port\) must be an integer/);
+
+  const badEnv = run(['proxy'], { PUTTU_BALANCER: 'fastest' });
+  t.is(await badEnv.exited, 2);
+  t.regex(badEnv.stderr(), /balancer \(from environment PUTTU_BALANCER\)/);
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'puttu-cfg-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'c.json'), JSON.stringify({ adminPort: 'nine' }));
+  const badFile = run(['proxy', '--config', path.join(dir, 'c.json')]);
+  t.is(await badFile.exited, 2);
+  t.regex(badFile.stderr(), /adminPort \(from .*c\.json\)/);
+});
+
+test('--help and --version exit 0; an unknown command exits 2', async (t) => {
+  const help = run(['proxy', '--help']);
+  t.is(await help.exited, 0);
+  t.regex(help.stderr(), /--zk/);
+  t.regex(help.stderr(), /PUTTU_BASE_PATH/);
+  const top = run(['--help']);
+  t.is(await top.exited, 0);
+  t.regex(top.stderr(), /Commands:/);
+  const version = run(['--version']);
+  t.is(await version.exited, 0);
+  t.regex(version.stderr(), /^\d+\.\d+\.\d+/);
+  const unknown = run(['frobnicate']);
+  t.is(await unknown.exited, 2);
+  t.regex(unknown.stderr(), /unknown command "frobnicate"/);
+});
+
+test('without --zk it starts a local development ZooKeeper, says so, and stops it on exit', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'puttu-devzk-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const zkPort = await freePort();
+  const port = await freePort();
+  const proxy = run(['proxy', '--port', String(port), '--host', '127.0.0.1', '--admin-port', '0', '--dev-zk-dir', dir, '--dev-zk-port', String(zkPort)], {
+    PUTTU_ZK: '',
+  });
+  killOnTeardown(t, proxy);
+  const up = await eventually(() => proxy.lines().find((l) => l.msg === 'local development ZooKeeper is up'), { timeoutMs: 30_000 });
+  t.is(up.connectString, `127.0.0.1:${zkPort}`);
+  t.truthy(proxy.lines().find((l) => l.msg?.includes('starting a local development ZooKeeper')));
+  await eventually(() => proxy.lines().find((l) => l.msg === 'registry synced'), { timeoutMs: 20_000 });
+  t.is((await fourLetter(zkPort, 'ruok')).trim(), 'imok');
+  t.true(fs.existsSync(path.join(dir, 'data')), 'data kept in the configured folder');
+
+  proxy.child.kill('SIGTERM');
+  t.is(await proxy.exited, 0);
+  t.is(await fourLetter(zkPort, 'ruok'), '', 'the development ZooKeeper is stopped');
+  t.truthy(proxy.lines().find((l) => l.msg === 'local development ZooKeeper stopped'));
+});
