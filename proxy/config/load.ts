@@ -50,7 +50,8 @@ function applyFile(config: Config, path: string, readFile: ReadFile): void {
   if (!data || typeof data !== 'object' || Array.isArray(data)) throw new ConfigError('config', path, 'must hold a JSON object');
   for (const [key, value] of Object.entries(data)) {
     if (key === '$schema' || key.startsWith('//')) continue;
-    if (!(key in SCHEMA)) throw new ConfigError(key, path, 'is not a known configuration key');
+    // own keys only: `in` would accept Object.prototype names such as "constructor"
+    if (!Object.hasOwn(SCHEMA, key)) throw new ConfigError(key, path, 'is not a known configuration key');
     set(config, key as keyof Config, value, path);
   }
 }

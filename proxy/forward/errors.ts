@@ -126,12 +126,14 @@ const BY_ERRNO: Record<string, () => ProxyError> = {
   UND_ERR_INFO: () => new UpstreamBadResponseError(),
   UND_ERR_RES_CONTENT_LENGTH_MISMATCH: () => new UpstreamBadResponseError(),
   UND_ERR_RES_EXCEEDED_MAX_SIZE: () => new UpstreamBadResponseError(),
+  UND_ERR_HEADERS_OVERFLOW: () => new UpstreamBadResponseError(),
 };
 
 export function toProxyError(error: unknown): ProxyError {
   if (error instanceof ProxyError) return error;
   const code = (error as { code?: unknown } | null)?.code;
-  const make = typeof code === 'string' ? (BY_ERRNO[code] ?? (code.startsWith('HPE_') ? BY_ERRNO.HPE_INVALID_CONSTANT : undefined)) : undefined;
+  // Object.hasOwn: a code such as "constructor" must not find Object.prototype's members.
+  const make = typeof code === 'string' ? ((Object.hasOwn(BY_ERRNO, code) ? BY_ERRNO[code] : undefined) ?? (code.startsWith('HPE_') ? BY_ERRNO.HPE_INVALID_CONSTANT : undefined)) : undefined;
   return make ? make() : new InternalError();
 }
 

@@ -31,11 +31,12 @@ export function parseTarget(target: string): Route {
     t = t.slice(m[0].length) || '/';
     if (t.charCodeAt(0) !== 47) t = '/' + t;
   }
+  // The fragment ends the target wherever it is, after the query too (RFC 3986 §3.5).
+  const hash = t.indexOf('#');
+  if (hash !== -1) t = t.slice(0, hash);
   const q = t.indexOf('?');
-  const path = q === -1 ? t : t.slice(0, q);
+  const clean = q === -1 ? t : t.slice(0, q);
   const query = q === -1 ? '' : t.slice(q);
-  const hash = path.indexOf('#');
-  const clean = hash === -1 ? path : path.slice(0, hash);
 
   // Fast path: nothing to normalise in the common case.
   if (!needsNormalising(clean)) {

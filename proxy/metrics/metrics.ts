@@ -103,9 +103,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     const other: Array<client.Counter.Internal | undefined> = [];
     const errorCounters = new Map<string, client.Counter.Internal>();
     const hist = duration.labels(service);
+    // A handle held by an in-flight request outlives forget(): prom-client's children re-create
+    // their series on use, so a forgotten handle must count nothing or the series leak.
+    let forgotten = false;
     return {
       service,
       observe(method, status, seconds) {
+        if (forgotten) return;
         const m = METHODS.indexOf(method as (typeof METHODS)[number]);
         const row = m === -1 ? other : children[m]!;
         const c = status === 0 ? 5 : Math.min(Math.max(Math.floor(status / 100), 1), 5) - 1;
@@ -120,6 +124,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
         hist.observe(seconds);
       },
       upstreamError(code) {
+        if (forgotten) return;
         let counter = errorCounters.get(code);
         if (counter === undefined) {
           counter = upstreamErrors.labels(service, code);
@@ -129,6 +134,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
         counter.inc();
       },
       forget() {
+        forgotten = true;
         for (const remove of made) remove();
         duration.remove(service);
       },

@@ -1,0 +1,140 @@
+import test from 'ava';
+import { clientResponseHeaders, connectionTokens, upstreamRequestHeaders, type ForwardInfo } from '../../proxy/forward/headers.js';
+
+const info: ForwardInfo = { clientIp: '203.0.113.7', proto: 'http', host: 'proxy.example' };
+
+/** All values of a header (case-insensitive name) in a flat raw array. */
+function all(raw: readonly string[], name: string): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) values.push(raw[i + 1]!);
+  return values;
+}
+
+function names(raw: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) out.push(raw[i]!.toLowerCase());
+  return out;
+}
+
+test('request: hop-by-hop fields, host, expect and client X-Forwarded-Proto/-Host are removed', (t) => {
+  const raw = [
+    'Host', 'proxy.example',
+    'Connection', 'keep-alive',
+    'Keep-Alive', 'timeout=5',
+    'Proxy-Connection', 'keep-alive',
+    'Transfer-Encoding', 'chunked',
+    'TE', 'trailers',
+    'Trailer', 'X-Checksum',
+    'Upgrade', 'websocket',
+    'Expect', '100-continue',
+    'X-Forwarded-Proto', 'https',
+    'X-Forwarded-Host', 'evil.example',
+    'Accept', 'application/json',
+  ];
+  const out = upstreamRequestHeaders(raw, info);
+  for (const dropped of ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'expect']) {
+    t.deepEqual(all(out, dropped), [], dropped);
+  }
+  t.deepEqual(all(out, 'x-forwarded-proto'), ['http']);
+  t.deepEqual(all(out, 'x-forwarded-host'), ['proxy.example']);
+  t.deepEqual(all(out, 'accept'), ['application/json']);
+});
+
+test('request: end-to-end fields pass through with their original name case, order and duplicates', (t) => {
+  const raw = ['Accept', 'text/html', 'X-Custom', 'a', 'Cookie', 'a=1', 'x-custom', 'b', 'Content-Length', '3'];
+  const out = upstreamRequestHeaders(raw, info);
+  t.deepEqual(out.slice(0, raw.length), raw);
+});
+
+test('request: every field named in Connection is removed, case-insensitively', (t) => {
+  const raw = ['Connection', 'close, X-Foo', 'x-foo', '1', 'X-Bar', '2', 'connection', ' X-BAR ,,', 'X-Keep', '3'];
+  const out = upstreamRequestHeaders(raw, info);
+  t.deepEqual(all(out, 'x-foo'), []);
+  t.deepEqual(all(out, 'x-bar'), []);
+  t.deepEqual(all(out, 'x-keep'), ['3']);
+  t.deepEqual(all(out, 'connection'), []);
+});
+
+test('request: X-Forwarded-For is appended to the existing chain; several fields are joined', (t) => {
+  t.deepEqual(all(upstreamRequestHeaders(['X-Forwarded-For', '198.51.100.1'], info), 'x-forwarded-for'), ['198.51.100.1, 203.0.113.7']);
+  const several = ['X-Forwarded-For', '198.51.100.1, 198.51.100.2', 'x-forwarded-for', '198.51.100.3'];
+  t.deepEqual(all(upstreamRequestHeaders(several, info), 'x-forwarded-for'), ['198.51.100.1, 198.51.100.2, 198.51.100.3, 203.0.113.7']);
+});
+
+test('request: without a client X-Forwarded-For, ours is just the client address', (t) => {
+  t.deepEqual(all(upstreamRequestHeaders([], info), 'x-forwarded-for'), ['203.0.113.7']);
+});
+
+test('request: "Connection: X-Forwarded-For" strips the client chain but ours still arrives', (t) => {
+  const raw = ['Connection', 'X-Forwarded-For', 'X-Forwarded-For', '10.0.0.1'];
+  const out = upstreamRequestHeaders(raw, info);
+  t.deepEqual(all(out, 'x-forwarded-for'), ['203.0.113.7']);
+});
+
+test('request: "Connection: Via" or naming X-Forwarded-Proto/-Host cannot suppress the ones we set', (t) => {
+  const raw = ['Connection', 'via, x-forwarded-proto, x-forwarded-host', 'Via', '1.0 evil'];
+  const out = upstreamRequestHeaders(raw, { clientIp: '::1', proto: 'https', host: 'h' });
+  t.deepEqual(all(out, 'via'), ['1.1 puttu']);
+  t.deepEqual(all(out, 'x-forwarded-proto'), ['https']);
+  t.deepEqual(all(out, 'x-forwarded-host'), ['h']);
+});
+
+test('request: X-Forwarded-Proto and -Host are set by us, once each', (t) => {
+  const out = upstreamRequestHeaders(['x-forwarded-proto', 'https', 'X-FORWARDED-HOST', 'a', 'x-forwarded-host', 'b'], { ...info, proto: 'https', host: 'shop.example:8080' });
+  t.deepEqual(all(out, 'x-forwarded-proto'), ['https']);
+  t.deepEqual(all(out, 'x-forwarded-host'), ['shop.example:8080']);
+});
+
+test('request: without a Host, no X-Forwarded-Host is sent (not even the client one)', (t) => {
+  const out = upstreamRequestHeaders(['X-Forwarded-Host', 'evil.example'], { ...info, host: undefined });
+  t.deepEqual(all(out, 'x-forwarded-host'), []);
+});
+
+test('request: Via gets "1.1 puttu", appended to an existing Via chain', (t) => {
+  t.deepEqual(all(upstreamRequestHeaders([], info), 'via'), ['1.1 puttu']);
+  t.deepEqual(all(upstreamRequestHeaders(['Via', '1.1 edge', 'via', '1.0 cache'], info), 'via'), ['1.1 edge, 1.0 cache, 1.1 puttu']);
+});
+
+test('request: the output is a well-formed flat array and the input is left untouched', (t) => {
+  const raw = ['Host', 'h', 'Connection', 'x-a', 'X-A', '1', 'Accept', '*/*'];
+  const copy = [...raw];
+  const out = upstreamRequestHeaders(raw, info);
+  t.deepEqual(raw, copy);
+  t.is(out.length % 2, 0);
+  t.deepEqual(names(out), ['accept', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'via']);
+});
+
+const buffers = (raw: string[]) => raw.map((s) => Buffer.from(s, 'latin1'));
+
+test('response: hop-by-hop fields and fields named in Connection are dropped', (t) => {
+  const raw = buffers([
+    'Connection', 'keep-alive, X-Internal',
+    'Keep-Alive', 'timeout=5',
+    'Transfer-Encoding', 'chunked',
+    'Proxy-Connection', 'close',
+    'Trailer', 'X-Sum',
+    'Upgrade', 'h2c',
+    'TE', 'trailers',
+    'x-internal', 'secret',
+    'Content-Type', 'text/plain',
+  ]);
+  t.deepEqual(clientResponseHeaders(raw), ['Content-Type', 'text/plain']);
+});
+
+test('response: everything else is kept in order, including duplicate Set-Cookie', (t) => {
+  const raw = ['Set-Cookie', 'a=1; Path=/', 'Content-Length', '5', 'set-cookie', 'b=2', 'Via', '1.1 upstream', 'Cache-Control', 'no-store'];
+  t.deepEqual(clientResponseHeaders(buffers(raw)), raw);
+});
+
+test('response: header values are read as latin1 (byte-preserving)', (t) => {
+  const out = clientResponseHeaders([Buffer.from('X-Name'), Buffer.from([0x63, 0x61, 0x66, 0xe9])]);
+  t.deepEqual(out, ['X-Name', 'caf\u00e9']);
+  t.deepEqual(Buffer.from(out[1]!, 'latin1'), Buffer.from([0x63, 0x61, 0x66, 0xe9]));
+});
+
+test('connectionTokens lower-cases and trims, ignores close/keep-alive/empty, and is undefined without tokens', (t) => {
+  t.is(connectionTokens([]), undefined);
+  t.is(connectionTokens(['Connection', 'close']), undefined);
+  t.is(connectionTokens(['Connection', ' Keep-Alive , ,']), undefined);
+  t.deepEqual(connectionTokens(['CONNECTION', ' X-A ,x-b', 'Accept', 'x-c', 'connection', 'Upgrade']), new Set(['x-a', 'x-b', 'upgrade']));
+});
