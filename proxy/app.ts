@@ -8,7 +8,8 @@ import type { Logger } from './logger.js';
 import type { Config } from './config/schema.js';
 import { BALANCERS } from './balancer/index.js';
 import { startDevZooKeeper, type DevZooKeeper } from './dev/local-zookeeper.js';
-import { HttpForwarder } from './forward/http-forwarder.js';
+import { OUTLIER_DEFAULTS, OutlierDetector } from './balancer/outliers.js';
+import { RetryBudget } from './forward/retry-budget.js';
 import { UpstreamPools } from './forward/upstream-pools.js';
 import { createAdminHandler } from './http/admin.js';
 import { createProxyHandler } from './http/proxy-handler.js';
@@ -81,7 +82,17 @@ export function createApp(deps: AppDeps): App {
       },
       logger,
     );
-    wireRegistry(reg, zk, pools, metrics, clock);
+    const outliers = new OutlierDetector(
+      {
+        ...OUTLIER_DEFAULTS,
+        consecutiveFailures: config.ejectAfterFailures,
+        baseEjectionMs: config.ejectionMs,
+      },
+      clock,
+      logger.child({ component: 'outliers' }),
+    );
+    outliers.onChange = (instance, state) => metrics.setEjected(instance.service, instance.id, state === 'ejected');
+    wireRegistry(reg, zk, pools, outliers, metrics, clock);
     cleanups.push(() => zk!.close());
     cleanups.push(() => reg.close());
     cleanups.push(() => pools.close());
@@ -91,8 +102,13 @@ export function createApp(deps: AppDeps): App {
     const proxy = createListener(
       createProxyHandler({
         registry: reg,
-        balancer: BALANCERS[config.balancer]({ random }),
-        forwarder: new HttpForwarder(pools),
+        forwarder: {
+          pools,
+          balancer: BALANCERS[config.balancer]({ random }),
+          outliers,
+          budget: new RetryBudget({ ratio: config.retryBudgetPercent / 100, minPerSecond: 10 }, clock),
+          maxAttempts: config.maxAttempts,
+        },
         metrics,
         clock,
         logger: logger.child({ component: 'proxy' }),
@@ -153,14 +169,21 @@ export function createApp(deps: AppDeps): App {
 }
 
 /** Registry changes → pools (retain/release origins) and metrics (endpoint gauges, forgotten labels). */
-function wireRegistry(registry: Registry, zk: ZkClient, pools: UpstreamPools, metrics: Metrics, clock: Clock): void {
+function wireRegistry(registry: Registry, zk: ZkClient, pools: UpstreamPools, outliers: OutlierDetector, metrics: Metrics, clock: Clock): void {
   registry.on('change', (service: string, next: ServiceSnapshot | undefined, prev: ServiceSnapshot | undefined) => {
     const before = new Set(prev?.instances ?? []);
     const after = new Set(next?.instances ?? []);
+    const gone = [...before].filter((i) => !after.has(i));
     for (const i of after) if (!before.has(i)) pools.retain(i.origin);
-    for (const i of before) if (!after.has(i)) pools.release(i.origin);
-    if (next === undefined) metrics.forget(service);
-    else metrics.setEndpoints(service, next.instances.length);
+    for (const i of gone) {
+      pools.release(i.origin);
+      metrics.setEjected(service, i.id, false);
+    }
+    outliers.removed(gone);
+    if (next === undefined) {
+      outliers.forgetService(service);
+      metrics.forget(service);
+    } else metrics.setEndpoints(service, next.instances.length);
   });
   registry.on('rejected', (service) => metrics.invalidZnode(service));
   registry.on('synced', () => metrics.setSynced(true));

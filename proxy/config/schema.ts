@@ -25,6 +25,14 @@ export interface Config {
   bodyTimeoutMs: number;
   /** Most connections kept to one upstream endpoint. */
   upstreamConnections: number;
+  /** Attempts per request, the first included (retries go to another instance). */
+  maxAttempts: number;
+  /** Retries may add at most this share of extra load (plus 10 per second). */
+  retryBudgetPercent: number;
+  /** Consecutive failures that eject an instance from routing. */
+  ejectAfterFailures: number;
+  /** First ejection's length; doubles with each further ejection of the same instance. */
+  ejectionMs: number;
   /** Largest request body accepted (413 beyond); 0: no limit. */
   maxBodyBytes: number;
   /** On SIGTERM, how long in-flight requests may take to finish. */
@@ -48,6 +56,10 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   upstreamTimeoutMs: 30_000,
   bodyTimeoutMs: 60_000,
   upstreamConnections: 256,
+  maxAttempts: 3,
+  retryBudgetPercent: 20,
+  ejectAfterFailures: 3,
+  ejectionMs: 5_000,
   maxBodyBytes: 0,
   shutdownGraceMs: 10_000,
   sessionTimeoutMs: 10_000,
@@ -76,6 +88,10 @@ export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } =
   upstreamTimeoutMs: { ...ms, help: 'wait for upstream response headers, ms (then 504)' },
   bodyTimeoutMs: { ...ms, help: 'longest silence inside an upstream response body, ms' },
   upstreamConnections: { type: 'int', min: 1, max: 65535, help: 'most connections to one upstream endpoint' },
+  maxAttempts: { type: 'int', min: 1, max: 10, help: 'attempts per request, the first included' },
+  retryBudgetPercent: { type: 'int', min: 0, max: 100, help: 'retries allowed as a share of requests, % (plus 10/s)' },
+  ejectAfterFailures: { type: 'int', min: 1, max: 1000, help: 'consecutive failures that eject an instance' },
+  ejectionMs: { ...ms, help: 'first ejection length, ms (doubles on each repeat)' },
   maxBodyBytes: { type: 'int', min: 0, max: Number.MAX_SAFE_INTEGER, help: 'largest request body, bytes (0: no limit)' },
   shutdownGraceMs: { type: 'int', min: 0, max: 3_600_000, help: 'time for in-flight requests on shutdown, ms' },
   sessionTimeoutMs: { type: 'int', min: 1_000, max: 600_000, help: 'ZooKeeper session timeout, ms' },

@@ -1,141 +1,207 @@
 /**
- * Forwards one request to one upstream endpoint over undici's dispatch API: request body streamed
- * up, response streamed down, backpressure both ways, nothing buffered whole.
+ * Forwards one request over undici's dispatch API: request body streamed up, response streamed
+ * down, backpressure both ways, nothing buffered whole. An `Exchange` is one client request and is
+ * itself the undici handler of each attempt (undici 7's clients call this callback interface
+ * natively; the controller-style one is wrapped into it per request).
  *
- * It implements undici's callback handler (onConnect/onHeaders/onData/onComplete/onError), which
- * undici 7's clients call natively; the controller-style API is wrapped into it per request.
+ * Retries go to another instance, never silently inside undici, and only when safe:
+ * - nothing was written yet (connection refused, connect timeout: undici calls onConnect right
+ *   before writing the request, so an error before it means the request never left) → any method,
+ *   the untouched body stream is handed to the next attempt;
+ * - otherwise only idempotent methods (RFC 9110 §9.2.2) without a body, and only before the
+ *   response head reached the client;
+ * - always within maxAttempts and the retry budget.
  *
- * Failure rules: before the response head is written, a failure becomes a JSON error response;
- * after it, the client connection is destroyed, so a client never mistakes a cut-off body for a
- * complete one. A client that goes away aborts the upstream request.
+ * Failure after the response head was written destroys the client connection, so a cut-off body
+ * never looks complete. A client that goes away aborts the upstream request.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
+import type { Balancer } from '../balancer/balancer.js';
+import type { OutlierDetector } from '../balancer/outliers.js';
 import type { Instance } from '../registry/instance.js';
 import { clientResponseHeaders } from './headers.js';
 import { errorBody, toProxyError, type ProxyError } from './errors.js';
+import type { RetryBudget } from './retry-budget.js';
+import { upstreamPath } from './route.js';
 import type { UpstreamPools } from './upstream-pools.js';
 
-/** Told once per forwarded request, when it has ended one way or another. */
-export interface ForwardOutcome {
-  /** Status sent to the client (0 when the connection was cut after the head). */
-  status: number;
-  /** Set when the upstream failed (before or after the head). */
-  error: ProxyError | undefined;
-  /** The client went away before the response completed. */
-  clientAborted: boolean;
-}
-
-export type ForwardDone<C> = (context: C, outcome: ForwardOutcome) => void;
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 class ClientGoneError extends Error {
   readonly code = 'PUTTU_CLIENT_GONE';
 }
 
-class ForwardHandler<C> implements Dispatcher.DispatchHandler {
-  status = 0;
-  abort: ((err?: Error) => void) | undefined;
-  resume: (() => void) | undefined;
-  settled = false;
-  clientGone = false;
+export interface ForwarderDeps {
+  pools: UpstreamPools;
+  balancer: Balancer;
+  outliers: OutlierDetector;
+  budget: RetryBudget;
+  /** Attempts per request, the first included. */
+  maxAttempts: number;
+  /** Told once per exchange, when it has ended one way or another. */
+  onDone: (exchange: Exchange) => void;
+  /** Told of every failed attempt. */
+  onAttemptFailed: (exchange: Exchange, error: ProxyError) => void;
+}
 
-  constructor(
-    readonly res: ServerResponse,
-    readonly context: C,
-    readonly done: ForwardDone<C>,
-  ) {}
+export interface ExchangeInit {
+  req: IncomingMessage;
+  res: ServerResponse;
+  service: string;
+  /** Every instance of the service in the current snapshot. */
+  instances: readonly Instance[];
+  rest: string;
+  query: string;
+  headers: string[];
+  /** Whether the request carries a body (Content-Length > 0 or Transfer-Encoding). */
+  hasBody: boolean;
+}
+
+export class Exchange implements Dispatcher.DispatchHandler {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly service: string;
+  readonly method: string;
+  readonly instances: readonly Instance[];
+  readonly #f: ForwarderDeps;
+  readonly #rest: string;
+  readonly #query: string;
+  readonly #headers: string[];
+  readonly #hasBody: boolean;
+  /** The instance of the current (last) attempt. */
+  instance: Instance | undefined;
+  attempts = 0;
+  /** Status sent to the client; 0 when the connection was cut after the head. */
+  status = 0;
+  /** The last upstream failure, if the exchange ended on one. */
+  error: ProxyError | undefined;
+  clientGone = false;
+  /** Free for the caller (metrics handles, start time). */
+  context: unknown;
+  #tried: Instance[] | undefined;
+  #written = false;
+  #abort: ((err?: Error) => void) | undefined;
+  #resume: (() => void) | undefined;
+  #settled = false;
+
+  constructor(deps: ForwarderDeps, init: ExchangeInit) {
+    this.#f = deps;
+    this.req = init.req;
+    this.res = init.res;
+    this.service = init.service;
+    this.method = init.req.method ?? 'GET';
+    this.instances = init.instances;
+    this.#rest = init.rest;
+    this.#query = init.query;
+    this.#headers = init.headers;
+    this.#hasBody = init.hasBody;
+  }
+
+  start(): void {
+    this.res.once('close', this.#onClientClose);
+    this.#f.budget.request();
+    const routable = this.#f.outliers.routable(this.service, this.instances);
+    this.#attempt(this.#f.balancer.pick(routable));
+  }
+
+  #attempt(instance: Instance): void {
+    this.instance = instance;
+    this.attempts++;
+    this.#written = false;
+    this.#abort = undefined;
+    this.#f.pools.get(instance.origin).dispatch(
+      {
+        origin: instance.origin,
+        path: upstreamPath(instance.api, this.#rest, this.#query),
+        method: this.method,
+        headers: this.#headers,
+        body: this.#hasBody ? this.req : null,
+        // Retrying is decided here, per method, never silently by undici.
+        idempotent: false,
+        blocking: this.method !== 'HEAD',
+      },
+      this,
+    );
+  }
 
   onConnect(abort: (err?: Error) => void): void {
-    if (this.clientGone) abort(new ClientGoneError('client went away'));
-    else this.abort = abort;
+    if (this.clientGone) {
+      abort(new ClientGoneError('client went away'));
+      return;
+    }
+    this.#written = true;
+    this.#abort = abort;
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     if (statusCode < 200) return true; // 1xx: the proxy answers Expect itself; others are informational
+    this.#f.outliers.success(this.instance!);
     this.status = statusCode;
-    this.resume = resume;
+    this.#resume = resume;
     this.res.writeHead(statusCode, statusText || undefined, clientResponseHeaders(rawHeaders));
     return true;
   }
 
   onData(chunk: Buffer): boolean {
     if (this.res.write(chunk)) return true;
-    // Paused by undici until the client drains its buffer.
-    this.res.once('drain', this.resume!);
+    // undici pauses this response until the client has drained its buffer.
+    this.res.once('drain', this.#resume!);
     return false;
   }
 
   onComplete(): void {
     this.res.end();
-    this.finish(undefined);
+    this.#finish();
   }
 
   onError(err: Error): void {
-    if (this.clientGone) {
-      this.finish(undefined);
-      return;
-    }
+    if (this.clientGone) return this.#finish();
     const error = toProxyError(err);
-    if (this.res.headersSent) {
+    const instance = this.instance!;
+    if (error.upstream) this.#f.outliers.failure(instance, this.instances);
+    this.#f.onAttemptFailed(this, error);
+    if (!this.res.headersSent) {
+      const next = this.#retryable(error) ? this.#nextInstance(instance) : undefined;
+      if (next !== undefined) return this.#attempt(next);
+      this.status = error.status;
+      sendError(this.res, error);
+    } else {
       // Mid-body: cut the connection; a truncated body must not look complete.
       this.status = 0;
       this.res.destroy();
-    } else {
-      this.status = error.status;
-      sendError(this.res, error);
     }
-    this.finish(error);
+    this.error = error;
+    this.#finish();
   }
 
-  finish(error: ProxyError | undefined): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.done(this.context, { status: this.status, error, clientAborted: this.clientGone });
+  #retryable(error: ProxyError): boolean {
+    if (!error.upstream || this.attempts >= this.#f.maxAttempts) return false;
+    const safe = !this.#written || (IDEMPOTENT.has(this.method) && !this.#hasBody);
+    return safe && this.#f.budget.tryRetry();
+  }
+
+  /** Another instance than those tried: routable ones first, then any. */
+  #nextInstance(failed: Instance): Instance | undefined {
+    (this.#tried ??= []).push(failed);
+    const tried = this.#tried;
+    let candidates = this.#f.outliers.routable(this.service, this.instances).filter((i) => !tried.includes(i));
+    if (candidates.length === 0) candidates = this.instances.filter((i) => !tried.includes(i));
+    return candidates.length === 0 ? undefined : this.#f.balancer.pick(candidates);
+  }
+
+  #finish(): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#f.onDone(this);
   }
 
   /** The client connection closed; if the response has not completed, abort the upstream. */
-  readonly onClientClose = (): void => {
-    if (this.settled || this.res.writableFinished) return;
+  readonly #onClientClose = (): void => {
+    if (this.#settled || this.res.writableFinished) return;
     this.clientGone = true;
-    this.abort?.(new ClientGoneError('client went away'));
+    this.#abort?.(new ClientGoneError('client went away'));
   };
-}
-
-export interface ForwardRequest {
-  req: IncomingMessage;
-  res: ServerResponse;
-  instance: Instance;
-  path: string;
-  headers: string[];
-  /** Whether the request carries a body (Content-Length > 0 or Transfer-Encoding). */
-  hasBody: boolean;
-}
-
-export class HttpForwarder {
-  readonly #pools: UpstreamPools;
-
-  constructor(pools: UpstreamPools) {
-    this.#pools = pools;
-  }
-
-  forward<C>(r: ForwardRequest, context: C, done: ForwardDone<C>): void {
-    const handler = new ForwardHandler(r.res, context, done);
-    r.res.once('close', handler.onClientClose);
-    const method = r.req.method ?? 'GET';
-    this.#pools.get(r.instance.origin).dispatch(
-      {
-        origin: r.instance.origin,
-        path: r.path,
-        method,
-        headers: r.headers,
-        body: r.hasBody ? r.req : null,
-        // Retrying is the forwarder's decision (per method), never undici's silently.
-        idempotent: false,
-        blocking: method !== 'HEAD',
-      },
-      handler,
-    );
-  }
 }
 
 /** Writes a JSON error response (no internal details: the body is `errorBody`). */

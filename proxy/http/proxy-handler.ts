@@ -5,13 +5,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
-import type { Balancer } from '../balancer/index.js';
 import type { Registry } from '../registry/registry.js';
 import type { Metrics, ServiceMetrics } from '../metrics/metrics.js';
 import { UNKNOWN_SERVICE } from '../metrics/metrics.js';
-import { parseTarget, upstreamPath, type Route } from '../forward/route.js';
+import { parseTarget, type Route } from '../forward/route.js';
 import { upstreamRequestHeaders } from '../forward/headers.js';
-import { sendError, type ForwardOutcome, type HttpForwarder } from '../forward/http-forwarder.js';
+import { Exchange, sendError, type ForwarderDeps } from '../forward/http-forwarder.js';
 import {
   NoInstancesError,
   NotReadyError,
@@ -23,8 +22,7 @@ import {
 
 export interface ProxyHandlerDeps {
   registry: Registry;
-  balancer: Balancer;
-  forwarder: HttpForwarder;
+  forwarder: Omit<ForwarderDeps, 'onDone' | 'onAttemptFailed'>;
   metrics: Metrics;
   clock: Clock;
   logger: Logger;
@@ -36,20 +34,23 @@ export interface ProxyHandlerDeps {
 
 interface RequestContext {
   metrics: ServiceMetrics;
-  method: string;
   start: number;
 }
 
 export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const { registry, balancer, forwarder, metrics, clock, logger, maxBodyBytes, proto } = deps;
+  const { registry, metrics, clock, logger, maxBodyBytes, proto } = deps;
   const unknown = metrics.forService(UNKNOWN_SERVICE);
-
-  const done = (ctx: RequestContext, outcome: ForwardOutcome): void => {
-    if (outcome.error !== undefined) {
-      ctx.metrics.upstreamError(outcome.error.code);
-      if (logger.isLevelEnabled('debug')) logger.debug('upstream failed', { service: ctx.metrics.service, code: outcome.error.code });
-    }
-    ctx.metrics.observe(ctx.method, outcome.clientAborted ? 0 : outcome.status, (clock.monotonic() - ctx.start) / 1000);
+  const forwarder: ForwarderDeps = {
+    ...deps.forwarder,
+    onDone(exchange) {
+      const ctx = exchange.context as RequestContext;
+      if (exchange.attempts > 1) ctx.metrics.retried(exchange.attempts - 1);
+      ctx.metrics.observe(exchange.method, exchange.clientGone ? 0 : exchange.status, (clock.monotonic() - ctx.start) / 1000);
+    },
+    onAttemptFailed(exchange, error) {
+      (exchange.context as RequestContext).metrics.upstreamError(error.code);
+      if (logger.isLevelEnabled('debug')) logger.debug('upstream attempt failed', { service: exchange.service, id: exchange.instance?.id, attempt: exchange.attempts, code: error.code });
+    },
   };
 
   function fail(res: ServerResponse, m: ServiceMetrics, method: string, start: number, error: ProxyError): void {
@@ -79,16 +80,13 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       res.shouldKeepAlive = false; // the unread body would otherwise be parsed as the next request
       return fail(res, m, method, start, new PayloadTooLargeError(`request body over ${maxBodyBytes} bytes`));
     }
-    const instance = balancer.pick(instances);
     const headers = upstreamRequestHeaders(req.rawHeaders, {
       clientIp: req.socket.remoteAddress ?? '',
       proto,
       host: req.headers.host,
     });
-    forwarder.forward(
-      { req, res, instance, path: upstreamPath(instance.api, route.rest, route.query), headers, hasBody },
-      { metrics: m, method, start },
-      done,
-    );
+    const exchange = new Exchange(forwarder, { req, res, service: route.service, instances, rest: route.rest, query: route.query, headers, hasBody });
+    exchange.context = { metrics: m, start } satisfies RequestContext;
+    exchange.start();
   };
 }

@@ -19,6 +19,8 @@ export interface ServiceMetrics {
   /** Counts one finished request; `status` 0 means the connection was cut. */
   observe(method: string, status: number, seconds: number): void;
   upstreamError(code: string): void;
+  /** Counts retries (attempts after the first) of one request. */
+  retried(count: number): void;
 }
 
 export interface Metrics {
@@ -31,6 +33,8 @@ export interface Metrics {
   /** Called at scrape time for values that are derived, not counted. */
   onCollect(fn: () => void): void;
   setSynced(synced: boolean): void;
+  /** Marks an instance ejected (1) or routable again (series removed). */
+  setEjected(service: string, id: string, ejected: boolean): void;
   setStaleness(seconds: number): void;
 }
 
@@ -56,6 +60,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     name: 'puttu_upstream_errors_total',
     help: 'Failed upstream attempts, by service and error code.',
     labelNames: ['service', 'code'] as const,
+    registers: [registry],
+  });
+  const retries = new client.Counter({
+    name: 'puttu_retries_total',
+    help: 'Attempts sent to another instance after a failed one, by service.',
+    labelNames: ['service'] as const,
     registers: [registry],
   });
   const endpoints = new client.Gauge({
@@ -89,6 +99,18 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       for (const fn of collectors) fn();
     },
   });
+  const ejected = new client.Gauge({
+    name: 'puttu_instance_ejected',
+    help: 'Instances currently ejected from routing after consecutive failures (1 each).',
+    labelNames: ['service', 'instance'] as const,
+    registers: [registry],
+  });
+  const ejections = new client.Counter({
+    name: 'puttu_ejections_total',
+    help: 'Ejections of instances from routing, by service.',
+    labelNames: ['service'] as const,
+    registers: [registry],
+  });
   for (const s of CONNECTION_STATES) zkState.set({ state: s }, 0);
   synced.set(0);
   staleness.set(0);
@@ -103,6 +125,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     const other: Array<client.Counter.Internal | undefined> = [];
     const errorCounters = new Map<string, client.Counter.Internal>();
     const hist = duration.labels(service);
+    const retryCounter = retries.labels(service);
     // A handle held by an in-flight request outlives forget(): prom-client's children re-create
     // their series on use, so a forgotten handle must count nothing or the series leak.
     let forgotten = false;
@@ -133,8 +156,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
         }
         counter.inc();
       },
+      retried(count) {
+        if (forgotten) return;
+        retryCounter.inc(count);
+      },
       forget() {
         forgotten = true;
+        retries.remove(service);
         for (const remove of made) remove();
         duration.remove(service);
       },
@@ -156,6 +184,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       services.delete(service);
       endpoints.remove(service);
       invalid.remove(service);
+      ejections.remove(service);
     },
     setEndpoints: (service, count) => endpoints.set({ service }, count),
     setZkState(state) {
@@ -165,5 +194,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     onCollect: (fn) => void collectors.push(fn),
     setSynced: (value) => synced.set(value ? 1 : 0),
     setStaleness: (seconds) => staleness.set(seconds),
+    setEjected(service, id, value) {
+      if (value) {
+        ejected.set({ service, instance: id }, 1);
+        ejections.inc({ service });
+      } else ejected.remove(service, id);
+    },
   };
 }
