@@ -1,20 +1,30 @@
 /**
  * The `puttu` command line. `puttu proxy [flags]` runs the proxy; `puttu --help` lists commands.
- * Exit codes: 0 ok (also after SIGTERM/SIGINT), 1 runtime failure, 2 bad usage or configuration.
+ * Exit codes: 0 ok (also after SIGTERM/SIGINT), 1 runtime failure, 2 bad usage or configuration,
+ * 3 nothing found (ls, get); `register` with a command passes that command's code on.
  */
 import fs from 'node:fs';
 import { createApp } from './app.js';
 import { helpText, loadConfig } from './config/load.js';
 import { ConfigError } from './config/schema.js';
-import { createLogger } from './logger.js';
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './logger.js';
+import { UsageError } from './cli/args.js';
+import { echoCommand } from './cli/echo.js';
+import { getCommand, lsCommand } from './cli/ls.js';
+import { registerCommand } from './cli/register.js';
 
 const VERSION = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version as string;
 
 const USAGE = `Usage: puttu <command> [flags]
 
 Commands:
-  proxy     run the routing proxy (puttu proxy --help)
+  proxy      run the routing proxy
+  register   register an instance (of any program) while a command runs
+  echo       a demo backend that registers itself
+  ls         list services and instances
+  get        print one random live endpoint URL of a service
 
+Each command has --help.
 puttu --version prints the version. Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.`;
 
 async function main(argv: string[]): Promise<number> {
@@ -28,9 +38,26 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === 'proxy') return runProxy(rest);
-  process.stderr.write(`puttu: unknown command "${command}"\n\n${USAGE}\n`);
-  return 2;
+  const run = COMMANDS[command];
+  if (!run) {
+    process.stderr.write(`puttu: unknown command "${command}"\n\n${USAGE}\n`);
+    return 2;
+  }
+  const level = process.env.PUTTU_LOG_LEVEL;
+  const logger = createLogger({ level: level && (LOG_LEVELS as string[]).includes(level) ? (level as LogLevel) : 'info', bindings: { app: 'puttu', command } });
+  try {
+    return await run(rest, process.env, logger);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`puttu ${command}: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
 }
+
+type Command = (argv: string[], env: NodeJS.ProcessEnv, logger: Logger) => Promise<number>;
+const COMMANDS: Record<string, Command> = { register: registerCommand, echo: echoCommand, ls: lsCommand, get: getCommand };
 
 async function runProxy(argv: string[]): Promise<number> {
   let loaded;
