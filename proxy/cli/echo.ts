@@ -21,12 +21,13 @@ instance answered), registered in ZooKeeper as an instance of NAME until stopped
   --host <ip|name>           address to register (else PUTTU_IP, else --interface, else 127.0.0.1)
   --interface <name>         register the IPv4 address of this network interface
   --api <path>               base path to register (default /)
+  --drain-ms <n>             on SIGTERM, serve this long after deregistering (default 500)
 ${ZK_FLAGS_HELP}
 
 Exit codes: 0 after SIGTERM/SIGINT; 1 ZooKeeper unreachable or the port is taken; 2 bad usage.`;
 
 export async function echoCommand(argv: string[], env: NodeJS.ProcessEnv, logger: Logger): Promise<number> {
-  const args = parseArgs(argv, { values: ['service', 'port', 'listen-host', 'host', 'interface', 'api', 'zk', 'base-path'] });
+  const args = parseArgs(argv, { values: ['service', 'port', 'listen-host', 'host', 'interface', 'api', 'zk', 'base-path', 'drain-ms'] });
   if (args.bools.has('help')) {
     process.stdout.write(ECHO_HELP + '\n');
     return 0;
@@ -35,6 +36,7 @@ export async function echoCommand(argv: string[], env: NodeJS.ProcessEnv, logger
   if (!service) throw new UsageError('--service is required');
   if (args.positionals.length > 0) throw new UsageError(`unexpected argument "${args.positionals[0]}"`);
   const port = intFlag(args, 'port', 0, 65535) ?? 0;
+  const drainMs = intFlag(args, 'drain-ms', 0, 3_600_000) ?? 500;
   const { zk, basePath } = zkTarget(args, env);
   const api = args.flags.get('api') ?? '';
   let instance = '';
@@ -89,8 +91,9 @@ export async function echoCommand(argv: string[], env: NodeJS.ProcessEnv, logger
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
-  // Leave the registry first, then stop serving: requests routed meanwhile still get answers.
+  // Leave the registry first, keep serving while proxies see the change, then stop.
   await puttu.close();
+  if (drainMs > 0) await new Promise((r) => setTimeout(r, drainMs));
   await new Promise<void>((resolve) => {
     server.close(() => resolve());
     server.closeIdleConnections();

@@ -39,7 +39,7 @@ export class UpstreamPools {
         connect: { timeout: this.#o.connectTimeoutMs },
         headersTimeout: this.#o.headersTimeoutMs,
         bodyTimeout: this.#o.bodyTimeoutMs,
-        keepAliveTimeout: this.#o.keepAliveTimeoutMs ?? 30_000,
+        keepAliveTimeout: this.#o.keepAliveTimeoutMs ?? 4_000,
         // Upstreams commonly close idle keep-alive sockets after 5 s (Node's default); stay under it.
         keepAliveMaxTimeout: 4_000,
       });
