@@ -115,6 +115,7 @@ export function createApp(deps: AppDeps): App {
         maxBodyBytes: config.maxBodyBytes,
         proto: 'http',
       }),
+      { headersTimeoutMs: config.clientHeadersTimeoutMs, maxHeaderSize: config.maxHeaderBytes },
     );
     const proxyAddress = await proxy.listen(config.port, config.host);
     cleanups.push(() => proxy.close(config.shutdownGraceMs));

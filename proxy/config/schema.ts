@@ -35,6 +35,10 @@ export interface Config {
   ejectionMs: number;
   /** Largest request body accepted (413 beyond); 0: no limit. */
   maxBodyBytes: number;
+  /** Time a client has to send the request head (trickled headers get 408). */
+  clientHeadersTimeoutMs: number;
+  /** Largest request head accepted (431 beyond). */
+  maxHeaderBytes: number;
   /** On SIGTERM, how long in-flight requests may take to finish. */
   shutdownGraceMs: number;
   sessionTimeoutMs: number;
@@ -61,6 +65,8 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   ejectAfterFailures: 3,
   ejectionMs: 5_000,
   maxBodyBytes: 0,
+  clientHeadersTimeoutMs: 10_000,
+  maxHeaderBytes: 16 * 1024,
   shutdownGraceMs: 10_000,
   sessionTimeoutMs: 10_000,
   devZkDir: '.puttu/zookeeper',
@@ -93,6 +99,8 @@ export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } =
   ejectAfterFailures: { type: 'int', min: 1, max: 1000, help: 'consecutive failures that eject an instance' },
   ejectionMs: { ...ms, help: 'first ejection length, ms (doubles on each repeat)' },
   maxBodyBytes: { type: 'int', min: 0, max: Number.MAX_SAFE_INTEGER, help: 'largest request body, bytes (0: no limit)' },
+  clientHeadersTimeoutMs: { ...ms, help: 'time for a client to send the request head, ms (then 408)' },
+  maxHeaderBytes: { type: 'int', min: 1024, max: 1024 * 1024, help: 'largest request head, bytes (then 431)' },
   shutdownGraceMs: { type: 'int', min: 0, max: 3_600_000, help: 'time for in-flight requests on shutdown, ms' },
   sessionTimeoutMs: { type: 'int', min: 1_000, max: 600_000, help: 'ZooKeeper session timeout, ms' },
   devZkDir: { type: 'string', help: 'data folder of the local development ZooKeeper' },

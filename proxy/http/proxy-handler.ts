@@ -12,6 +12,7 @@ import { parseTarget, type Route } from '../forward/route.js';
 import { upstreamRequestHeaders } from '../forward/headers.js';
 import { Exchange, sendError, type ForwarderDeps } from '../forward/http-forwarder.js';
 import {
+  BadRequestError,
   NoInstancesError,
   NotReadyError,
   PayloadTooLargeError,
@@ -75,7 +76,13 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     const instances = snapshot.instances;
     if (instances.length === 0) return fail(res, m, method, start, new NoInstancesError());
     const length = req.headers['content-length'];
-    const hasBody = length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
+    const te = req.headers['transfer-encoding'];
+    // Node decodes only `chunked`; any other transfer coding would reach the upstream undeclared.
+    if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
+      res.shouldKeepAlive = false;
+      return fail(res, m, method, start, new BadRequestError('only the chunked transfer coding is accepted'));
+    }
+    const hasBody = length !== undefined ? length !== '0' : te !== undefined;
     if (maxBodyBytes > 0 && length !== undefined && Number(length) > maxBodyBytes) {
       res.shouldKeepAlive = false; // the unread body would otherwise be parsed as the next request
       return fail(res, m, method, start, new PayloadTooLargeError(`request body over ${maxBodyBytes} bytes`));

@@ -1,6 +1,7 @@
 /** HTTP listeners with an orderly close: stop accepting, let in-flight requests finish (bounded). */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 export interface Listener {
   readonly server: http.Server;
@@ -18,6 +19,28 @@ export interface ListenerOptions {
   maxHeaderSize?: number;
 }
 
+/**
+ * Requests Node's parser refuses (smuggling shapes such as Content-Length with Transfer-Encoding,
+ * duplicate or bad Content-Length, obs-fold; oversized or too slow heads) get a JSON error with a
+ * stable code like every other error, and the connection is closed.
+ */
+function onClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (!socket.writable || (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const [status, code, message] =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'PUTTU_HEADERS_TOO_LARGE', 'request headers too large']
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'PUTTU_REQUEST_TIMEOUT', 'request not received in time']
+        : [400, 'PUTTU_BAD_REQUEST', 'malformed HTTP request'];
+  const body = JSON.stringify({ error: { code, status, message } });
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
 export function createListener(handler: http.RequestListener, options: ListenerOptions = {}): Listener {
   const server = http.createServer(
     {
@@ -27,9 +50,12 @@ export function createListener(handler: http.RequestListener, options: ListenerO
       maxHeaderSize: options.maxHeaderSize ?? 16 * 1024,
       // Parse strictly: no lenient framing a backend might read differently (request smuggling).
       insecureHTTPParser: false,
+      // How often the timeouts above are checked (Node's default, 30 s, makes them coarse).
+      connectionsCheckingInterval: 1_000,
     },
     handler,
   );
+  server.on('clientError', onClientError);
   let closing: Promise<void> | undefined;
   return {
     server,
