@@ -16,7 +16,7 @@ import { validateEndpoint, type Instance, type Protocol } from './registry/insta
 import { isValidServiceName, normalizeBasePath } from './registry/paths.js';
 import { Registrar, type Registration } from './registry/registrar.js';
 import { Registry } from './registry/registry.js';
-import { ZkClient, type AclEntry, type AuthInfo, type ConnectionState } from './registry/zk-client.js';
+import { kZkClient, ZkClient, type AclEntry, type AuthInfo, type ConnectionState } from './registry/zk-client.js';
 
 export { PuttuError, NoEndpointError, InvalidRegistrationError, ClosedError, ZooKeeperUnavailableError } from './errors.js';
 export type { Registration } from './registry/registrar.js';
@@ -104,6 +104,8 @@ export function connect(connectString: string, basePath: string, options: Connec
   /** From the watched cache; only a service's first call waits for its first read. */
   async function instancesOf(service: string): Promise<readonly Instance[]> {
     checkName(service);
+    // A closed handle no longer watches: its cache would answer with data that silently ages.
+    if (closing) throw new ClosedError();
     const cached = registry.cached(service);
     if (cached) return cached.instances;
     await ready();
@@ -111,7 +113,7 @@ export function connect(connectString: string, basePath: string, options: Connec
     return snapshot?.instances ?? [];
   }
 
-  return {
+  const handle: Puttu = {
     async register(service, data, networkInterface) {
       checkName(service);
       const host = data.host ?? resolveHost(networkInterface);
@@ -140,6 +142,9 @@ export function connect(connectString: string, basePath: string, options: Connec
       return zk.state;
     },
   };
+  // Not enumerable and not on the Puttu type: tests reach the session through it (to expire it).
+  Object.defineProperty(handle, kZkClient, { value: zk });
+  return handle;
 }
 
 function checkName(service: string): void {

@@ -92,7 +92,10 @@ function fromUrl(service: string, id: string, text: string): DecodeResult {
   const protocol = url.protocol.slice(0, -1);
   const port = url.port === '' ? (protocol === 'https' ? 443 : 80) : Number(url.port);
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-  const checked = validateEndpoint({ protocol, host, port, api: decodeURIComponentSafe(url.pathname) });
+  // The path stays percent-encoded, as the JSON form stores it: decoding would turn '%2F' into a
+  // real slash (another path) and '%20' into a space (rejected). normalizeApi still checks each
+  // decoded segment for dot segments and encoded slashes.
+  const checked = validateEndpoint({ protocol, host, port, api: url.pathname });
   if (typeof checked === 'string') return fail(checked);
   return { ok: true, instance: makeInstance(service, id, 'url', checked) };
 }

@@ -7,7 +7,7 @@ export function isValidServiceName(name: string): boolean {
   return SERVICE_NAME.test(name) && name !== '.' && name !== '..';
 }
 
-/** `/a//b/` → `/a/b`; `''` or `/` → `/`. Throws on a relative path. */
+/** `/a//b/` → `/a/b`; `/` → `/`. Throws on a relative (or empty) path: no silent fallback to the root. */
 export function normalizeBasePath(base: string): string {
   if (!base.startsWith('/')) throw new Error(`base path must start with "/": ${JSON.stringify(base)}`);
   const parts = base.split('/').filter((p) => p.length > 0);

@@ -92,15 +92,7 @@ export class Registrar {
     entry.removed = true;
     clearTimeout(entry.retry);
     this.#entries.delete(entry);
-    entry.chain = entry.chain.then(async () => {
-      if (!entry.path || this.#o.zk.state === 'closed') return;
-      try {
-        await this.#o.zk.remove(entry.path);
-        this.#o.logger.info('deregistered', { service: entry.service, path: entry.path });
-      } catch (error) {
-        if (!isNoNode(error)) this.#o.logger.warn('deregistration failed; the node goes with the session', { path: entry.path, error });
-      }
-    });
+    entry.chain = entry.chain.then(() => this.#remove(entry));
     return entry.chain;
   }
 
@@ -110,6 +102,40 @@ export class Registrar {
     this.#closed = true;
     this.#o.zk.off('session', this.#onSession);
     await Promise.all([...this.#entries].map((e) => this.unregister(e)));
+  }
+
+  /** Settles when no write or delete of any registration is in flight (tests, orderly shutdown). */
+  async idle(): Promise<void> {
+    for (;;) {
+      const chains = [...this.#entries].map((e) => e.chain);
+      await Promise.all(chains);
+      if ([...this.#entries].every((e, i) => e.chain === chains[i])) return;
+    }
+  }
+
+  /**
+   * Deletes the node of a removed registration. While its session lives, a failed delete is
+   * retried: the node would otherwise stay routable with nobody maintaining it. When the registrar
+   * is closing and ZooKeeper is away, the node is left to the session's end (close or expiry)
+   * instead of waiting out an operation that cannot succeed.
+   */
+  async #remove(entry: Entry): Promise<void> {
+    const { zk, logger } = this.#o;
+    if (!entry.path || zk.state === 'closed' || zk.generation !== entry.generation) return;
+    if (this.#closed && zk.state !== 'connected') return;
+    try {
+      await zk.remove(entry.path);
+      logger.info('deregistered', { service: entry.service, path: entry.path });
+    } catch (error) {
+      if (isNoNode(error)) return;
+      const retry = !this.#closed && zk.generation === entry.generation;
+      logger.warn(retry ? 'deregistration failed; retrying' : 'deregistration failed; the node goes with the session', { path: entry.path, error });
+      if (!retry) return;
+      entry.retry = setTimeout(() => {
+        entry.chain = entry.chain.then(() => this.#remove(entry));
+      }, this.#o.retryMs ?? 1_000);
+      entry.retry.unref();
+    }
   }
 
   readonly #onSession = (generation: number): void => {
@@ -133,7 +159,10 @@ export class Registrar {
         if (recover) await this.#deleteOwn(entry);
         const path = await zk.create(instancePrefix(basePath, entry.service), encodeRegistration(entry.record), 'ephemeral_sequential', acl);
         entry.path = path;
-        entry.generation = generation;
+        // The session that answered, not the one seen at the start: a write sent while the first
+        // session was being established (generation 0) belongs to that session, and recording 0
+        // made its 'session' event delete and re-create the node right after register() resolved.
+        entry.generation = zk.generation;
         logger.info(recover ? 're-registered on the new session' : 'registered', {
           service: entry.service,
           path,

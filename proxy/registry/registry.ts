@@ -59,6 +59,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
       (error) => {
         this.#log.warn('listing services failed; keeping the last snapshot', { error });
         clearTimeout(this.#retry);
+        // Away from ZooKeeper a retry can only time out again: #resync re-lists on its return.
+        if (options.zk.state !== 'connected') return;
         this.#retry = setTimeout(() => this.#listServices.trigger(), options.retryMs ?? 1_000);
         this.#retry.unref();
       },

@@ -179,6 +179,9 @@ export class ServiceCache {
     if (this.#stopped) return;
     this.#o.logger.warn('service read failed; keeping the last snapshot', { service: this.name, error });
     clearTimeout(this.#retry);
+    // Away from ZooKeeper a retry can only time out again; the registry refreshes every service
+    // when the connection (or a new session) is back.
+    if (this.#o.zk.state !== 'connected') return;
     this.#retry = setTimeout(() => this.#refresh.trigger(), this.#o.retryMs ?? 1_000);
     this.#retry.unref();
   }

@@ -4,17 +4,23 @@
  *
  * - Every operation has a timeout: requests queued while disconnected are otherwise never answered
  *   when the session then expires (they sit in the library's packet queue forever).
+ * - An operation issued while disconnected waits here, not in the library's queue, and is sent only
+ *   once connected: one that timed out is never sent later behind its caller's back (a create the
+ *   caller was told failed would otherwise appear on reconnect, a node nobody maintains).
  * - A session expiry (or a disconnection longer than the session timeout, after which the server
  *   has certainly expired it, as Curator also assumes) replaces the underlying client with a new
  *   one and emits `session` once the new session is established. Watches do not survive a new
  *   session: listeners of `session` re-read and re-arm (ZooKeeper Programmer's Guide, "ZooKeeper
  *   Watches": watches are tied to the session).
+ * - A server that stops answering (frozen, or a connection that swallows the handshake) is dropped
+ *   after a read timeout and the next one tried; the library alone would wait on it forever.
  * - `close()` always ends, even when no server answers; nothing keeps the process alive after it.
  */
 import { EventEmitter } from 'node:events';
 import zookeeper from 'node-zookeeper-client';
 import type { Logger } from '../logger.js';
 import { PuttuError } from '../errors.js';
+import { closeClient, guardReads } from './zk-connection.js';
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'expired' | 'auth_failed' | 'closed';
 export const CONNECTION_STATES: readonly ConnectionState[] = ['connecting', 'connected', 'disconnected', 'expired', 'auth_failed', 'closed'];
@@ -62,6 +68,12 @@ export class ZkError extends PuttuError {
     this.path = path;
   }
 }
+
+/**
+ * Internal: the ZkClient behind a `connect()` handle, kept off its public type and enumeration.
+ * Tests use it to expire the handle's session; applications have no use for it.
+ */
+export const kZkClient: unique symbol = Symbol('puttu.zkClient');
 
 export const isNoNode = (e: unknown): boolean => e instanceof ZkError && e.zkCode === 'no_node';
 export const isNodeExists = (e: unknown): boolean => e instanceof ZkError && e.zkCode === 'node_exists';
@@ -122,7 +134,12 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
   #generation = 0;
   #sessionEstablished = false;
   #expiryTimer: NodeJS.Timeout | undefined;
+  #stopGuard: (() => void) | undefined;
   #closing: Promise<void> | undefined;
+  /** Operations awaiting an answer, by the library client they were sent on. */
+  readonly #pending = new Map<zookeeper.Client, Set<(error: ZkError) => void>>();
+  /** Operations issued while not connected, to be sent once connected. */
+  readonly #waiting = new Set<{ send(): void; fail(error: ZkError): void }>();
   readonly #opts: Required<Omit<ZkClientOptions, 'session' | 'auth'>> & Pick<ZkClientOptions, 'session' | 'auth'>;
   readonly #log: Logger;
 
@@ -161,6 +178,7 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
   /** Resolves when connected; rejects after `timeoutMs` or when closed. */
   whenConnected(timeoutMs: number): Promise<void> {
     if (this.#state === 'connected') return Promise.resolve();
+    if (this.#state === 'closed' || this.#closing) return Promise.reject(new ZkError('closed', 'ZooKeeper client closed'));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => done(new ZkError('timeout', `not connected to ZooKeeper (${this.connectString}) within ${timeoutMs} ms`)), timeoutMs);
       const onState = (s: ConnectionState) => {
@@ -222,6 +240,11 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
     clearTimeout(this.#expiryTimer);
     const client = this.#client;
     this.#client = undefined;
+    this.#stopGuard?.();
+    // Their answers may never come (the library keeps unsent requests queued forever), and their
+    // timers would keep the process alive until they fire.
+    if (client) this.#failPending(client, 'closed', 'client closed while waiting for an answer');
+    for (const w of [...this.#waiting]) w.fail(new ZkError('closed', 'client closed while waiting for a connection'));
     if (client) await closeClient(client, this.#state === 'connected' ? CLOSE_GRACE_MS : 0);
     this.#setState('closed');
     this.removeAllListeners('session');
@@ -238,6 +261,8 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
     for (const { scheme, auth } of this.#opts.auth ?? []) client.addAuthInfo(scheme, Buffer.from(auth));
     this.#client = client;
     this.#sessionEstablished = false;
+    this.#stopGuard?.();
+    this.#stopGuard = guardReads(client, this.#opts.sessionTimeoutMs);
     client.on('state', (s: zookeeper.State) => {
       if (this.#client === client) this.#onState(client, s);
     });
@@ -251,6 +276,7 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
       clearTimeout(this.#expiryTimer);
       this.#expiryTimer = undefined;
       this.#setState('connected');
+      for (const w of [...this.#waiting]) w.send();
       if (!this.#sessionEstablished) {
         this.#sessionEstablished = true;
         this.#generation += 1;
@@ -289,6 +315,9 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
     this.#log.warn('zookeeper session lost; opening a new session', { reason, session: client.getSessionId().toString('hex') });
     this.#setState('expired');
     this.#client = undefined;
+    this.#stopGuard?.();
+    this.#stopGuard = undefined;
+    this.#failPending(client, 'session_expired', 'session lost while waiting for an answer');
     void closeClient(client, 0);
     this.#open();
   }
@@ -299,23 +328,43 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
     this.emit('state', state);
   }
 
+  #failPending(client: zookeeper.Client, zkCode: string, why: string): void {
+    const pending = this.#pending.get(client);
+    this.#pending.delete(client);
+    for (const fail of pending ?? []) fail(new ZkError(zkCode, why));
+  }
+
   #call<T>(op: string, path: string, invoke: (client: zookeeper.Client, cb: Callback<T>) => void): Promise<T> {
-    const client = this.#client;
-    if (!client || this.#closing) return Promise.reject(new ZkError('closed', `${op} ${path}: client is closed`, path));
+    if (!this.#client || this.#closing) return Promise.reject(new ZkError('closed', `${op} ${path}: client is closed`, path));
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(new ZkError('timeout', `${op} ${path}: no answer from ZooKeeper within ${this.#opts.opTimeoutMs} ms`, path));
-      }, this.#opts.opTimeoutMs);
-      try {
-        invoke(client, (error, result) => {
-          clearTimeout(timer);
-          if (error) reject(toZkError(op, path, error));
-          else resolve(result);
-        });
-      } catch (error) {
+      let pending: Set<(error: ZkError) => void> | undefined;
+      const waiter = { send: () => send(), fail: (error: ZkError) => fail(error) };
+      const settle = (error: ZkError | undefined, result?: T) => {
         clearTimeout(timer);
-        reject(toZkError(op, path, error));
-      }
+        this.#waiting.delete(waiter);
+        pending?.delete(fail);
+        if (error) reject(error);
+        else resolve(result as T);
+      };
+      const fail = (error: ZkError) => settle(new ZkError(error.zkCode, `${op} ${path}: ${error.message}`, path));
+      const send = () => {
+        this.#waiting.delete(waiter);
+        const client = this.#client;
+        if (!client) return fail(new ZkError('closed', 'client is closed'));
+        pending = this.#pending.get(client);
+        if (!pending) this.#pending.set(client, (pending = new Set()));
+        pending.add(fail);
+        try {
+          invoke(client, (error, result) => (error ? settle(toZkError(op, path, error)) : settle(undefined, result)));
+        } catch (error) {
+          settle(toZkError(op, path, error));
+        }
+      };
+      const timer = setTimeout(() => {
+        settle(new ZkError('timeout', `${op} ${path}: no answer from ZooKeeper within ${this.#opts.opTimeoutMs} ms`, path));
+      }, this.#opts.opTimeoutMs);
+      if (this.#state === 'connected') send();
+      else this.#waiting.add(waiter);
     });
   }
 }
@@ -346,49 +395,4 @@ function toZkError(op: string, path: string, error: unknown): ZkError {
 function toAcls(acl: readonly AclEntry[] | undefined): zookeeper.ACL[] {
   if (!acl || acl.length === 0) return [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('world', 'anyone'))];
   return acl.map((e) => new zookeeper.ACL(e.perms.reduce((m, p) => m | PERMS[p], 0), new zookeeper.Id(e.scheme, e.id)));
-}
-
-/**
- * Closes a library client and resolves once it is closed, or after `graceMs` at the latest. Then
- * its connection manager is disarmed: the library otherwise keeps reconnecting forever when no
- * server answers (CLOSE_SESSION still queued), and a reconnect already scheduled would open a
- * socket after we gave up; any socket it opens from now on is destroyed at once.
- */
-function closeClient(client: zookeeper.Client, graceMs: number): Promise<void> {
-  type Manager = { socket?: EventEmitter & { destroy(): void }; connect(): void; connectTimeoutHandler?: NodeJS.Timeout };
-  const cm = (client as unknown as { connectionManager?: Manager }).connectionManager;
-  return new Promise((resolve) => {
-    const force = () => {
-      clearTimeout(timer);
-      if (cm) disarm(cm);
-      resolve();
-    };
-    const timer = setTimeout(force, graceMs);
-    timer.unref();
-    cm?.socket?.once('close', force);
-    try {
-      client.close();
-    } catch {
-      force();
-    }
-  });
-
-  function disarm(cm: Manager): void {
-    cm.connect = () => {};
-    let current = cm.socket;
-    const kill = (socket: Manager['socket']) => {
-      socket?.destroy();
-      // The library arms a connect timeout right after assigning a socket; drop it too.
-      setImmediate(() => clearTimeout(cm.connectTimeoutHandler));
-    };
-    Object.defineProperty(cm, 'socket', {
-      configurable: true,
-      get: () => current,
-      set: (socket: Manager['socket']) => {
-        current = socket;
-        kill(socket);
-      },
-    });
-    kill(current);
-  }
 }
