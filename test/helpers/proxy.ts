@@ -18,6 +18,17 @@ export async function startProxy(
   overrides: Partial<Config> = {},
   deps: { random?: Random; logger?: Logger } = {},
 ): Promise<TestProxy> {
+  const proxy = await startProxyUnsynced(zk, overrides, deps);
+  await proxy.app.registry!.whenSynced();
+  return proxy;
+}
+
+/** Started and listening, without waiting for the first read from ZooKeeper. */
+export async function startProxyUnsynced(
+  zk: string,
+  overrides: Partial<Config> = {},
+  deps: { random?: Random; logger?: Logger } = {},
+): Promise<TestProxy> {
   const config: Config = {
     ...DEFAULTS,
     zk,
@@ -32,6 +43,5 @@ export async function startProxy(
   };
   const app = createApp({ config, logger: deps.logger ?? silentLogger, ...(deps.random && { random: deps.random }) });
   const started = await app.start();
-  await app.registry!.whenSynced();
   return { app, url: started.proxyUrl, adminUrl: started.adminUrl!, basePath: config.basePath, close: () => app.close() };
 }
