@@ -10,6 +10,7 @@ import { BALANCERS } from './balancer/index.js';
 import { startDevZooKeeper, type DevZooKeeper } from './dev/local-zookeeper.js';
 import { OUTLIER_DEFAULTS, OutlierDetector } from './balancer/outliers.js';
 import { RetryBudget } from './forward/retry-budget.js';
+import { createUpstreamPolicy, policyLookup } from './security/upstream-policy.js';
 import { UpstreamPools } from './forward/upstream-pools.js';
 import { createAdminHandler } from './http/admin.js';
 import { createProxyHandler } from './http/proxy-handler.js';
@@ -70,8 +71,21 @@ export function createApp(deps: AppDeps): App {
       connectString = dev.connectString;
     }
 
-    zk = new ZkClient({ connectString, sessionTimeoutMs: config.sessionTimeoutMs, logger: logger.child({ component: 'zookeeper' }) });
-    const reg = new Registry({ zk, basePath, logger: logger.child({ component: 'registry' }), clock, mode: 'all' });
+    const policy = createUpstreamPolicy({ allow: config.allowNetworks, deny: config.denyNetworks, ports: config.allowPorts });
+    zk = new ZkClient({
+      connectString,
+      sessionTimeoutMs: config.sessionTimeoutMs,
+      logger: logger.child({ component: 'zookeeper' }),
+      ...(config.zkAuth && { auth: [{ scheme: 'digest', auth: config.zkAuth }] }),
+    });
+    const reg = new Registry({
+      zk,
+      basePath,
+      logger: logger.child({ component: 'registry' }),
+      clock,
+      mode: 'all',
+      accept: (i) => policy.check(i.host, i.port),
+    });
     registry = reg;
     const pools = new UpstreamPools(
       {
@@ -79,6 +93,7 @@ export function createApp(deps: AppDeps): App {
         connectTimeoutMs: config.connectTimeoutMs,
         headersTimeoutMs: config.upstreamTimeoutMs,
         bodyTimeoutMs: config.bodyTimeoutMs,
+        lookupFor: (port) => policyLookup(policy, port),
       },
       logger,
     );
@@ -96,9 +111,6 @@ export function createApp(deps: AppDeps): App {
     cleanups.push(() => zk!.close());
     cleanups.push(() => reg.close());
     cleanups.push(() => pools.close());
-    reg.start();
-    zk.connect();
-
     const proxy = createListener(
       createProxyHandler({
         registry: reg,
@@ -121,11 +133,18 @@ export function createApp(deps: AppDeps): App {
     cleanups.push(() => proxy.close(config.shutdownGraceMs));
 
     let adminUrl: string | undefined;
+    let adminPort: number | undefined;
     if (config.adminPort >= 0) {
       const admin = createListener(createAdminHandler({ registry: reg, zk, metrics, clock }));
-      adminUrl = urlOf(await admin.listen(config.adminPort, config.adminHost));
+      const address = await admin.listen(config.adminPort, config.adminHost);
+      adminPort = address.port;
+      adminUrl = urlOf(address);
       cleanups.push(() => admin.close(1_000));
     }
+    // Listeners first, so the policy knows the proxy's own ports before any instance is read.
+    policy.setOwnPorts([proxyAddress.port, ...(adminPort === undefined ? [] : [adminPort])]);
+    reg.start();
+    zk.connect();
     const proxyUrl = urlOf(proxyAddress);
     logger.info('puttu proxy listening', { proxyUrl, adminUrl, zookeeper: connectString, basePath, balancer: config.balancer });
     logger.info(`route requests as ${proxyUrl}/<service>/<path>; instances register under ${basePath}/<service>/ in ZooKeeper ${connectString}`);
@@ -186,7 +205,7 @@ function wireRegistry(registry: Registry, zk: ZkClient, pools: UpstreamPools, ou
       metrics.forget(service);
     } else metrics.setEndpoints(service, next.instances.length);
   });
-  registry.on('rejected', (service) => metrics.invalidZnode(service));
+  registry.on('rejected', (service, _id, _reason, kind) => (kind === 'refused' ? metrics.refusedInstance(service) : metrics.invalidZnode(service)));
   registry.on('synced', () => metrics.setSynced(true));
   zk.on('state', (state) => metrics.setZkState(state));
   metrics.setZkState(zk.state);

@@ -5,6 +5,19 @@
  */
 import { LOG_LEVELS, type LogLevel } from '../logger.js';
 import { BALANCER_NAMES, type BalancerName } from '../balancer/index.js';
+import { DEFAULT_DENY, parseCidrs, parsePorts } from '../security/upstream-policy.js';
+
+/** Turns a parser that throws into a `check` that returns the message. */
+function checkWith(parse: (v: string) => unknown): (v: string) => string | undefined {
+  return (v) => {
+    try {
+      parse(v);
+      return undefined;
+    } catch (error) {
+      return (error as Error).message.replace(/^\w+: /, '');
+    }
+  };
+}
 
 export interface Config {
   /** ZooKeeper connect string; empty: start a local development ZooKeeper. */
@@ -35,6 +48,14 @@ export interface Config {
   ejectionMs: number;
   /** Largest request body accepted (413 beyond); 0: no limit. */
   maxBodyBytes: number;
+  /** Upstream networks allowed (CIDRs, comma-separated); empty: all not denied. */
+  allowNetworks: string;
+  /** Upstream networks never dialled (link-local and cloud metadata by default). */
+  denyNetworks: string;
+  /** Upstream ports allowed ("80,443,8000-8999"); empty: all. */
+  allowPorts: string;
+  /** ZooKeeper credentials for reading, "user:password" (digest); empty: none. */
+  zkAuth: string;
   /** Time a client has to send the request head (trickled headers get 408). */
   clientHeadersTimeoutMs: number;
   /** Largest request head accepted (431 beyond). */
@@ -65,6 +86,10 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   ejectAfterFailures: 3,
   ejectionMs: 5_000,
   maxBodyBytes: 0,
+  allowNetworks: '',
+  denyNetworks: DEFAULT_DENY,
+  allowPorts: '',
+  zkAuth: '',
   clientHeadersTimeoutMs: 10_000,
   maxHeaderBytes: 16 * 1024,
   shutdownGraceMs: 10_000,
@@ -99,6 +124,10 @@ export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } =
   ejectAfterFailures: { type: 'int', min: 1, max: 1000, help: 'consecutive failures that eject an instance' },
   ejectionMs: { ...ms, help: 'first ejection length, ms (doubles on each repeat)' },
   maxBodyBytes: { type: 'int', min: 0, max: Number.MAX_SAFE_INTEGER, help: 'largest request body, bytes (0: no limit)' },
+  allowNetworks: { type: 'string', allowEmpty: true, check: checkWith((v) => parseCidrs(v, 'allowNetworks')), help: 'upstream networks allowed, CIDRs (empty: all not denied)' },
+  denyNetworks: { type: 'string', allowEmpty: true, check: checkWith((v) => parseCidrs(v, 'denyNetworks')), help: 'upstream networks never dialled, CIDRs' },
+  allowPorts: { type: 'string', allowEmpty: true, check: checkWith((v) => parsePorts(v, 'allowPorts')), help: 'upstream ports allowed, e.g. 80,443,8000-8999 (empty: all)' },
+  zkAuth: { type: 'string', allowEmpty: true, check: (v) => (v === '' || /^[^:]+:.+$/.test(v) ? undefined : 'must be user:password'), help: 'ZooKeeper digest credentials user:password (read-only identity is enough)' },
   clientHeadersTimeoutMs: { ...ms, help: 'time for a client to send the request head, ms (then 408)' },
   maxHeaderBytes: { type: 'int', min: 1024, max: 1024 * 1024, help: 'largest request head, bytes (then 431)' },
   shutdownGraceMs: { type: 'int', min: 0, max: 3_600_000, help: 'time for in-flight requests on shutdown, ms' },

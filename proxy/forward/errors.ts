@@ -88,6 +88,13 @@ export class UpstreamTimeoutError extends UpstreamError {
     super('the upstream instance did not answer in time');
   }
 }
+export class UpstreamPolicyError extends UpstreamError {
+  readonly code = 'PUTTU_UPSTREAM_POLICY';
+  readonly status = 502;
+  constructor() {
+    super('the upstream address is not allowed by the proxy policy');
+  }
+}
 export class InternalError extends ProxyError {
   readonly code = 'PUTTU_INTERNAL';
   readonly status = 500;
@@ -104,10 +111,12 @@ export const UPSTREAM_ERROR_CODES = [
   'PUTTU_UPSTREAM_BAD_RESPONSE',
   'PUTTU_UPSTREAM_CONNECT_TIMEOUT',
   'PUTTU_UPSTREAM_TIMEOUT',
+  'PUTTU_UPSTREAM_POLICY',
 ] as const;
 
 const BY_ERRNO: Record<string, () => ProxyError> = {
   ECONNREFUSED: () => new UpstreamRefusedError(),
+  PUTTU_UPSTREAM_POLICY: () => new UpstreamPolicyError(),
   ECONNRESET: () => new UpstreamResetError(),
   EPIPE: () => new UpstreamResetError(),
   UND_ERR_SOCKET: () => new UpstreamResetError(),

@@ -3,10 +3,13 @@
  * registered endpoint with that origin leaves the registry, so sockets stay bounded by live
  * endpoints. Origins are reference-counted: two services may share one.
  */
+import type net from 'node:net';
 import { Pool } from 'undici';
 import type { Logger } from '../logger.js';
 
 export interface PoolOptions {
+  /** DNS resolution for one upstream port; lets a policy refuse an address before any connection. */
+  lookupFor?: (port: number) => net.LookupFunction;
   connections: number;
   connectTimeoutMs: number;
   headersTimeoutMs: number;
@@ -36,7 +39,7 @@ export class UpstreamPools {
       pool = new Pool(origin, {
         connections: this.#o.connections,
         pipelining: 1,
-        connect: { timeout: this.#o.connectTimeoutMs },
+        connect: { timeout: this.#o.connectTimeoutMs, ...(this.#o.lookupFor && { lookup: this.#o.lookupFor(portOf(origin)) }) },
         headersTimeout: this.#o.headersTimeoutMs,
         bodyTimeout: this.#o.bodyTimeoutMs,
         keepAliveTimeout: this.#o.keepAliveTimeoutMs ?? 4_000,
@@ -74,4 +77,9 @@ export class UpstreamPools {
     this.#pools.clear();
     await Promise.all(pools.map((p) => p.close().catch(() => p.destroy())));
   }
+}
+
+function portOf(origin: string): number {
+  const url = new URL(origin);
+  return url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
 }

@@ -30,6 +30,8 @@ export interface Metrics {
   setEndpoints(service: string, count: number): void;
   setZkState(state: ConnectionState): void;
   invalidZnode(service: string): void;
+  /** An instance the upstream policy refused (registry poisoning attempt or misconfiguration). */
+  refusedInstance(service: string): void;
   /** Called at scrape time for values that are derived, not counted. */
   onCollect(fn: () => void): void;
   setSynced(synced: boolean): void;
@@ -83,6 +85,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const invalid = new client.Counter({
     name: 'puttu_registry_invalid_znodes_total',
     help: 'Instance znodes skipped because their data could not be used, by service.',
+    labelNames: ['service'] as const,
+    registers: [registry],
+  });
+  const refused = new client.Counter({
+    name: 'puttu_registry_refused_instances_total',
+    help: 'Instances never routed because the upstream policy refuses their address or port, by service.',
     labelNames: ['service'] as const,
     registers: [registry],
   });
@@ -184,6 +192,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       services.delete(service);
       endpoints.remove(service);
       invalid.remove(service);
+      refused.remove(service);
       ejections.remove(service);
     },
     setEndpoints: (service, count) => endpoints.set({ service }, count),
@@ -191,6 +200,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       for (const s of CONNECTION_STATES) zkState.set({ state: s }, s === state ? 1 : 0);
     },
     invalidZnode: (service) => invalid.inc({ service }),
+    refusedInstance: (service) => refused.inc({ service }),
     onCollect: (fn) => void collectors.push(fn),
     setSynced: (value) => synced.set(value ? 1 : 0),
     setStaleness: (seconds) => staleness.set(seconds),

@@ -12,7 +12,8 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
 import { isValidServiceName } from './paths.js';
 import { createCoalescer } from './coalesce.js';
-import { ServiceCache, type ServiceSnapshot } from './service-cache.js';
+import { ServiceCache, type RejectionKind, type ServiceSnapshot } from './service-cache.js';
+import type { Instance } from './instance.js';
 import { isNoNode, type WatchEvent, type ZkClient } from './zk-client.js';
 
 export type { ServiceSnapshot } from './service-cache.js';
@@ -21,7 +22,7 @@ export interface RegistryEvents {
   /** A service's snapshot changed; `undefined` when the service left the registry. */
   change: [service: string, snapshot: ServiceSnapshot | undefined, previous: ServiceSnapshot | undefined];
   /** A znode was rejected (malformed data). */
-  rejected: [service: string, id: string, reason: string];
+  rejected: [service: string, id: string, reason: string, kind: RejectionKind];
   /** The initial sync completed. */
   synced: [];
 }
@@ -33,6 +34,8 @@ export interface RegistryOptions {
   clock: Clock;
   mode: 'all' | 'lazy';
   retryMs?: number;
+  /** Instances this returns a reason for are refused (kept as rejected, never routed). */
+  accept?: (instance: Instance) => string | undefined;
 }
 
 export class Registry extends EventEmitter<RegistryEvents> {
@@ -211,7 +214,8 @@ export class Registry extends EventEmitter<RegistryEvents> {
         this.emit('change', name, snapshot, previous);
         previous = snapshot;
       },
-      onRejected: (service, id, reason) => this.emit('rejected', service, id, reason),
+      onRejected: (service, id, reason, kind) => this.emit('rejected', service, id, reason, kind),
+      ...(this.#o.accept && { accept: this.#o.accept }),
     });
     this.#caches.set(name, cache);
     if (this.#o.zk.state === 'connected') cache.refresh();

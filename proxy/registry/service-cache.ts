@@ -9,9 +9,13 @@ import { join, servicePath } from './paths.js';
 import { createCoalescer } from './coalesce.js';
 import { isNoNode, type WatchEvent, type ZkClient } from './zk-client.js';
 
+/** 'invalid': the data could not be used; 'refused': valid, but the upstream policy forbids it. */
+export type RejectionKind = 'invalid' | 'refused';
+
 export interface RejectedInstance {
   readonly id: string;
   readonly reason: string;
+  readonly kind: RejectionKind;
 }
 
 export interface ServiceSnapshot {
@@ -22,7 +26,7 @@ export interface ServiceSnapshot {
   readonly rejected: readonly RejectedInstance[];
 }
 
-type Entry = { ok: true; instance: Instance; raw: string } | { ok: false; reason: string; raw: string };
+type Entry = { ok: true; instance: Instance; raw: string } | { ok: false; reason: string; kind: RejectionKind; raw: string };
 
 export interface ServiceCacheOptions {
   zk: ZkClient;
@@ -32,7 +36,9 @@ export interface ServiceCacheOptions {
   /** Called with each new snapshot (and once after the first read, even if empty). */
   onSnapshot: (snapshot: ServiceSnapshot) => void;
   /** Called once per znode version that fails to decode. */
-  onRejected?: (service: string, id: string, reason: string) => void;
+  onRejected?: (service: string, id: string, reason: string, kind: RejectionKind) => void;
+  /** A policy on decoded instances: returns why one must not be routed (e.g. a denied address). */
+  accept?: (instance: Instance) => string | undefined;
   /** Retry delay after a failed read (ZooKeeper slow or away). */
   retryMs?: number;
 }
@@ -144,13 +150,15 @@ export class ServiceCache {
     const previous = this.#entries.get(id);
     if (previous && previous.raw === raw) return;
     const decoded = decodeInstance(this.name, id, data);
-    if (decoded.ok) {
+    const refusal = decoded.ok ? this.#o.accept?.(decoded.instance) : undefined;
+    if (decoded.ok && refusal === undefined) {
       this.#entries.set(id, { ok: true, instance: decoded.instance, raw });
       return;
     }
-    this.#entries.set(id, { ok: false, reason: decoded.reason, raw });
-    this.#o.logger.warn('invalid instance znode skipped', { service: this.name, id, reason: decoded.reason });
-    this.#o.onRejected?.(this.name, id, decoded.reason);
+    const [reason, kind]: [string, RejectionKind] = decoded.ok ? [refusal!, 'refused'] : [decoded.reason, 'invalid'];
+    this.#entries.set(id, { ok: false, reason, kind, raw });
+    this.#o.logger.warn(kind === 'refused' ? 'instance refused by the upstream policy' : 'invalid instance znode skipped', { service: this.name, id, reason });
+    this.#o.onRejected?.(this.name, id, reason, kind);
   }
 
   #publish(): void {
@@ -161,7 +169,7 @@ export class ServiceCache {
     for (const id of ids) {
       const e = this.#entries.get(id)!;
       if (e.ok) instances.push(e.instance);
-      else rejected.push(Object.freeze({ id, reason: e.reason }));
+      else rejected.push(Object.freeze({ id, reason: e.reason, kind: e.kind }));
     }
     const changed = !sameInstances(this.#snapshot.instances, instances) || !sameRejected(this.#snapshot.rejected, rejected);
     const first = !this.#synced;
