@@ -147,7 +147,12 @@ export function createApp(deps: AppDeps): App {
     zk.connect();
     const proxyUrl = urlOf(proxyAddress);
     logger.info('puttu proxy listening', { proxyUrl, adminUrl, zookeeper: connectString, basePath, balancer: config.balancer });
+    const zkFlags = `--zk ${connectString}${basePath === '/services' ? '' : ` --base-path ${basePath}`}`;
     logger.info(`route requests as ${proxyUrl}/<service>/<path>; instances register under ${basePath}/<service>/ in ZooKeeper ${connectString}`);
+    logger.info(
+      `try it: start a demo backend with \`node bin/puttu.js echo --service hello ${zkFlags}\`, then \`curl ${proxyUrl}/hello/\`; ` +
+        `register any program with \`node bin/puttu.js register <service> --port <port> --host 127.0.0.1 ${zkFlags} -- <command>\``,
+    );
     return { proxyUrl, adminUrl, zkConnectString: connectString, devZooKeeper: dev !== undefined };
   }
 

@@ -307,6 +307,11 @@ test('instances added and removed while traffic flows: the new one gets traffic,
     const sentAtRemoval = sent;
     await eventually(() => sent > sentAtRemoval + 200, { message: '200 more requests' });
     t.is(a!.seen.length, countAfterRemoval, 'no request reached the removed instance');
+    // Its keep-alive pool was closed with it: the removed upstream's sockets go away at once
+    // (well before the 4 s idle timeout that would otherwise close them).
+    const closedAt = Date.now();
+    await eventually(() => new Promise<boolean>((resolve) => a!.server.getConnections((_e, n) => resolve(n === 0))), { timeoutMs: 3_000, message: 'pool of the removed instance closed' });
+    t.true(Date.now() - closedAt < 3_000);
   } finally {
     running = false;
     await load;
