@@ -6,7 +6,9 @@ import path from 'node:path';
 import { systemClock, type Clock, type Random } from './clock.js';
 import type { Logger } from './logger.js';
 import type { Config } from './config/schema.js';
-import { BALANCERS } from './balancer/index.js';
+import { BALANCERS, parseServiceBalancers, type BalancerDeps } from './balancer/index.js';
+import { Inflight } from './balancer/inflight.js';
+import type { Balancer } from './balancer/balancer.js';
 import { startDevZooKeeper, type DevZooKeeper } from './dev/local-zookeeper.js';
 import { OUTLIER_DEFAULTS, OutlierDetector } from './balancer/outliers.js';
 import { RetryBudget } from './forward/retry-budget.js';
@@ -97,6 +99,7 @@ export function createApp(deps: AppDeps): App {
       },
       logger,
     );
+    const inflight = new Inflight();
     const outliers = new OutlierDetector(
       {
         ...OUTLIER_DEFAULTS,
@@ -116,7 +119,8 @@ export function createApp(deps: AppDeps): App {
         registry: reg,
         forwarder: {
           pools,
-          balancer: BALANCERS[config.balancer]({ random }),
+          balancerFor: balancersFor(config, { random, inflight }),
+          inflight,
           outliers,
           budget: new RetryBudget({ ratio: config.retryBudgetPercent / 100, minPerSecond: 10 }, clock),
           maxAttempts: config.maxAttempts,
@@ -218,4 +222,11 @@ function wireRegistry(registry: Registry, zk: ZkClient, pools: UpstreamPools, ou
     const since = registry.staleSince;
     metrics.setStaleness(since === undefined ? 0 : (clock.monotonic() - since) / 1000);
   });
+}
+
+/** The default strategy and per-service overrides, each built once. */
+function balancersFor(config: Config, deps: BalancerDeps): (service: string) => Balancer {
+  const fallback = BALANCERS[config.balancer](deps);
+  const overrides = new Map([...parseServiceBalancers(config.serviceBalancers)].map(([service, name]) => [service, BALANCERS[name](deps)]));
+  return overrides.size === 0 ? () => fallback : (service) => overrides.get(service) ?? fallback;
 }

@@ -4,7 +4,7 @@
  * (PUTTU_ + upper snake case) and a flag (--kebab-case), in rising precedence.
  */
 import { LOG_LEVELS, type LogLevel } from '../logger.js';
-import { BALANCER_NAMES, type BalancerName } from '../balancer/index.js';
+import { BALANCER_NAMES, parseServiceBalancers, type BalancerName } from '../balancer/index.js';
 import { DEFAULT_DENY, parseCidrs, parsePorts } from '../security/upstream-policy.js';
 
 /** Turns a parser that throws into a `check` that returns the message. */
@@ -29,6 +29,8 @@ export interface Config {
   /** 0 picks a free port; -1 serves the admin endpoints on no listener at all. */
   adminPort: number;
   balancer: BalancerName;
+  /** Per-service strategies, "svc=p2c,other=round-robin". */
+  serviceBalancers: string;
   logLevel: LogLevel;
   /** Per-attempt limit to open a connection to an upstream. */
   connectTimeoutMs: number;
@@ -76,6 +78,7 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   adminHost: '127.0.0.1',
   adminPort: 9090,
   balancer: 'random',
+  serviceBalancers: '',
   logLevel: 'info',
   connectTimeoutMs: 2_000,
   upstreamTimeoutMs: 30_000,
@@ -114,6 +117,7 @@ export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } =
   adminHost: { type: 'string', help: 'address of the admin listener (/metrics, /healthz, /readyz)' },
   adminPort: { type: 'int', min: -1, max: 65535, help: 'admin port (0: any free port, -1: no admin listener)' },
   balancer: { type: 'enum', values: BALANCER_NAMES, help: `load-balancing strategy (${BALANCER_NAMES.join(', ')})` },
+  serviceBalancers: { type: 'string', allowEmpty: true, check: checkWith(parseServiceBalancers), help: 'per-service strategies, e.g. cart=p2c,search=round-robin' },
   logLevel: { type: 'enum', values: LOG_LEVELS, help: `log level (${LOG_LEVELS.join(', ')})` },
   connectTimeoutMs: { ...ms, help: 'upstream connect timeout, ms' },
   upstreamTimeoutMs: { ...ms, help: 'wait for upstream response headers, ms (then 504)' },

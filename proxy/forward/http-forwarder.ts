@@ -18,6 +18,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Balancer } from '../balancer/balancer.js';
+import type { Inflight } from '../balancer/inflight.js';
 import type { OutlierDetector } from '../balancer/outliers.js';
 import type { Instance } from '../registry/instance.js';
 import { clientResponseHeaders } from './headers.js';
@@ -34,7 +35,9 @@ class ClientGoneError extends Error {
 
 export interface ForwarderDeps {
   pools: UpstreamPools;
-  balancer: Balancer;
+  /** The strategy for a service (per-service overrides resolved once, not per request). */
+  balancerFor: (service: string) => Balancer;
+  inflight: Inflight;
   outliers: OutlierDetector;
   budget: RetryBudget;
   /** Attempts per request, the first included. */
@@ -69,6 +72,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   readonly #query: string;
   readonly #headers: string[];
   readonly #hasBody: boolean;
+  readonly #balancer: Balancer;
   /** The instance of the current (last) attempt. */
   instance: Instance | undefined;
   attempts = 0;
@@ -96,18 +100,20 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#query = init.query;
     this.#headers = init.headers;
     this.#hasBody = init.hasBody;
+    this.#balancer = deps.balancerFor(init.service);
   }
 
   start(): void {
     this.res.once('close', this.#onClientClose);
     this.#f.budget.request();
     const routable = this.#f.outliers.routable(this.service, this.instances);
-    this.#attempt(this.#f.balancer.pick(routable));
+    this.#attempt(this.#balancer.pick(routable));
   }
 
   #attempt(instance: Instance): void {
     this.instance = instance;
     this.attempts++;
+    this.#f.inflight.inc(instance);
     this.#written = false;
     this.#abort = undefined;
     this.#f.pools.get(instance.origin).dispatch(
@@ -151,11 +157,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onComplete(): void {
+    this.#f.inflight.dec(this.instance!);
     this.res.end();
     this.#finish();
   }
 
   onError(err: Error): void {
+    this.#f.inflight.dec(this.instance!);
     if (this.clientGone) return this.#finish();
     const error = toProxyError(err);
     const instance = this.instance!;
@@ -187,7 +195,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const tried = this.#tried;
     let candidates = this.#f.outliers.routable(this.service, this.instances).filter((i) => !tried.includes(i));
     if (candidates.length === 0) candidates = this.instances.filter((i) => !tried.includes(i));
-    return candidates.length === 0 ? undefined : this.#f.balancer.pick(candidates);
+    return candidates.length === 0 ? undefined : this.#balancer.pick(candidates);
   }
 
   #finish(): void {

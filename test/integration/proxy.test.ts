@@ -101,6 +101,23 @@ test('traffic spreads over three instances with the real random source', async (
   );
 });
 
+test('per-service p2c steers traffic away from a slow instance', async (t) => {
+  const { proxy, lib } = await setup({ serviceBalancers: 'steer=p2c' });
+  const fast = await Promise.all(['f1', 'f2'].map((n) => upstream(n)));
+  const slow = await upstream('slow', (req, res, u) => void setTimeout(() => echo(req, res, u), 50));
+  await registerAll(lib, proxy, 'steer', [...fast, slow]);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 12 });
+  t.teardown(() => agent.destroy());
+  await Promise.all(Array.from({ length: 12 }, async () => {
+    for (let i = 0; i < 50; i++) await get(proxy.url + '/steer/x', agent);
+  }));
+  const share = slow.seen.length / 600;
+  t.log(`slow instance share under p2c: ${(share * 100).toFixed(1)} % (random would give 33 %)`);
+  // Under p2c a request only reaches the slow instance when it is not busier than the other
+  // choice; with 12 concurrent clients and a 50x slower instance that is rare.
+  t.true(share < 0.2, `slow share ${share}`);
+});
+
 test('a 1 MiB POST body and a 32 MiB response stream through intact', async (t) => {
   const { proxy, lib } = await setup();
   const big = randomBytes(32 * 1024 * 1024);

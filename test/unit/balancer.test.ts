@@ -1,4 +1,9 @@
 import test from 'ava';
+import { Inflight } from '../../proxy/balancer/inflight.js';
+import { createRoundRobinBalancer } from '../../proxy/balancer/round-robin.js';
+import { createP2cBalancer } from '../../proxy/balancer/p2c.js';
+import { parseServiceBalancers } from '../../proxy/balancer/index.js';
+import { sequence } from '../helpers/fakes.js';
 import { BALANCERS, BALANCER_NAMES } from '../../proxy/balancer/index.js';
 import { createRandomBalancer } from '../../proxy/balancer/random.js';
 import type { Instance } from '../../proxy/registry/instance.js';
@@ -46,16 +51,63 @@ test('random balancer: without an injected source it still returns a member of t
 
 test('BALANCERS: every name builds a balancer that uses the injected random', (t) => {
   t.deepEqual(BALANCER_NAMES, Object.keys(BALANCERS));
-  t.true(BALANCER_NAMES.includes('random'));
+  t.deepEqual([...BALANCER_NAMES].sort(), ['p2c', 'random', 'round-robin']);
   for (const name of BALANCER_NAMES) {
-    const low = BALANCERS[name]({ random: () => 0 });
+    const low = BALANCERS[name]({ random: () => 0, inflight: new Inflight() });
     t.is(typeof low.pick, 'function', name);
     t.true([a, b, c].includes(low.pick([a, b, c])), name);
-    t.is(BALANCERS[name]({ random: () => 0 }).pick([c]), c, name);
+    t.is(BALANCERS[name]({ random: () => 0, inflight: new Inflight() }).pick([c]), c, name);
   }
 });
 
 test('BALANCERS.random pins like createRandomBalancer', (t) => {
-  t.is(BALANCERS.random({ random: () => 0 }).pick([a, b, c]), a);
-  t.is(BALANCERS.random({ random: () => 0.99 }).pick([a, b, c]), c);
+  t.is(BALANCERS.random({ random: () => 0, inflight: new Inflight() }).pick([a, b, c]), a);
+  t.is(BALANCERS.random({ random: () => 0.99, inflight: new Inflight() }).pick([a, b, c]), c);
+});
+
+test('round-robin: each instance in turn from a random start, a new rotation per snapshot array', (t) => {
+  const rr = createRoundRobinBalancer({ random: () => 0.5 });
+  const list = [a, b, c];
+  t.deepEqual([1, 2, 3, 4, 5, 6].map(() => rr.pick(list)), [b, c, a, b, c, a]);
+  const next = [a, b];
+  t.deepEqual([1, 2, 3].map(() => rr.pick(next)), [b, a, b]);
+});
+
+test('p2c: of two distinct random instances the less loaded wins', (t) => {
+  const inflight = new Inflight();
+  // random 0 picks index 0, then 0.6 of the remaining 2 → index 1 (+1 skip) = 2: a vs c.
+  const p2c = createP2cBalancer({ random: sequence([0, 0.6]), inflight });
+  t.is(p2c.pick([a, b, c]), a, 'tie: the first choice');
+  inflight.inc(a);
+  t.is(p2c.pick([a, b, c]), c, 'a busier than c');
+  inflight.inc(c);
+  inflight.inc(c);
+  t.is(p2c.pick([a, b, c]), a);
+  inflight.dec(c);
+  inflight.dec(c);
+  inflight.dec(c);
+  t.is(inflight.get(c), 0, 'never below zero');
+  t.is(createP2cBalancer({ inflight }).pick([b]), b, 'a single instance');
+});
+
+test('p2c never compares an instance with itself', (t) => {
+  const inflight = new Inflight();
+  for (const r of [0, 0.3, 0.5, 0.99]) {
+    const seen: unknown[] = [];
+    const p2c = createP2cBalancer({ random: sequence([r, r]), inflight });
+    inflight.inc(a);
+    seen.push(p2c.pick([a, b]));
+    t.is(seen[0], b, `r=${r}: with a busier, b must win (two distinct choices)`);
+    inflight.dec(a);
+  }
+});
+
+test('per-service strategies parse, and a bad entry names itself', (t) => {
+  t.deepEqual([...parseServiceBalancers('cart=p2c, search = round-robin')], [
+    ['cart', 'p2c'],
+    ['search', 'round-robin'],
+  ]);
+  t.is(parseServiceBalancers('').size, 0);
+  t.throws(() => parseServiceBalancers('cart=fastest'), { message: /"cart=fastest"/ });
+  t.throws(() => parseServiceBalancers('cart'), { message: /"cart"/ });
 });
