@@ -128,6 +128,7 @@ export function createApp(deps: AppDeps): App {
         metrics,
         clock,
         logger: logger.child({ component: 'proxy' }),
+        ...(config.accessLog === 'on' && { accessLog: logger.child({ component: 'access' }) }),
         maxBodyBytes: config.maxBodyBytes,
         proto: 'http',
       }),

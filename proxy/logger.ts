@@ -1,7 +1,10 @@
 /**
- * A small structured logger: one JSON object per line, written to a sink.
- * Injected, never a global; `child()` binds fields such as the component name.
+ * Structured JSON logs through pino: one object per line with `time` (ISO), `level` (by name),
+ * `msg` and fields. The Logger interface is ours, so the rest of puttu depends on it, not on pino;
+ * it is injected, never a global, and `child()` binds fields such as the component name.
  */
+import { pino, type DestinationStream } from 'pino';
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 export type LogFields = Record<string, unknown>;
 
@@ -14,47 +17,46 @@ export interface Logger {
   isLevelEnabled(level: LogLevel): boolean;
 }
 
-const RANK: Record<LogLevel, number> = { debug: 20, info: 30, warn: 40, error: 50, silent: 100 };
-export const LOG_LEVELS = Object.keys(RANK) as LogLevel[];
+export const LOG_LEVELS: LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
 
 export interface LoggerOptions {
   level?: LogLevel;
   /** Where lines go; defaults to stderr so stdout stays free for command output. */
   write?: (line: string) => void;
-  now?: () => number;
   bindings?: LogFields;
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const threshold = RANK[options.level ?? 'info'];
-  const write = options.write ?? ((line: string) => process.stderr.write(line));
-  const now = options.now ?? Date.now;
-  return build(options.bindings ?? {});
-
-  function build(bindings: LogFields): Logger {
-    const log = (level: LogLevel) => (msg: string, fields?: LogFields) => {
-      if (RANK[level] < threshold) return;
-      const record = { time: new Date(now()).toISOString(), level, msg, ...bindings, ...fields };
-      write(JSON.stringify(record, replaceErrors) + '\n');
-    };
-    return {
-      debug: log('debug'),
-      info: log('info'),
-      warn: log('warn'),
-      error: log('error'),
-      child: (more) => build({ ...bindings, ...more }),
-      isLevelEnabled: (level) => RANK[level] >= threshold,
-    };
-  }
+  const destination: DestinationStream = options.write ? { write: options.write } : pino.destination({ fd: 2, sync: true });
+  const root = pino(
+    {
+      level: options.level ?? 'info',
+      base: null,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      // Errors log as message and code: no stacks of expected failures filling the logs.
+      serializers: { error: serializeError },
+    },
+    destination,
+  );
+  return wrap(options.bindings ? root.child(options.bindings) : root);
 }
 
-/** Errors serialise to their message and code, never to `{}`. */
-function replaceErrors(_key: string, value: unknown): unknown {
-  if (value instanceof Error) {
-    const code = (value as { code?: unknown }).code;
-    return code === undefined ? { message: value.message } : { message: value.message, code };
-  }
-  return value;
+function wrap(p: pino.Logger): Logger {
+  return {
+    debug: (msg, fields) => (fields ? p.debug(fields, msg) : p.debug(msg)),
+    info: (msg, fields) => (fields ? p.info(fields, msg) : p.info(msg)),
+    warn: (msg, fields) => (fields ? p.warn(fields, msg) : p.warn(msg)),
+    error: (msg, fields) => (fields ? p.error(fields, msg) : p.error(msg)),
+    child: (bindings) => wrap(p.child(bindings)),
+    isLevelEnabled: (level) => level !== 'silent' && p.isLevelEnabled(level),
+  };
+}
+
+function serializeError(value: unknown): unknown {
+  if (!(value instanceof Error)) return value;
+  const code = (value as { code?: unknown }).code;
+  return code === undefined ? { message: value.message } : { message: value.message, code };
 }
 
 export const silentLogger: Logger = createLogger({ level: 'silent' });

@@ -32,6 +32,8 @@ export interface Config {
   /** Per-service strategies, "svc=p2c,other=round-robin". */
   serviceBalancers: string;
   logLevel: LogLevel;
+  /** One JSON line per request ("on"/"off"). */
+  accessLog: 'on' | 'off';
   /** Per-attempt limit to open a connection to an upstream. */
   connectTimeoutMs: number;
   /** Limit on waiting for an upstream's response headers. */
@@ -80,6 +82,7 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   balancer: 'random',
   serviceBalancers: '',
   logLevel: 'info',
+  accessLog: 'off',
   connectTimeoutMs: 2_000,
   upstreamTimeoutMs: 30_000,
   bodyTimeoutMs: 60_000,
@@ -119,6 +122,7 @@ export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } =
   balancer: { type: 'enum', values: BALANCER_NAMES, help: `load-balancing strategy (${BALANCER_NAMES.join(', ')})` },
   serviceBalancers: { type: 'string', allowEmpty: true, check: checkWith(parseServiceBalancers), help: 'per-service strategies, e.g. cart=p2c,search=round-robin' },
   logLevel: { type: 'enum', values: LOG_LEVELS, help: `log level (${LOG_LEVELS.join(', ')})` },
+  accessLog: { type: 'enum', values: ['on', 'off'], help: 'one JSON log line per request: on or off' },
   connectTimeoutMs: { ...ms, help: 'upstream connect timeout, ms' },
   upstreamTimeoutMs: { ...ms, help: 'wait for upstream response headers, ms (then 504)' },
   bodyTimeoutMs: { ...ms, help: 'longest silence inside an upstream response body, ms' },

@@ -20,9 +20,10 @@ const REQUEST_DROP = new Set([
   'http2-settings',
   'x-forwarded-proto',
   'x-forwarded-host',
+  'x-request-id',
 ]);
 
-const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'x-request-id']);
 
 export interface ForwardInfo {
   /** The client's address, appended to X-Forwarded-For. */
@@ -31,6 +32,8 @@ export interface ForwardInfo {
   proto: string;
   /** The Host the client asked for. */
   host: string | undefined;
+  /** This request's id, sent upstream as X-Request-Id. */
+  requestId: string;
 }
 
 /**
@@ -62,11 +65,21 @@ export function upstreamRequestHeaders(raw: readonly string[], info: ForwardInfo
   out.push('x-forwarded-proto', info.proto);
   if (info.host !== undefined) out.push('x-forwarded-host', info.host);
   out.push('via', via === undefined ? '1.1 puttu' : `${via}, 1.1 puttu`);
+  out.push('x-request-id', info.requestId);
   return out;
 }
 
-/** Response headers for the client from undici's raw Buffers: hop-by-hop fields removed. */
-export function clientResponseHeaders(raw: readonly Buffer[]): string[] {
+/**
+ * The request id: the client's X-Request-Id when it is a sane token (printable ASCII, at most 128
+ * characters), else a new UUID. W3C traceparent/tracestate are not touched: they pass through.
+ */
+export function requestIdOf(incoming: string | string[] | undefined, generate: () => string): string {
+  if (typeof incoming === 'string' && incoming.length > 0 && incoming.length <= 128 && /^[\x21-\x7e]+$/.test(incoming)) return incoming;
+  return generate();
+}
+
+/** Response headers for the client from undici's raw Buffers: hop-by-hop fields removed, our X-Request-Id added. */
+export function clientResponseHeaders(raw: readonly Buffer[], requestId: string): string[] {
   const strings: string[] = new Array(raw.length);
   for (let i = 0; i < raw.length; i++) strings[i] = raw[i]!.toString('latin1');
   const named = connectionTokens(strings);
@@ -76,6 +89,7 @@ export function clientResponseHeaders(raw: readonly Buffer[]): string[] {
     if (RESPONSE_DROP.has(lower) || (named !== undefined && named.has(lower))) continue;
     out.push(strings[i]!, strings[i + 1]!);
   }
+  out.push('x-request-id', requestId);
   return out;
 }
 

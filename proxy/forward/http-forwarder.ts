@@ -59,6 +59,7 @@ export interface ExchangeInit {
   headers: string[];
   /** Whether the request carries a body (Content-Length > 0 or Transfer-Encoding). */
   hasBody: boolean;
+  requestId: string;
 }
 
 export class Exchange implements Dispatcher.DispatchHandler {
@@ -66,6 +67,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   readonly res: ServerResponse;
   readonly service: string;
   readonly method: string;
+  readonly requestId: string;
   readonly instances: readonly Instance[];
   readonly #f: ForwarderDeps;
   readonly #rest: string;
@@ -95,6 +97,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.res = init.res;
     this.service = init.service;
     this.method = init.req.method ?? 'GET';
+    this.requestId = init.requestId;
     this.instances = init.instances;
     this.#rest = init.rest;
     this.#query = init.query;
@@ -145,7 +148,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#f.outliers.success(this.instance!);
     this.status = statusCode;
     this.#resume = resume;
-    this.res.writeHead(statusCode, statusText || undefined, clientResponseHeaders(rawHeaders));
+    this.res.writeHead(statusCode, statusText || undefined, clientResponseHeaders(rawHeaders, this.requestId));
     return true;
   }
 
@@ -173,7 +176,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       const next = this.#retryable(error) ? this.#nextInstance(instance) : undefined;
       if (next !== undefined) return this.#attempt(next);
       this.status = error.status;
-      sendError(this.res, error);
+      sendError(this.res, error, this.requestId);
     } else {
       // Mid-body: cut the connection; a truncated body must not look complete.
       this.status = 0;
@@ -213,7 +216,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 }
 
 /** Writes a JSON error response (no internal details: the body is `errorBody`). */
-export function sendError(res: ServerResponse, error: ProxyError): void {
+export function sendError(res: ServerResponse, error: ProxyError, requestId?: string): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -223,6 +226,7 @@ export function sendError(res: ServerResponse, error: ProxyError): void {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
+    ...(requestId !== undefined && { 'x-request-id': requestId }),
   });
   res.end(body);
 }

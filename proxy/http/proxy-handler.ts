@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 /**
  * The request path: route → snapshot lookup → pick → forward. Synchronous up to the dispatch:
  * it reads the registry's current in-memory snapshot and never waits on ZooKeeper.
@@ -9,7 +10,7 @@ import type { Registry } from '../registry/registry.js';
 import type { Metrics, ServiceMetrics } from '../metrics/metrics.js';
 import { UNKNOWN_SERVICE } from '../metrics/metrics.js';
 import { parseTarget, type Route } from '../forward/route.js';
-import { upstreamRequestHeaders } from '../forward/headers.js';
+import { requestIdOf, upstreamRequestHeaders } from '../forward/headers.js';
 import { Exchange, sendError, type ForwarderDeps } from '../forward/http-forwarder.js';
 import {
   BadRequestError,
@@ -27,10 +28,14 @@ export interface ProxyHandlerDeps {
   metrics: Metrics;
   clock: Clock;
   logger: Logger;
+  /** One line per request at `info` on this logger; undefined: no access log. */
+  accessLog?: Logger;
   /** 0: no limit. */
   maxBodyBytes: number;
   /** How clients reach this listener. */
   proto: 'http' | 'https';
+  /** New request ids (injected so tests can pin them). */
+  newRequestId?: () => string;
 }
 
 interface RequestContext {
@@ -39,14 +44,28 @@ interface RequestContext {
 }
 
 export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const { registry, metrics, clock, logger, maxBodyBytes, proto } = deps;
+  const { registry, metrics, clock, logger, accessLog, maxBodyBytes, proto } = deps;
+  const newRequestId = deps.newRequestId ?? randomUUID;
   const unknown = metrics.forService(UNKNOWN_SERVICE);
   const forwarder: ForwarderDeps = {
     ...deps.forwarder,
     onDone(exchange) {
       const ctx = exchange.context as RequestContext;
+      const seconds = (clock.monotonic() - ctx.start) / 1000;
       if (exchange.attempts > 1) ctx.metrics.retried(exchange.attempts - 1);
-      ctx.metrics.observe(exchange.method, exchange.clientGone ? 0 : exchange.status, (clock.monotonic() - ctx.start) / 1000);
+      ctx.metrics.observe(exchange.method, exchange.clientGone ? 0 : exchange.status, seconds);
+      accessLog?.info('request', {
+        method: exchange.method,
+        path: pathOf(exchange.req.url),
+        service: exchange.service,
+        status: exchange.clientGone ? 0 : exchange.status,
+        durationMs: Math.round(seconds * 1e6) / 1e3,
+        instance: exchange.instance?.id,
+        attempts: exchange.attempts,
+        requestId: exchange.requestId,
+        ...(exchange.error && { error: exchange.error.code }),
+        ...(exchange.clientGone && { clientAborted: true }),
+      });
     },
     onAttemptFailed(exchange, error) {
       (exchange.context as RequestContext).metrics.upstreamError(error.code);
@@ -54,46 +73,65 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     },
   };
 
-  function fail(res: ServerResponse, m: ServiceMetrics, method: string, start: number, error: ProxyError): void {
-    sendError(res, error);
-    m.observe(method, error.status, (clock.monotonic() - start) / 1000);
+  function fail(req: IncomingMessage, res: ServerResponse, m: ServiceMetrics, start: number, requestId: string, error: ProxyError): void {
+    sendError(res, error, requestId);
+    const seconds = (clock.monotonic() - start) / 1000;
+    m.observe(req.method ?? 'GET', error.status, seconds);
+    accessLog?.info('request', {
+      method: req.method,
+      path: pathOf(req.url),
+      service: m === unknown ? undefined : m.service,
+      status: error.status,
+      durationMs: Math.round(seconds * 1e6) / 1e3,
+      attempts: 0,
+      requestId,
+      error: error.code,
+    });
   }
 
   return function handle(req, res) {
     const start = clock.monotonic();
-    const method = req.method ?? 'GET';
+    const requestId = requestIdOf(req.headers['x-request-id'], newRequestId);
     let route: Route;
     try {
       route = parseTarget(req.url ?? '/');
     } catch (error) {
-      return fail(res, unknown, method, start, toProxyError(error));
+      return fail(req, res, unknown, start, requestId, toProxyError(error));
     }
     const snapshot = registry.get(route.service);
     if (snapshot === undefined) {
-      return fail(res, unknown, method, start, registry.synced ? new UnknownServiceError() : new NotReadyError());
+      return fail(req, res, unknown, start, requestId, registry.synced ? new UnknownServiceError() : new NotReadyError());
     }
     const m = metrics.forService(route.service);
     const instances = snapshot.instances;
-    if (instances.length === 0) return fail(res, m, method, start, new NoInstancesError());
+    if (instances.length === 0) return fail(req, res, m, start, requestId, new NoInstancesError());
     const length = req.headers['content-length'];
     const te = req.headers['transfer-encoding'];
     // Node decodes only `chunked`; any other transfer coding would reach the upstream undeclared.
     if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
       res.shouldKeepAlive = false;
-      return fail(res, m, method, start, new BadRequestError('only the chunked transfer coding is accepted'));
+      return fail(req, res, m, start, requestId, new BadRequestError('only the chunked transfer coding is accepted'));
     }
     const hasBody = length !== undefined ? length !== '0' : te !== undefined;
     if (maxBodyBytes > 0 && length !== undefined && Number(length) > maxBodyBytes) {
       res.shouldKeepAlive = false; // the unread body would otherwise be parsed as the next request
-      return fail(res, m, method, start, new PayloadTooLargeError(`request body over ${maxBodyBytes} bytes`));
+      return fail(req, res, m, start, requestId, new PayloadTooLargeError(`request body over ${maxBodyBytes} bytes`));
     }
     const headers = upstreamRequestHeaders(req.rawHeaders, {
       clientIp: req.socket.remoteAddress ?? '',
       proto,
       host: req.headers.host,
+      requestId,
     });
-    const exchange = new Exchange(forwarder, { req, res, service: route.service, instances, rest: route.rest, query: route.query, headers, hasBody });
+    const exchange = new Exchange(forwarder, { req, res, service: route.service, instances, rest: route.rest, query: route.query, headers, hasBody, requestId });
     exchange.context = { metrics: m, start } satisfies RequestContext;
     exchange.start();
   };
+}
+
+/** The path without the query (queries may carry secrets; access logs need not). */
+function pathOf(url: string | undefined): string {
+  if (url === undefined) return '';
+  const q = url.indexOf('?');
+  return (q === -1 ? url : url.slice(0, q)).slice(0, 512);
 }

@@ -5,7 +5,7 @@
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { connect, type Puttu } from '../../proxy/index.js';
+import { connect, createLogger, type Puttu } from '../../proxy/index.js';
 import { freePort } from '../../proxy/dev/local-zookeeper.js';
 import { eventually } from '../helpers/eventually.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
@@ -116,6 +116,40 @@ test('per-service p2c steers traffic away from a slow instance', async (t) => {
   // Under p2c a request only reaches the slow instance when it is not busier than the other
   // choice; with 12 concurrent clients and a 50x slower instance that is rare.
   t.true(share < 0.2, `slow share ${share}`);
+});
+
+test('X-Request-Id is kept or generated, sent upstream and returned; one access-log line per request', async (t) => {
+  const lines: any[] = [];
+  const logger = createLogger({ level: 'info', write: (line) => void lines.push(JSON.parse(line)) });
+  const proxy = await startProxy(zk.connectString, { accessLog: 'on' }, { logger });
+  cleanups.push(() => proxy.close());
+  const lib = connect(zk.connectString, proxy.basePath);
+  cleanups.push(() => lib.close());
+  const u = await upstream('rid');
+  await registerAll(lib, proxy, 'rid', [u]);
+
+  const kept = await request(proxy.url + '/rid/a?secret=1', { headers: { 'x-request-id': 'client-42', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' } });
+  t.is(kept.headers['x-request-id'], 'client-42');
+  t.is(kept.json().headers['x-request-id'], 'client-42');
+  t.is(kept.json().headers.traceparent, '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
+
+  const fresh = await request(proxy.url + '/rid/b');
+  const id = fresh.headers['x-request-id'] as string;
+  t.regex(id, /^[0-9a-f-]{36}$/);
+  t.is(fresh.json().headers['x-request-id'], id);
+
+  const missing = await request(proxy.url + '/nope/x');
+  t.regex(missing.headers['x-request-id'] as string, /^[0-9a-f-]{36}$/, 'error responses carry it too');
+
+  const access = await eventually(() => {
+    const found = lines.filter((l) => l.component === 'access');
+    return found.length >= 3 ? found : undefined;
+  });
+  const first = access.find((l) => l.requestId === 'client-42');
+  t.like(first, { msg: 'request', method: 'GET', path: '/rid/a', service: 'rid', status: 200, attempts: 1, instance: proxy.app.registry!.get('rid')!.instances[0]!.id });
+  t.is(typeof first.durationMs, 'number');
+  t.false(JSON.stringify(access).includes('secret=1'), 'queries stay out of the log');
+  t.like(access.find((l) => l.path === '/nope/x'), { status: 404, error: 'PUTTU_UNKNOWN_SERVICE' });
 });
 
 test('a 1 MiB POST body and a 32 MiB response stream through intact', async (t) => {

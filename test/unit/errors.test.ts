@@ -15,6 +15,7 @@ import {
   UpstreamRefusedError,
   UpstreamResetError,
   UpstreamTimeoutError,
+  UpstreamPolicyError,
   UpstreamUnreachableError,
   errorBody,
   toProxyError,
@@ -112,7 +113,7 @@ test('request-side and registry errors: codes, statuses, not upstream', (t) => {
 });
 
 test('UPSTREAM_ERROR_CODES lists exactly the codes of the upstream classes', (t) => {
-  const upstream = [new UpstreamRefusedError(), new UpstreamUnreachableError(), new UpstreamResetError(), new UpstreamBadResponseError(), new UpstreamConnectTimeoutError(), new UpstreamTimeoutError()];
+  const upstream = [new UpstreamRefusedError(), new UpstreamUnreachableError(), new UpstreamResetError(), new UpstreamBadResponseError(), new UpstreamConnectTimeoutError(), new UpstreamTimeoutError(), new UpstreamPolicyError()];
   t.deepEqual([...UPSTREAM_ERROR_CODES].sort(), upstream.map((e) => e.code).sort());
   t.true(upstream.every((e) => e.upstream));
 });

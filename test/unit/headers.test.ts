@@ -1,7 +1,8 @@
 import test from 'ava';
-import { clientResponseHeaders, connectionTokens, upstreamRequestHeaders, type ForwardInfo } from '../../proxy/forward/headers.js';
+import { clientResponseHeaders, connectionTokens, requestIdOf, upstreamRequestHeaders, type ForwardInfo } from '../../proxy/forward/headers.js';
 
-const info: ForwardInfo = { clientIp: '203.0.113.7', proto: 'http', host: 'proxy.example' };
+const info: ForwardInfo = { clientIp: '203.0.113.7', proto: 'http', host: 'proxy.example', requestId: 'rid-1' };
+const RID = ['x-request-id', 'rid-1'];
 
 /** All values of a header (case-insensitive name) in a flat raw array. */
 function all(raw: readonly string[], name: string): string[] {
@@ -73,7 +74,7 @@ test('request: "Connection: X-Forwarded-For" strips the client chain but ours st
 
 test('request: "Connection: Via" or naming X-Forwarded-Proto/-Host cannot suppress the ones we set', (t) => {
   const raw = ['Connection', 'via, x-forwarded-proto, x-forwarded-host', 'Via', '1.0 evil'];
-  const out = upstreamRequestHeaders(raw, { clientIp: '::1', proto: 'https', host: 'h' });
+  const out = upstreamRequestHeaders(raw, { clientIp: '::1', proto: 'https', host: 'h', requestId: 'r' });
   t.deepEqual(all(out, 'via'), ['1.1 puttu']);
   t.deepEqual(all(out, 'x-forwarded-proto'), ['https']);
   t.deepEqual(all(out, 'x-forwarded-host'), ['h']);
@@ -101,7 +102,7 @@ test('request: the output is a well-formed flat array and the input is left unto
   const out = upstreamRequestHeaders(raw, info);
   t.deepEqual(raw, copy);
   t.is(out.length % 2, 0);
-  t.deepEqual(names(out), ['accept', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'via']);
+  t.deepEqual(names(out), ['accept', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'via', 'x-request-id']);
 });
 
 const buffers = (raw: string[]) => raw.map((s) => Buffer.from(s, 'latin1'));
@@ -118,17 +119,17 @@ test('response: hop-by-hop fields and fields named in Connection are dropped', (
     'x-internal', 'secret',
     'Content-Type', 'text/plain',
   ]);
-  t.deepEqual(clientResponseHeaders(raw), ['Content-Type', 'text/plain']);
+  t.deepEqual(clientResponseHeaders(raw, 'rid-1'), ['Content-Type', 'text/plain', ...RID]);
 });
 
 test('response: everything else is kept in order, including duplicate Set-Cookie', (t) => {
   const raw = ['Set-Cookie', 'a=1; Path=/', 'Content-Length', '5', 'set-cookie', 'b=2', 'Via', '1.1 upstream', 'Cache-Control', 'no-store'];
-  t.deepEqual(clientResponseHeaders(buffers(raw)), raw);
+  t.deepEqual(clientResponseHeaders(buffers(raw), 'rid-1'), [...raw, ...RID]);
 });
 
 test('response: header values are read as latin1 (byte-preserving)', (t) => {
-  const out = clientResponseHeaders([Buffer.from('X-Name'), Buffer.from([0x63, 0x61, 0x66, 0xe9])]);
-  t.deepEqual(out, ['X-Name', 'caf\u00e9']);
+  const out = clientResponseHeaders([Buffer.from('X-Name'), Buffer.from([0x63, 0x61, 0x66, 0xe9])], 'rid-1');
+  t.deepEqual(out, ['X-Name', 'caf\u00e9', ...RID]);
   t.deepEqual(Buffer.from(out[1]!, 'latin1'), Buffer.from([0x63, 0x61, 0x66, 0xe9]));
 });
 
@@ -137,4 +138,22 @@ test('connectionTokens lower-cases and trims, ignores close/keep-alive/empty, an
   t.is(connectionTokens(['Connection', 'close']), undefined);
   t.is(connectionTokens(['Connection', ' Keep-Alive , ,']), undefined);
   t.deepEqual(connectionTokens(['CONNECTION', ' X-A ,x-b', 'Accept', 'x-c', 'connection', 'Upgrade']), new Set(['x-a', 'x-b', 'upgrade']));
+});
+
+test('request id: a sane client X-Request-Id is kept, anything else replaced; one id goes upstream', (t) => {
+  const gen = () => 'generated';
+  t.is(requestIdOf('abc-123', gen), 'abc-123');
+  t.is(requestIdOf(undefined, gen), 'generated');
+  t.is(requestIdOf('', gen), 'generated');
+  t.is(requestIdOf('has space', gen), 'generated');
+  t.is(requestIdOf('x'.repeat(129), gen), 'generated');
+  t.is(requestIdOf(['a', 'b'], gen), 'generated');
+  const out = upstreamRequestHeaders(['X-Request-Id', 'client-id', 'traceparent', '00-abc-def-01', 'tracestate', 'k=v'], info);
+  t.deepEqual(all(out, 'x-request-id'), ['rid-1'], 'exactly one, ours');
+  t.deepEqual(all(out, 'traceparent'), ['00-abc-def-01'], 'trace context untouched');
+  t.deepEqual(all(out, 'tracestate'), ['k=v']);
+});
+
+test('response: an upstream X-Request-Id is replaced by ours', (t) => {
+  t.deepEqual(clientResponseHeaders(buffers(['X-Request-Id', 'theirs', 'A', '1']), 'rid-1'), ['A', '1', ...RID]);
 });
