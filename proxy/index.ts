@@ -8,9 +8,11 @@
  * const endpoint = await puttu.get('billing'); // { url: 'http://10.0.0.7:9000/billing', ... }
  * ```
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pickIndex, systemClock, type Random } from './clock.js';
 import { ClosedError, InvalidRegistrationError, NoEndpointError, ZooKeeperUnavailableError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
+import { digestAuth, ownedAcl, sharedParentAcl, type Credentials } from './registry/acl.js';
 import { resolveHost } from './registry/host.js';
 import { validateEndpoint, type Instance, type Protocol } from './registry/instance.js';
 import { isValidServiceName, normalizeBasePath } from './registry/paths.js';
@@ -21,6 +23,8 @@ import { kZkClient, ZkClient, type AclEntry, type AuthInfo, type ConnectionState
 export { PuttuError, NoEndpointError, InvalidRegistrationError, ClosedError, ZooKeeperUnavailableError } from './errors.js';
 export type { Registration } from './registry/registrar.js';
 export type { ConnectionState, AclEntry, AuthInfo } from './registry/zk-client.js';
+export { digestId } from './registry/acl.js';
+export type { Credentials } from './registry/acl.js';
 export type { Logger } from './logger.js';
 export { createLogger } from './logger.js';
 
@@ -36,8 +40,25 @@ export interface ConnectOptions {
   logger?: Logger;
   /** Credentials added to the session, e.g. `{ scheme: 'digest', auth: 'user:password' }`. */
   auth?: readonly AuthInfo[];
-  /** ACL of the nodes `register()` creates. Default: open (world:anyone). */
+  /**
+   * ACL of the instance nodes `register()` creates. Default: with `credentials`, that identity
+   * may do everything and anyone may read; without, open (world:anyone).
+   */
   acl?: readonly AclEntry[];
+  /**
+   * A ZooKeeper digest identity, added to the session's auth. Instance nodes get (unless `acl` is
+   * given) this identity ALL and world READ. Base and service nodes this client creates get this
+   * identity ALL and world READ + CREATE: ZooKeeper checks DELETE on the parent, so that is what
+   * stops others from deleting the registrations, while instances of the same service under other
+   * identities can still register (existing nodes keep their ACL: an open service node lets anyone
+   * delete its children).
+   */
+  credentials?: Credentials;
+  /**
+   * On `close()`: time between deleting the registrations and ending the session, for callers
+   * that still route here from a cache to finish (they see the deletion first). Default 0.
+   */
+  drainMs?: number;
 }
 
 export interface RegisterData {
@@ -69,7 +90,10 @@ export interface Puttu {
   get(service: string): Promise<Endpoint>;
   /** Every live endpoint of the service (empty when none). */
   list(service: string): Promise<Endpoint[]>;
-  /** Deregisters everything, ends the session, stops watching. Idempotent; always settles. */
+  /**
+   * Deregisters everything, waits `drainMs`, then stops watching and ends the session.
+   * Idempotent; always settles.
+   */
   close(): Promise<void>;
   readonly state: ConnectionState;
 }
@@ -79,15 +103,20 @@ export function connect(connectString: string, basePath: string, options: Connec
   const logger = options.logger ?? silentLogger;
   const random = options.random ?? Math.random;
   const connectTimeoutMs = options.connectTimeoutMs ?? 15_000;
+  const drainMs = options.drainMs ?? 0;
+  if (!Number.isFinite(drainMs) || drainMs < 0) throw new RangeError(`drainMs must be a finite number >= 0, got ${drainMs}`);
+  const { credentials } = options;
+  const auth = [...(options.auth ?? []), ...(credentials ? [digestAuth(credentials)] : [])];
+  const acl = options.acl ?? (credentials && ownedAcl(credentials));
   const zk = new ZkClient({
     connectString,
     logger: logger.child({ component: 'zookeeper' }),
     ...(options.sessionTimeoutMs !== undefined && { sessionTimeoutMs: options.sessionTimeoutMs }),
     ...(options.opTimeoutMs !== undefined && { opTimeoutMs: options.opTimeoutMs }),
-    ...(options.auth && { auth: options.auth }),
+    ...(auth.length > 0 && { auth }),
   });
   const registry = new Registry({ zk, basePath: base, logger, clock: systemClock, mode: 'lazy' });
-  const registrar = new Registrar({ zk, basePath: base, logger, ...(options.acl && { acl: options.acl }) });
+  const registrar = new Registrar({ zk, basePath: base, logger, ...(acl && { acl }), ...(credentials && { parentAcl: sharedParentAcl(credentials) }) });
   let closing: Promise<void> | undefined;
   registry.start();
   zk.connect();
@@ -133,6 +162,9 @@ export function connect(connectString: string, basePath: string, options: Connec
     close() {
       closing ??= (async () => {
         await registrar.close();
+        // Deleted nodes reach watchers at once, but a caller that picked this instance a moment
+        // earlier (or reads a cache) may still send to it: keep serving, and the session, meanwhile.
+        if (drainMs > 0) await sleep(drainMs);
         registry.close();
         await zk.close();
       })();

@@ -10,7 +10,7 @@ import type { Logger } from '../logger.js';
 import { ClosedError } from '../errors.js';
 import { encodeRegistration, registrationIdOf, type EndpointData, type RegistrationRecord } from './instance.js';
 import { instancePrefix, join, lastSegment, servicePath } from './paths.js';
-import { isNoNode, type AclEntry, type ZkClient } from './zk-client.js';
+import { isNoAuth, isNoNode, type AclEntry, type ZkClient } from './zk-client.js';
 
 export interface Registration {
   readonly service: string;
@@ -27,8 +27,10 @@ export interface RegistrarOptions {
   zk: ZkClient;
   basePath: string;
   logger: Logger;
-  /** ACL for the created nodes (e.g. digest credentials: only this identity may change them). */
+  /** ACL of the instance nodes (e.g. digest credentials: only this identity may change them). */
   acl?: readonly AclEntry[];
+  /** ACL of the base and service nodes it creates (existing ones are left alone). Default: open. */
+  parentAcl?: readonly AclEntry[];
   retryMs?: number;
 }
 
@@ -128,6 +130,12 @@ export class Registrar {
       logger.info('deregistered', { service: entry.service, path: entry.path });
     } catch (error) {
       if (isNoNode(error)) return;
+      if (isNoAuth(error)) {
+        // ZooKeeper checks DELETE on the parent: a service node owned by another identity refuses
+        // it for good. Retrying cannot help; the ephemeral node goes when the session ends.
+        logger.error('deregistration refused: the service node does not grant this identity DELETE; the node goes with the session', { path: entry.path });
+        return;
+      }
       const retry = !this.#closed && zk.generation === entry.generation;
       logger.warn(retry ? 'deregistration failed; retrying' : 'deregistration failed; the node goes with the session', { path: entry.path, error });
       if (!retry) return;
@@ -155,7 +163,9 @@ export class Registrar {
       const generation = zk.generation;
       if (entry.generation === generation && entry.generation !== 0) return;
       try {
-        await zk.mkdirp(servicePath(basePath, entry.service));
+        // Not the instances' ACL: every instance of the service, whatever its identity, must be
+        // able to create its node under the service node (see acl.ts, sharedParentAcl).
+        await zk.mkdirp(servicePath(basePath, entry.service), this.#o.parentAcl);
         if (recover) await this.#deleteOwn(entry);
         const path = await zk.create(instancePrefix(basePath, entry.service), encodeRegistration(entry.record), 'ephemeral_sequential', acl);
         entry.path = path;
@@ -201,8 +211,15 @@ export class Registrar {
           const path = join(dir, child);
           const data = await zk.getData(path).catch((e) => (isNoNode(e) ? undefined : Promise.reject(e)));
           if (registrationIdOf(data) !== entry.id) return;
-          await zk.remove(path).catch((e) => (isNoNode(e) ? undefined : Promise.reject(e)));
-          this.#o.logger.info('deleted a stale node of this registration', { path });
+          try {
+            await zk.remove(path);
+            this.#o.logger.info('deleted a stale node of this registration', { path });
+          } catch (error) {
+            if (isNoNode(error)) return;
+            // Not ours to delete (see #remove); it vanishes when its old session expires on the server.
+            if (isNoAuth(error)) return this.#o.logger.warn('a stale node of this registration cannot be deleted (ACL); it goes with its session', { path });
+            throw error;
+          }
         }),
     );
   }

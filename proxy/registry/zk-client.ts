@@ -77,6 +77,7 @@ export const kZkClient: unique symbol = Symbol('puttu.zkClient');
 
 export const isNoNode = (e: unknown): boolean => e instanceof ZkError && e.zkCode === 'no_node';
 export const isNodeExists = (e: unknown): boolean => e instanceof ZkError && e.zkCode === 'node_exists';
+export const isNoAuth = (e: unknown): boolean => e instanceof ZkError && e.zkCode === 'no_auth';
 
 const DEFAULTS = { sessionTimeoutMs: 10_000, opTimeoutMs: 5_000, spinDelayMs: 200 };
 const CLOSE_GRACE_MS = 2_000;
@@ -218,8 +219,16 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
 
   /** Creates `path` and its missing parents as persistent nodes; an existing node is fine. */
   async mkdirp(path: string, acl?: readonly AclEntry[]): Promise<void> {
+    // The server checks CREATE on the parent before it looks for the node, so creating a node that
+    // exists under a parent we may not create in fails with NO_AUTH, not NODE_EXISTS: look first.
+    if (await this.exists(path)) return;
     const acls = toAcls(acl);
     await this.#call<string>('mkdirp', path, (c, cb) => c.mkdirp(path, acls, zookeeper.CreateMode.PERSISTENT, cb));
+  }
+
+  /** The node's ACL, in our terms (`all` when every permission is granted). */
+  getAcl(path: string): Promise<AclEntry[]> {
+    return this.#call<zookeeper.ACL[]>('getAcl', path, (c, cb) => c.getACL(path, cb)).then((acls) => acls.map(fromAcl));
   }
 
   setData(path: string, data: Buffer): Promise<void> {
@@ -390,6 +399,17 @@ function toZkError(op: string, path: string, error: unknown): ZkError {
   const name = typeof code === 'number' ? (CODE_NAMES[code] ?? `error_${Math.abs(code)}`) : 'client_error';
   const message = error instanceof Error ? error.message : String(error);
   return new ZkError(name, `${op} ${path}: ${message}`, path);
+}
+
+function fromAcl(acl: zookeeper.ACL): AclEntry {
+  const { scheme, id } = acl.id as { scheme: AclEntry['scheme']; id: string };
+  // The library's field is `permission` (lib/ACL.js); its typings call it `perms`.
+  const bits = (acl as unknown as { permission?: number }).permission ?? acl.perms;
+  const perms =
+    bits === zookeeper.Permission.ALL
+      ? (['all'] as AclEntry['perms'])
+      : (Object.keys(PERMS) as Array<AclEntry['perms'][number]>).filter((p) => p !== 'all' && (bits & PERMS[p]) !== 0);
+  return { scheme, id, perms };
 }
 
 function toAcls(acl: readonly AclEntry[] | undefined): zookeeper.ACL[] {
