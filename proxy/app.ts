@@ -16,6 +16,8 @@ import { createUpstreamPolicy, policyLookup } from './security/upstream-policy.j
 import { UpstreamPools } from './forward/upstream-pools.js';
 import { createAdminHandler } from './http/admin.js';
 import { createProxyHandler } from './http/proxy-handler.js';
+import { createUpgradeHandler } from './http/upgrade-handler.js';
+import { WsForwarder } from './forward/ws-forwarder.js';
 import { createListener, urlOf, type Listener } from './http/server.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { normalizeBasePath } from './registry/paths.js';
@@ -114,12 +116,13 @@ export function createApp(deps: AppDeps): App {
     cleanups.push(() => zk!.close());
     cleanups.push(() => reg.close());
     cleanups.push(() => pools.close());
+    const balancerFor = balancersFor(config, { random, inflight });
     const proxy = createListener(
       createProxyHandler({
         registry: reg,
         forwarder: {
           pools,
-          balancerFor: balancersFor(config, { random, inflight }),
+          balancerFor,
           inflight,
           outliers,
           budget: new RetryBudget({ ratio: config.retryBudgetPercent / 100, minPerSecond: 10 }, clock),
@@ -134,8 +137,12 @@ export function createApp(deps: AppDeps): App {
       }),
       { headersTimeoutMs: config.clientHeadersTimeoutMs, maxHeaderSize: config.maxHeaderBytes },
     );
+    const ws = new WsForwarder({ idleTimeoutMs: config.wsIdleTimeoutMs, connectTimeoutMs: config.connectTimeoutMs, logger: logger.child({ component: 'ws' }) });
+    proxy.server.on('upgrade', createUpgradeHandler({ registry: reg, balancerFor, outliers, ws, metrics, clock, proto: 'http', http: proxy.handler }));
     const proxyAddress = await proxy.listen(config.port, config.host);
     cleanups.push(() => proxy.close(config.shutdownGraceMs));
+    // Tunnels are not requests a grace period can finish: they close first, clients reconnect.
+    cleanups.push(() => ws.close());
 
     let adminUrl: string | undefined;
     let adminPort: number | undefined;

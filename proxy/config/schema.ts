@@ -40,6 +40,8 @@ export interface Config {
   upstreamTimeoutMs: number;
   /** Limit on silence between two chunks of an upstream's response body. */
   bodyTimeoutMs: number;
+  /** A WebSocket with no traffic either way for this long is closed. */
+  wsIdleTimeoutMs: number;
   /** Most connections kept to one upstream endpoint. */
   upstreamConnections: number;
   /** Attempts per request, the first included (retries go to another instance). */
@@ -87,6 +89,7 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   upstreamTimeoutMs: 30_000,
   bodyTimeoutMs: 60_000,
   upstreamConnections: 256,
+  wsIdleTimeoutMs: 300_000,
   maxAttempts: 3,
   retryBudgetPercent: 20,
   ejectAfterFailures: 3,
@@ -126,6 +129,7 @@ export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } =
   connectTimeoutMs: { ...ms, help: 'upstream connect timeout, ms' },
   upstreamTimeoutMs: { ...ms, help: 'wait for upstream response headers, ms (then 504)' },
   bodyTimeoutMs: { ...ms, help: 'longest silence inside an upstream response body, ms' },
+  wsIdleTimeoutMs: { ...ms, help: 'close WebSockets idle this long, ms' },
   upstreamConnections: { type: 'int', min: 1, max: 65535, help: 'most connections to one upstream endpoint' },
   maxAttempts: { type: 'int', min: 1, max: 10, help: 'attempts per request, the first included' },
   retryBudgetPercent: { type: 'int', min: 0, max: 100, help: 'retries allowed as a share of requests, % (plus 10/s)' },

@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream';
 
 export interface Listener {
   readonly server: http.Server;
+  readonly handler: http.RequestListener;
   listen(port: number, host: string): Promise<AddressInfo>;
   /** Stops accepting; closes idle keep-alive sockets; after `graceMs` cuts what is left. */
   close(graceMs: number): Promise<void>;
@@ -59,6 +60,7 @@ export function createListener(handler: http.RequestListener, options: ListenerO
   let closing: Promise<void> | undefined;
   return {
     server,
+    handler,
     listen: (port, host) =>
       new Promise((resolve, reject) => {
         server.once('error', reject);

@@ -1,0 +1,136 @@
+/**
+ * WebSocket upgrades through http-proxy, with its known gaps closed here:
+ * - every socket gets an error handler (an unhandled 'error' on the client socket, e.g. a client
+ *   that resets during the handshake, otherwise crashes the process);
+ * - a failed or refused upgrade answers the client and closes it, never throws;
+ * - a client that goes away before the upstream answered aborts the upstream request (http-proxy
+ *   does not pass client aborts on);
+ * - idle connections close after a configurable timeout; every open tunnel is closed on shutdown.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import httpProxy from 'http-proxy';
+import type { Logger } from '../logger.js';
+import type { Instance } from '../registry/instance.js';
+import { errorBody, toProxyError, type ProxyError } from './errors.js';
+
+export interface WsForwarderOptions {
+  idleTimeoutMs: number;
+  connectTimeoutMs: number;
+  logger: Logger;
+}
+
+export type WsDone = (status: number, error: ProxyError | undefined) => void;
+
+interface Tunnel {
+  client: Duplex;
+  upstream?: Socket;
+  upgraded: boolean;
+  done: WsDone;
+  settled: boolean;
+  /** Stops holding client bytes read during the handshake and puts them back in order. */
+  release(): void;
+}
+
+const kTunnel = Symbol('puttu.wsTunnel');
+type WithTunnel = IncomingMessage & { [kTunnel]?: Tunnel };
+
+export class WsForwarder {
+  readonly #proxy: httpProxy;
+  readonly #o: WsForwarderOptions;
+  readonly #open = new Set<Tunnel>();
+
+  constructor(options: WsForwarderOptions) {
+    this.#o = options;
+    this.#proxy = httpProxy.createProxyServer({ ws: true, changeOrigin: true, xfwd: false, proxyTimeout: options.connectTimeoutMs });
+    // Without an 'error' listener http-proxy re-throws upstream errors (EventEmitter semantics).
+    this.#proxy.on('error', (err, req) => this.#fail((req as WithTunnel)[kTunnel], err));
+    this.#proxy.on('proxyReqWs', (proxyReq, req) => {
+      const tunnel = (req as WithTunnel)[kTunnel];
+      if (!tunnel) return;
+      // Client gone before the upstream answered: abort the upstream request too.
+      tunnel.client.once('close', () => {
+        if (!tunnel.upgraded) proxyReq.destroy();
+      });
+      proxyReq.once('response', (res) => {
+        // A refused upgrade (any status but 101): http-proxy relays it and ends the socket.
+        if (!tunnel.settled) this.#finish(tunnel, res.statusCode ?? 502, undefined);
+      });
+      if (tunnel.client.destroyed) proxyReq.destroy();
+      proxyReq.once('upgrade', (proxyRes: IncomingMessage, upstream: Socket) => {
+        tunnel.upgraded = true;
+        tunnel.upstream = upstream;
+        tunnel.release();
+        // Idle limit on the client socket, set here: http-proxy resets socket timeouts to 0 when
+        // it starts (common.setupSocket). Writes count as activity, so traffic either way keeps it.
+        (tunnel.client as Socket).setTimeout?.(this.#o.idleTimeoutMs, () => tunnel.client.destroy());
+        // An upstream that dies mid-stream closes the client, and the other way round.
+        upstream.on('error', () => tunnel.client.destroy());
+        upstream.once('close', () => tunnel.client.destroy());
+        this.#finish(tunnel, proxyRes.statusCode ?? 101, undefined);
+      });
+    });
+  }
+
+  /** Number of open tunnels. */
+  get size(): number {
+    return this.#open.size;
+  }
+
+  forward(req: IncomingMessage, client: Duplex, head: Buffer, instance: Instance, path: string, headers: Record<string, string>, done: WsDone): void {
+    // Until the upstream answers, the client socket is read (bytes held, then put back): a paused
+    // socket never sees the client's FIN, so a client leaving mid-handshake would go unnoticed.
+    const held: Buffer[] = [];
+    const hold = (chunk: Buffer) => void held.push(chunk);
+    const tunnel: Tunnel = {
+      client,
+      upgraded: false,
+      done,
+      settled: false,
+      release() {
+        client.off('data', hold);
+        client.pause();
+        if (held.length > 0) client.unshift(Buffer.concat(held.splice(0)));
+      },
+    };
+    (req as WithTunnel)[kTunnel] = tunnel;
+    this.#open.add(tunnel);
+    client.on('error', () => client.destroy());
+    client.on('data', hold);
+    client.once('end', () => {
+      if (!tunnel.upgraded) client.destroy();
+    });
+    client.once('close', () => {
+      this.#open.delete(tunnel);
+      tunnel.upstream?.destroy();
+      if (!tunnel.settled) this.#finish(tunnel, 0, undefined);
+    });
+    req.url = path;
+    req.headers = headers;
+    this.#proxy.ws(req, client, head, { target: instance.origin });
+  }
+
+  /** Closes every open tunnel. */
+  close(): void {
+    for (const t of this.#open) t.client.destroy();
+    this.#open.clear();
+    this.#proxy.close();
+  }
+
+  #fail(tunnel: Tunnel | undefined, err: Error): void {
+    if (!tunnel || tunnel.settled) return;
+    const error = toProxyError(err);
+    if (!tunnel.upgraded && tunnel.client.writable) {
+      const body = errorBody(error);
+      tunnel.client.end(`HTTP/1.1 ${error.status} Bad Gateway\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    } else tunnel.client.destroy();
+    this.#finish(tunnel, error.status, error);
+  }
+
+  #finish(tunnel: Tunnel, status: number, error: ProxyError | undefined): void {
+    if (tunnel.settled) return;
+    tunnel.settled = true;
+    tunnel.done(status, error);
+  }
+}
