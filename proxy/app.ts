@@ -2,7 +2,9 @@
  * The composition root: builds every part of the proxy from its configuration and wires them
  * (STYLE.md §3). `start()` and `close()` are idempotent; close runs in reverse order of start.
  */
+import fs from 'node:fs';
 import path from 'node:path';
+import tls from 'node:tls';
 import { systemClock, type Clock, type Random } from './clock.js';
 import type { Logger } from './logger.js';
 import type { Config } from './config/schema.js';
@@ -98,6 +100,8 @@ export function createApp(deps: AppDeps): App {
         headersTimeoutMs: config.upstreamTimeoutMs,
         bodyTimeoutMs: config.bodyTimeoutMs,
         lookupFor: (port) => policyLookup(policy, port),
+        ...(config.upstreamCa && { ca: [...tls.rootCertificates, ...readPem(config.upstreamCa, 'upstreamCa')] }),
+        insecureServices: new Set(config.insecureServices.split(',').map((s) => s.trim()).filter(Boolean)),
       },
       logger,
     );
@@ -117,6 +121,7 @@ export function createApp(deps: AppDeps): App {
     cleanups.push(() => reg.close());
     cleanups.push(() => pools.close());
     const balancerFor = balancersFor(config, { random, inflight });
+    const proto = config.tlsCert ? 'https' : 'http';
     const proxy = createListener(
       createProxyHandler({
         registry: reg,
@@ -133,12 +138,16 @@ export function createApp(deps: AppDeps): App {
         logger: logger.child({ component: 'proxy' }),
         ...(config.accessLog === 'on' && { accessLog: logger.child({ component: 'access' }) }),
         maxBodyBytes: config.maxBodyBytes,
-        proto: 'http',
+        proto,
       }),
-      { headersTimeoutMs: config.clientHeadersTimeoutMs, maxHeaderSize: config.maxHeaderBytes },
+      {
+        headersTimeoutMs: config.clientHeadersTimeoutMs,
+        maxHeaderSize: config.maxHeaderBytes,
+        ...(config.tlsCert && { tls: { cert: readPem(config.tlsCert, 'tlsCert')[0]!, key: readPem(config.tlsKey, 'tlsKey')[0]! } }),
+      },
     );
     const ws = new WsForwarder({ idleTimeoutMs: config.wsIdleTimeoutMs, connectTimeoutMs: config.connectTimeoutMs, logger: logger.child({ component: 'ws' }) });
-    proxy.server.on('upgrade', createUpgradeHandler({ registry: reg, balancerFor, outliers, ws, metrics, clock, proto: 'http', http: proxy.handler }));
+    proxy.server.on('upgrade', createUpgradeHandler({ registry: reg, balancerFor, outliers, ws, metrics, clock, proto, http: proxy.handler }));
     const proxyAddress = await proxy.listen(config.port, config.host);
     cleanups.push(() => proxy.close(config.shutdownGraceMs));
     // Tunnels are not requests a grace period can finish: they close first, clients reconnect.
@@ -157,7 +166,7 @@ export function createApp(deps: AppDeps): App {
     policy.setOwnPorts([proxyAddress.port, ...(adminPort === undefined ? [] : [adminPort])]);
     reg.start();
     zk.connect();
-    const proxyUrl = urlOf(proxyAddress);
+    const proxyUrl = urlOf(proxyAddress, proto);
     logger.info('puttu proxy listening', { proxyUrl, adminUrl, zookeeper: connectString, basePath, balancer: config.balancer });
     const zkFlags = `--zk ${connectString}${basePath === '/services' ? '' : ` --base-path ${basePath}`}`;
     logger.info(`route requests as ${proxyUrl}/<service>/<path>; instances register under ${basePath}/<service>/ in ZooKeeper ${connectString}`);
@@ -211,9 +220,9 @@ function wireRegistry(registry: Registry, zk: ZkClient, pools: UpstreamPools, ou
     const before = new Set(prev?.instances ?? []);
     const after = new Set(next?.instances ?? []);
     const gone = [...before].filter((i) => !after.has(i));
-    for (const i of after) if (!before.has(i)) pools.retain(i.origin);
+    for (const i of after) if (!before.has(i)) pools.retain(i);
     for (const i of gone) {
-      pools.release(i.origin);
+      pools.release(i);
       metrics.setEjected(service, i.id, false);
     }
     outliers.removed(gone);
@@ -237,4 +246,13 @@ function balancersFor(config: Config, deps: BalancerDeps): (service: string) => 
   const fallback = BALANCERS[config.balancer](deps);
   const overrides = new Map([...parseServiceBalancers(config.serviceBalancers)].map(([service, name]) => [service, BALANCERS[name](deps)]));
   return overrides.size === 0 ? () => fallback : (service) => overrides.get(service) ?? fallback;
+}
+
+/** Reads a PEM file named by a config key; the error names the key. */
+function readPem(file: string, key: string): string[] {
+  try {
+    return [fs.readFileSync(file, 'utf8')];
+  } catch (error) {
+    throw new Error(`${key}: cannot read ${file}: ${(error as Error).message}`);
+  }
 }

@@ -27,6 +27,9 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv, read
     if (!key) throw new ConfigError(`--${name}`, 'command line', 'is not a known flag (see --help)');
     set(config, key, value, `--${name}`);
   }
+  if ((config.tlsCert === '') !== (config.tlsKey === '')) {
+    throw new ConfigError(config.tlsCert === '' ? 'tlsCert' : 'tlsKey', 'configuration', 'is required when the other of tlsCert/tlsKey is set');
+  }
   return { config, help: false };
 }
 

@@ -62,6 +62,13 @@ export interface Config {
   allowPorts: string;
   /** ZooKeeper credentials for reading, "user:password" (digest); empty: none. */
   zkAuth: string;
+  /** PEM bundle of extra CAs trusted for HTTPS upstreams (added to the system roots). */
+  upstreamCa: string;
+  /** Services whose HTTPS upstreams are not verified (self-signed development certificates). */
+  insecureServices: string;
+  /** Certificate and key (PEM files) to serve the proxy over TLS; both or neither. */
+  tlsCert: string;
+  tlsKey: string;
   /** Time a client has to send the request head (trickled headers get 408). */
   clientHeadersTimeoutMs: number;
   /** Largest request head accepted (431 beyond). */
@@ -99,6 +106,10 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   denyNetworks: DEFAULT_DENY,
   allowPorts: '',
   zkAuth: '',
+  upstreamCa: '',
+  insecureServices: '',
+  tlsCert: '',
+  tlsKey: '',
   clientHeadersTimeoutMs: 10_000,
   maxHeaderBytes: 16 * 1024,
   shutdownGraceMs: 10_000,
@@ -140,6 +151,10 @@ export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } =
   denyNetworks: { type: 'string', allowEmpty: true, check: checkWith((v) => parseCidrs(v, 'denyNetworks')), help: 'upstream networks never dialled, CIDRs' },
   allowPorts: { type: 'string', allowEmpty: true, check: checkWith((v) => parsePorts(v, 'allowPorts')), help: 'upstream ports allowed, e.g. 80,443,8000-8999 (empty: all)' },
   zkAuth: { type: 'string', allowEmpty: true, check: (v) => (v === '' || /^[^:]+:.+$/.test(v) ? undefined : 'must be user:password'), help: 'ZooKeeper digest credentials user:password (read-only identity is enough)' },
+  upstreamCa: { type: 'string', allowEmpty: true, help: 'PEM file of extra CAs for HTTPS upstreams' },
+  insecureServices: { type: 'string', allowEmpty: true, help: 'services whose HTTPS upstreams are NOT verified (development only), comma-separated' },
+  tlsCert: { type: 'string', allowEmpty: true, help: 'PEM certificate: serve the proxy over TLS (with --tls-key)' },
+  tlsKey: { type: 'string', allowEmpty: true, help: 'PEM private key for --tls-cert' },
   clientHeadersTimeoutMs: { ...ms, help: 'time for a client to send the request head, ms (then 408)' },
   maxHeaderBytes: { type: 'int', min: 1024, max: 1024 * 1024, help: 'largest request head, bytes (then 431)' },
   shutdownGraceMs: { type: 'int', min: 0, max: 3_600_000, help: 'time for in-flight requests on shutdown, ms' },

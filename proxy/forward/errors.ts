@@ -88,6 +88,13 @@ export class UpstreamTimeoutError extends UpstreamError {
     super('the upstream instance did not answer in time');
   }
 }
+export class UpstreamTlsError extends UpstreamError {
+  readonly code = 'PUTTU_UPSTREAM_TLS';
+  readonly status = 502;
+  constructor() {
+    super('the upstream instance failed TLS verification');
+  }
+}
 export class UpstreamPolicyError extends UpstreamError {
   readonly code = 'PUTTU_UPSTREAM_POLICY';
   readonly status = 502;
@@ -112,7 +119,11 @@ export const UPSTREAM_ERROR_CODES = [
   'PUTTU_UPSTREAM_CONNECT_TIMEOUT',
   'PUTTU_UPSTREAM_TIMEOUT',
   'PUTTU_UPSTREAM_POLICY',
+  'PUTTU_UPSTREAM_TLS',
 ] as const;
+
+/** Certificate and handshake failures (OpenSSL verify codes and Node's TLS errors). */
+const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT_IN_CHAIN$|EPROTO$|HOSTNAME_MISMATCH$)/;
 
 const BY_ERRNO: Record<string, () => ProxyError> = {
   ECONNREFUSED: () => new UpstreamRefusedError(),
@@ -143,7 +154,8 @@ export function toProxyError(error: unknown): ProxyError {
   const code = (error as { code?: unknown } | null)?.code;
   // Object.hasOwn: a code such as "constructor" must not find Object.prototype's members.
   const make = typeof code === 'string' ? ((Object.hasOwn(BY_ERRNO, code) ? BY_ERRNO[code] : undefined) ?? (code.startsWith('HPE_') ? BY_ERRNO.HPE_INVALID_CONSTANT : undefined)) : undefined;
-  return make ? make() : new InternalError();
+  if (make) return make();
+  return typeof code === 'string' && TLS_CODE.test(code) ? new UpstreamTlsError() : new InternalError();
 }
 
 /** The JSON error body every error response carries. */

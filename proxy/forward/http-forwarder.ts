@@ -119,7 +119,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#f.inflight.inc(instance);
     this.#written = false;
     this.#abort = undefined;
-    this.#f.pools.get(instance.origin).dispatch(
+    this.#f.pools.get(instance).dispatch(
       {
         origin: instance.origin,
         path: upstreamPath(instance.api, this.#rest, this.#query),

@@ -1,20 +1,27 @@
 /**
- * One undici keep-alive Pool per endpoint origin, created on first use and closed when the last
- * registered endpoint with that origin leaves the registry, so sockets stay bounded by live
- * endpoints. Origins are reference-counted: two services may share one.
+ * One undici keep-alive Pool per upstream endpoint origin, created on first use and closed when
+ * the last registered endpoint with that origin leaves the registry, so sockets stay bounded by
+ * live endpoints. Origins are reference-counted (two services may share one). HTTPS upstreams are
+ * verified against the system roots plus a configured CA bundle; a service may opt out of
+ * verification (self-signed development certificates), which gets it pools of its own.
  */
 import type net from 'node:net';
 import { Pool } from 'undici';
 import type { Logger } from '../logger.js';
+import type { Instance } from '../registry/instance.js';
 
 export interface PoolOptions {
-  /** DNS resolution for one upstream port; lets a policy refuse an address before any connection. */
-  lookupFor?: (port: number) => net.LookupFunction;
   connections: number;
   connectTimeoutMs: number;
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
   keepAliveTimeoutMs?: number;
+  /** DNS resolution for one upstream port; lets a policy refuse an address before any connection. */
+  lookupFor?: (port: number) => net.LookupFunction;
+  /** Extra trusted CAs (PEM) for HTTPS upstreams, on top of the system roots. */
+  ca?: string[];
+  /** Services whose HTTPS upstreams are not verified (explicit opt-out). */
+  insecureServices?: ReadonlySet<string>;
 }
 
 export class UpstreamPools {
@@ -33,41 +40,52 @@ export class UpstreamPools {
     return this.#pools.size;
   }
 
-  get(origin: string): Pool {
-    let pool = this.#pools.get(origin);
+  #key(instance: Instance): string {
+    return instance.protocol === 'https' && this.#o.insecureServices?.has(instance.service) ? `${instance.origin}#insecure` : instance.origin;
+  }
+
+  get(instance: Instance): Pool {
+    const key = this.#key(instance);
+    let pool = this.#pools.get(key);
     if (pool === undefined) {
-      pool = new Pool(origin, {
+      pool = new Pool(instance.origin, {
         connections: this.#o.connections,
         pipelining: 1,
-        connect: { timeout: this.#o.connectTimeoutMs, ...(this.#o.lookupFor && { lookup: this.#o.lookupFor(portOf(origin)) }) },
+        connect: {
+          timeout: this.#o.connectTimeoutMs,
+          ...(this.#o.lookupFor && { lookup: this.#o.lookupFor(instance.port) }),
+          ...(instance.protocol === 'https' && tlsOptions(this.#o, key.endsWith('#insecure'))),
+        },
         headersTimeout: this.#o.headersTimeoutMs,
         bodyTimeout: this.#o.bodyTimeoutMs,
         keepAliveTimeout: this.#o.keepAliveTimeoutMs ?? 4_000,
         // Upstreams commonly close idle keep-alive sockets after 5 s (Node's default); stay under it.
         keepAliveMaxTimeout: 4_000,
       });
-      if (!this.#closed) this.#pools.set(origin, pool);
+      if (!this.#closed) this.#pools.set(key, pool);
     }
     return pool;
   }
 
-  /** An endpoint with this origin entered the registry. */
-  retain(origin: string): void {
-    this.#refs.set(origin, (this.#refs.get(origin) ?? 0) + 1);
+  /** An endpoint entered the registry. */
+  retain(instance: Instance): void {
+    const key = this.#key(instance);
+    this.#refs.set(key, (this.#refs.get(key) ?? 0) + 1);
   }
 
-  /** An endpoint with this origin left; the pool closes with the last one (in-flight requests finish). */
-  release(origin: string): void {
-    const n = (this.#refs.get(origin) ?? 0) - 1;
+  /** An endpoint left; the pool closes with the last one of its origin (in-flight requests finish). */
+  release(instance: Instance): void {
+    const key = this.#key(instance);
+    const n = (this.#refs.get(key) ?? 0) - 1;
     if (n > 0) {
-      this.#refs.set(origin, n);
+      this.#refs.set(key, n);
       return;
     }
-    this.#refs.delete(origin);
-    const pool = this.#pools.get(origin);
+    this.#refs.delete(key);
+    const pool = this.#pools.get(key);
     if (pool === undefined) return;
-    this.#pools.delete(origin);
-    this.#log.debug('closing the connection pool of a removed endpoint', { origin });
+    this.#pools.delete(key);
+    this.#log.debug('closing the connection pool of a removed endpoint', { origin: instance.origin });
     pool.close().catch(() => undefined);
   }
 
@@ -79,7 +97,7 @@ export class UpstreamPools {
   }
 }
 
-function portOf(origin: string): number {
-  const url = new URL(origin);
-  return url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
+function tlsOptions(o: PoolOptions, insecure: boolean): { ca?: string[]; rejectUnauthorized: boolean } {
+  if (insecure) return { rejectUnauthorized: false };
+  return o.ca && o.ca.length > 0 ? { ca: o.ca, rejectUnauthorized: true } : { rejectUnauthorized: true };
 }

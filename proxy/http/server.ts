@@ -1,5 +1,6 @@
 /** HTTP listeners with an orderly close: stop accepting, let in-flight requests finish (bounded). */
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 
@@ -18,6 +19,8 @@ export interface ListenerOptions {
   headersTimeoutMs?: number;
   keepAliveTimeoutMs?: number;
   maxHeaderSize?: number;
+  /** Serve over TLS with this certificate and key (PEM). */
+  tls?: { cert: string; key: string };
 }
 
 /**
@@ -43,7 +46,8 @@ function onClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
 }
 
 export function createListener(handler: http.RequestListener, options: ListenerOptions = {}): Listener {
-  const server = http.createServer(
+  const create = options.tls ? (o: http.ServerOptions, h: http.RequestListener) => https.createServer({ ...o, ...options.tls }, h) : http.createServer;
+  const server: http.Server = create(
     {
       requestTimeout: options.requestTimeoutMs ?? 300_000,
       headersTimeout: options.headersTimeoutMs ?? 10_000,

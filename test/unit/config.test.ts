@@ -102,6 +102,10 @@ test('every key can be set by its environment variable', (t) => {
     PUTTU_DENY_NETWORKS: '169.254.0.0/16',
     PUTTU_ALLOW_PORTS: '80,8000-9000',
     PUTTU_ZK_AUTH: 'reader:secret',
+    PUTTU_UPSTREAM_CA: '/ca.pem',
+    PUTTU_INSECURE_SERVICES: 'dev',
+    PUTTU_TLS_CERT: '/c.pem',
+    PUTTU_TLS_KEY: '/k.pem',
     PUTTU_MAX_HEADER_BYTES: '2048',
     PUTTU_SHUTDOWN_GRACE_MS: '8',
     PUTTU_SESSION_TIMEOUT_MS: '9000',
@@ -135,6 +139,10 @@ test('every key can be set by its environment variable', (t) => {
     denyNetworks: '169.254.0.0/16',
     allowPorts: '80,8000-9000',
     zkAuth: 'reader:secret',
+    upstreamCa: '/ca.pem',
+    insecureServices: 'dev',
+    tlsCert: '/c.pem',
+    tlsKey: '/k.pem',
     maxHeaderBytes: 2048,
     shutdownGraceMs: 8,
     sessionTimeoutMs: 9000,
@@ -299,4 +307,10 @@ test('helpText mentions every flag and its environment variable, plus --config a
   t.true(text.includes('--help'));
   t.true(text.includes(`default: ${DEFAULTS.port}`));
   t.true(helpText('puttu x').startsWith('Usage: puttu x'));
+});
+
+test('error: tlsCert and tlsKey go together', (t) => {
+  t.throws(() => loadConfig(['--tls-cert', '/c.pem'], {}, noFiles), { message: /tlsKey .* is required when the other of tlsCert\/tlsKey is set/ });
+  t.throws(() => loadConfig([], { PUTTU_TLS_KEY: '/k.pem' }, noFiles), { message: /tlsCert/ });
+  t.is(loadConfig(['--tls-cert', '/c.pem', '--tls-key', '/k.pem'], {}, noFiles).config.tlsKey, '/k.pem');
 });

@@ -16,6 +16,7 @@ import {
   UpstreamResetError,
   UpstreamTimeoutError,
   UpstreamPolicyError,
+  UpstreamTlsError,
   UpstreamUnreachableError,
   errorBody,
   toProxyError,
@@ -113,7 +114,7 @@ test('request-side and registry errors: codes, statuses, not upstream', (t) => {
 });
 
 test('UPSTREAM_ERROR_CODES lists exactly the codes of the upstream classes', (t) => {
-  const upstream = [new UpstreamRefusedError(), new UpstreamUnreachableError(), new UpstreamResetError(), new UpstreamBadResponseError(), new UpstreamConnectTimeoutError(), new UpstreamTimeoutError(), new UpstreamPolicyError()];
+  const upstream = [new UpstreamRefusedError(), new UpstreamUnreachableError(), new UpstreamResetError(), new UpstreamBadResponseError(), new UpstreamConnectTimeoutError(), new UpstreamTimeoutError(), new UpstreamPolicyError(), new UpstreamTlsError()];
   t.deepEqual([...UPSTREAM_ERROR_CODES].sort(), upstream.map((e) => e.code).sort());
   t.true(upstream.every((e) => e.upstream));
 });
@@ -138,5 +139,13 @@ test('errorBody of a mapped failure carries no stack, no address and no original
     t.false(text.includes('/srv/app'), text);
     t.false(text.includes('other side closed'), text);
     t.false(/stack|\bat \S+ \(|\.js:\d+/.test(text), text);
+  }
+});
+
+test('TLS verification and handshake failures map to 502 PUTTU_UPSTREAM_TLS', (t) => {
+  for (const code of ['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID', 'EPROTO', 'ERR_SSL_WRONG_VERSION_NUMBER']) {
+    const e = toProxyError(Object.assign(new Error('x'), { code }));
+    t.is(e.code, 'PUTTU_UPSTREAM_TLS', code);
+    t.is(e.status, 502, code);
   }
 });
