@@ -26,6 +26,8 @@ import { normalizeBasePath } from './registry/paths.js';
 import { Registry, type ServiceSnapshot } from './registry/registry.js';
 import { ZkClient } from './registry/zk-client.js';
 
+const VERSION = (JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 export interface AppDeps {
   config: Config;
   logger: Logger;
@@ -156,7 +158,7 @@ export function createApp(deps: AppDeps): App {
     let adminUrl: string | undefined;
     let adminPort: number | undefined;
     if (config.adminPort >= 0) {
-      const admin = createListener(createAdminHandler({ registry: reg, zk, metrics, clock }));
+      const admin = createListener(createAdminHandler({ registry: reg, zk, metrics, clock, outliers, inflight, version: VERSION }));
       const address = await admin.listen(config.adminPort, config.adminHost);
       adminPort = address.port;
       adminUrl = urlOf(address);

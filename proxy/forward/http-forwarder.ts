@@ -166,9 +166,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
-    this.#f.inflight.dec(this.instance!);
-    if (this.clientGone) return this.#finish();
+    if (this.clientGone) {
+      this.#f.inflight.dec(this.instance!);
+      return this.#finish();
+    }
     const error = toProxyError(err);
+    this.#f.inflight.dec(this.instance!, error.upstream);
     const instance = this.instance!;
     if (error.upstream) this.#f.outliers.failure(instance, this.instances);
     this.#f.onAttemptFailed(this, error);

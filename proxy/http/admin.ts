@@ -1,39 +1,107 @@
 /**
- * The admin surface, meant for its own listener (bound to loopback by default): /metrics,
- * /healthz (the process is alive), /readyz (the registry has been read: requests can be routed),
- * /api/services (the current snapshot as JSON).
+ * The admin surface, meant for its own listener (bound to loopback by default):
+ *   /               status page (HTML, no external assets; polls /api/services)
+ *   /metrics        Prometheus metrics
+ *   /healthz        the process is alive
+ *   /readyz         the registry has been read: requests can be routed (503 with the reason before)
+ *   /api/services   the current snapshot: instances with format, state and why, request counts
+ *   /api/services/<name>
+ *   /sd/prometheus  Prometheus HTTP service discovery of every routable instance
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock } from '../clock.js';
+import type { Inflight } from '../balancer/inflight.js';
+import type { OutlierDetector } from '../balancer/outliers.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { Registry } from '../registry/registry.js';
+import type { Registry, ServiceSnapshot } from '../registry/registry.js';
 import type { ZkClient } from '../registry/zk-client.js';
+import { STATUS_PAGE } from './status-page.js';
 
 export interface AdminDeps {
   registry: Registry;
   zk: ZkClient;
   metrics: Metrics;
   clock: Clock;
+  outliers?: OutlierDetector;
+  inflight?: Inflight;
+  version?: string;
 }
 
 export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const { registry, zk, metrics, clock } = deps;
+  const startedAt = clock.now();
 
-  function readiness() {
+  function status() {
     const staleSince = registry.staleSince;
     return {
       ready: registry.synced,
       reason: registry.synced ? undefined : `registry not yet read from ZooKeeper (connection ${zk.state}, ${zk.connectString})`,
       zookeeper: zk.state,
+      basePath: registry.basePath,
       services: registry.services().length,
       stalenessSeconds: staleSince === undefined ? 0 : (clock.monotonic() - staleSince) / 1000,
+      uptimeSeconds: Math.round((clock.now() - startedAt) / 1000),
+      version: deps.version,
     };
   }
 
+  function describe(s: ServiceSnapshot) {
+    return {
+      name: s.name,
+      routable: s.instances.filter((i) => deps.outliers?.state(i) !== 'ejected').length,
+      instances: [
+        ...s.instances.map((i) => {
+          const ejected = deps.outliers?.state(i) === 'ejected';
+          const load = deps.inflight?.stats(i);
+          return {
+            id: i.id,
+            url: i.url,
+            format: i.format,
+            state: ejected ? 'ejected' : 'healthy',
+            ...(ejected && { reason: 'ejected after consecutive failures' }),
+            requests: load?.requests ?? 0,
+            failures: load?.failures ?? 0,
+            inflight: load?.inflight ?? 0,
+          };
+        }),
+        ...s.rejected.map((r) => ({
+          id: r.id,
+          url: null,
+          format: null,
+          state: stateOf(r.kind, r.reason),
+          reason: r.reason,
+          requests: 0,
+          failures: 0,
+          inflight: 0,
+        })),
+      ],
+    };
+  }
+
+  function prometheusTargets() {
+    const groups = [];
+    for (const s of registry.snapshot()) {
+      for (const i of s.instances) {
+        groups.push({
+          targets: [i.host.includes(':') ? `[${i.host}]:${i.port}` : `${i.host}:${i.port}`],
+          labels: { puttu_service: s.name, puttu_instance: i.id, puttu_format: i.format, __scheme__: i.protocol },
+        });
+      }
+    }
+    return groups;
+  }
+
   return function handle(req, res) {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0]!;
     if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: { code: 'PUTTU_METHOD_NOT_ALLOWED', status: 405 } });
+    if (path.startsWith('/api/services/')) {
+      const snapshot = registry.get(decodeURIComponent(path.slice('/api/services/'.length)));
+      return snapshot ? json(res, 200, describe(snapshot)) : json(res, 404, { error: { code: 'PUTTU_UNKNOWN_SERVICE', status: 404, message: 'no such service in the registry' } });
+    }
     switch (path) {
+      case '/':
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'" });
+        return void res.end(STATUS_PAGE);
       case '/metrics':
         metrics.registry.metrics().then(
           (text) => {
@@ -46,22 +114,25 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
       case '/healthz':
         return json(res, 200, { status: 'ok' });
       case '/readyz': {
-        const r = readiness();
-        return json(res, r.ready ? 200 : 503, r);
+        const s = status();
+        return json(res, s.ready ? 200 : 503, s);
       }
+      case '/api/status':
+        return json(res, 200, status());
       case '/api/services':
-        return json(res, 200, {
-          ...readiness(),
-          services: registry.snapshot().map((s) => ({
-            name: s.name,
-            instances: s.instances.map((i) => ({ id: i.id, url: i.url, format: i.format, state: 'healthy' })),
-            rejected: s.rejected,
-          })),
-        });
+        return json(res, 200, { ...status(), services: registry.snapshot().sort((a, b) => a.name.localeCompare(b.name)).map(describe) });
+      case '/sd/prometheus':
+        return json(res, 200, prometheusTargets());
       default:
-        return json(res, 404, { error: { code: 'PUTTU_NOT_FOUND', status: 404, message: 'admin endpoints: /metrics /healthz /readyz /api/services' } });
+        return json(res, 404, { error: { code: 'PUTTU_NOT_FOUND', status: 404, message: 'admin endpoints: / /metrics /healthz /readyz /api/status /api/services /sd/prometheus' } });
     }
   };
+}
+
+function stateOf(kind: string, reason: string): string {
+  if (kind === 'refused') return 'refused';
+  if (kind === 'inactive') return /DRAINING/i.test(reason) ? 'draining' : 'disabled';
+  return 'rejected';
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

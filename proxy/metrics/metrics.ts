@@ -78,7 +78,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   });
   const endpoints = new client.Gauge({
     name: 'puttu_endpoints',
-    help: 'Live (routable) endpoints per service, from the registry snapshot.',
+    help: 'Registered, valid endpoints per service in the registry snapshot (ejected ones included).',
     labelNames: ['service'] as const,
     registers: [registry],
   });
@@ -116,7 +116,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const ejected = new client.Gauge({
     name: 'puttu_instance_ejected',
     help: 'Instances currently ejected from routing after consecutive failures (1 each).',
-    labelNames: ['service', 'instance'] as const,
+    // Not `instance`: Prometheus sets that label on every scraped series (it would be renamed).
+    labelNames: ['service', 'instance_id'] as const,
     registers: [registry],
   });
   const ejections = new client.Counter({
@@ -212,7 +213,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     setStaleness: (seconds) => staleness.set(seconds),
     setEjected(service, id, value) {
       if (value) {
-        ejected.set({ service, instance: id }, 1);
+        ejected.set({ service, instance_id: id }, 1);
         ejections.inc({ service });
       } else ejected.remove(service, id);
     },
