@@ -95,7 +95,9 @@ export class ZooKeeperServer {
   }
 
   get pid(): number | undefined {
-    return this.#child?.exitCode === null ? this.#child.pid : undefined;
+    // A child killed by a signal keeps exitCode null: check both.
+    const child = this.#child;
+    return child && child.exitCode === null && child.signalCode === null ? child.pid : undefined;
   }
 
   get running(): boolean {

@@ -46,12 +46,14 @@ test('ZooKeeper unreachable at start: not ready and 503 with the reason; once it
   t.is(early.json().error.code, 'PUTTU_NOT_READY');
 
   await late.start();
+  const upAt = Date.now();
   const upstream = await startUpstream('late');
   t.teardown(() => upstream.close());
   const lib = connect(late.connectString, proxy.basePath);
   t.teardown(() => lib.close());
   await lib.register('late', { host: '127.0.0.1', port: upstream.port });
   await eventually(async () => (await request(proxy.adminUrl + '/readyz')).status === 200, { timeoutMs: 30_000, message: 'ready' });
+  t.log(`ready ${Date.now() - upAt} ms after ZooKeeper came up`);
   await eventually(async () => (await request(proxy.url + '/late/x')).status === 200, { timeoutMs: 10_000, message: 'routed' });
 });
 
@@ -79,7 +81,9 @@ test('connection lost, session alive: the last snapshot keeps serving, staleness
   await lib.register('cut', { host: '127.0.0.1', port: b.port });
   await lib.register('born-in-outage', { host: '127.0.0.1', port: b.port });
   relay.mode = 'pass';
+  const backAt = Date.now();
   await eventually(() => proxy.app.registry!.get('cut')?.instances.map((i) => i.port).join() === String(b.port), { timeoutMs: 15_000, message: 'resynced cut' });
+  t.log(`outage changes visible ${Date.now() - backAt} ms after the connection came back`);
   await eventually(() => proxy.app.registry!.get('born-in-outage')?.instances.length === 1, { message: 'resynced new service' });
   t.is(proxy.app.zk!.generation, 1, 'the same session (reconnected, not expired)');
   await eventually(async () => Number((await metric(proxy.adminUrl, /puttu_registry_staleness_seconds ([\d.]+)/))?.[1]) === 0, { message: 'fresh again' });
@@ -95,8 +99,10 @@ test('forced session expiry of the proxy: a new session, a full relist, and re-a
   await lib.register('exp', { host: '127.0.0.1', port: a.port });
   await eventually(() => proxy.app.registry!.get('exp')?.instances.length === 1);
 
+  const expiredAt = Date.now();
   await expireSession(zk.connectString, proxy.app.zk!);
   await eventually(() => proxy.app.zk!.generation === 2 && proxy.app.zk!.state === 'connected', { timeoutMs: 20_000, message: 'new session' });
+  t.log(`new session ${Date.now() - expiredAt} ms after the expiry was forced`);
   t.is((await request(proxy.url + '/exp/x')).status, 200);
   // Watches were re-armed on the new session: a change after the expiry is seen.
   await lib.register('exp', { host: '127.0.0.1', port: b.port });
@@ -146,17 +152,33 @@ test('3-node ensemble under load: kill the leader, then the member the proxy use
   const load = startLoad(proxy.url + '/ens/x', { concurrency: 6, maxMs: 90_000 });
   await eventually(() => load.sent > 300);
   const leader = await eventually(() => ensemble.leader(), { message: 'a leader' });
+  const killedAt = Date.now();
   await leader.stop('SIGKILL');
   await eventually(() => ensemble.leader(), { timeoutMs: 30_000, message: 'a new leader' });
   await eventually(() => proxy.app.zk!.state === 'connected', { timeoutMs: 30_000 });
-  // The member the proxy is connected to: the one whose `cons` lists a client.
+  t.log(`leader killed: new leader and proxy connected after ${Date.now() - killedAt} ms`);
+  // The old leader rejoins, so killing one more member leaves a quorum (2 of 3) to fail over to.
+  await leader.start();
+  // The member the proxy is connected to: the one whose `cons` lists the proxy's session id.
+  const sid = '0x' + proxy.app.zk!.sessionCredentials().id.toString('hex').replace(/^0+/, '');
   const members = ensemble.servers.filter((s) => s.running);
-  let connectedTo: ZooKeeperServer | undefined;
-  for (const s of members) if ((await fourLetter(s.options.clientPort, 'cons')).split('\n').filter((l) => l.includes('127.0.0.1')).length > 1) connectedTo = s;
-  await (connectedTo ?? members[0]!).stop('SIGKILL');
+  const connectedTo = await eventually(
+    async () => {
+      for (const s of members) if ((await fourLetter(s.options.clientPort, 'cons')).includes(`sid=${sid},`)) return s;
+      return undefined;
+    },
+    { message: `the member holding session ${sid}` },
+  );
+  const transitions: Array<[number, string]> = [];
+  proxy.app.zk!.on('state', (s) => void transitions.push([Date.now(), s]));
+  const memberKilledAt = Date.now();
+  await connectedTo.stop('SIGKILL');
   const at = load.sent;
   await eventually(() => load.sent > at + 1_000, { timeoutMs: 30_000 });
+  const back = await eventually(() => transitions.find(([when, s]) => when > memberKilledAt && s === 'connected'), { timeoutMs: 20_000, message: `the proxy reconnected to another member (states: ${JSON.stringify(transitions)})` });
   const result = await load.stop();
+  t.is(proxy.app.zk!.generation, 1, 'the same session');
+  t.log(`member in use killed: reconnected after ${back![0] - memberKilledAt} ms, same session`);
   t.log(`sent ${result.sent}, failed ${result.failed}`);
   t.is(result.failed, 0, JSON.stringify(result.failures));
 });
