@@ -119,6 +119,8 @@ export function createApp(deps: AppDeps): App {
     );
     outliers.onChange = (instance, state) => metrics.setEjected(instance.service, instance.id, state === 'ejected');
     wireRegistry(reg, zk, pools, outliers, metrics, clock);
+    const nag = nagWhileDisconnected(zk, reg, logger.child({ component: 'zookeeper' }));
+    cleanups.push(() => clearInterval(nag));
     cleanups.push(() => zk!.close());
     cleanups.push(() => reg.close());
     cleanups.push(() => pools.close());
@@ -257,4 +259,24 @@ function readPem(file: string, key: string): string[] {
   } catch (error) {
     throw new Error(`${key}: cannot read ${file}: ${(error as Error).message}`);
   }
+}
+
+/** While ZooKeeper is out of reach, say so every 10 s: what is served and what is not. */
+function nagWhileDisconnected(zk: ZkClient, registry: Registry, logger: Logger): NodeJS.Timeout {
+  let since: number | undefined = zk.state === 'connected' ? undefined : Date.now();
+  zk.on('state', (state) => {
+    if (state === 'connected') since = undefined;
+    else since ??= Date.now();
+  });
+  const timer = setInterval(() => {
+    if (since === undefined) return;
+    logger.warn(
+      registry.synced
+        ? 'ZooKeeper is out of reach: routing from the last snapshot; changes are not seen until it is back'
+        : 'ZooKeeper is out of reach: not ready, requests get 503 until the registry can be read',
+      { connectString: zk.connectString, state: zk.state, forSeconds: Math.round((Date.now() - since) / 1000) },
+    );
+  }, 10_000);
+  timer.unref();
+  return timer;
 }
