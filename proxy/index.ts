@@ -14,7 +14,7 @@ import { ClosedError, InvalidRegistrationError, NoEndpointError, ZooKeeperUnavai
 import { silentLogger, type Logger } from './logger.js';
 import { digestAuth, ownedAcl, sharedParentAcl, type Credentials } from './registry/acl.js';
 import { resolveHost } from './registry/host.js';
-import { validateEndpoint, type Instance, type Protocol } from './registry/instance.js';
+import { validateEndpoint, validateMetadata, validateWeight, type Instance, type Protocol } from './registry/instance.js';
 import { isValidServiceName, normalizeBasePath } from './registry/paths.js';
 import { Registrar, type Registration } from './registry/registrar.js';
 import { Registry } from './registry/registry.js';
@@ -55,8 +55,9 @@ export interface ConnectOptions {
    */
   credentials?: Credentials;
   /**
-   * On `close()`: time between deleting the registrations and ending the session, for callers
-   * that still route here from a cache to finish (they see the deletion first). Default 0.
+   * On `close()`: how long the registrations stay up marked DRAINING before they are deleted and
+   * the session ends. Proxies and other readers stop sending new requests to a DRAINING instance
+   * while it still serves the requests they sent earlier. Default 0: deleted at once.
    */
   drainMs?: number;
 }
@@ -69,6 +70,10 @@ export interface RegisterData {
   api?: string;
   /** Overrides PUTTU_IP and the interface lookup. */
   host?: string;
+  /** Relative share of traffic for balancers that weigh, an integer 1–1000. Default 1. */
+  weight?: number;
+  /** String labels written with the registration (at most 4 KiB as JSON). Default {}. */
+  metadata?: Record<string, string>;
 }
 
 /** One live endpoint of a service. */
@@ -91,8 +96,8 @@ export interface Puttu {
   /** Every live endpoint of the service (empty when none). */
   list(service: string): Promise<Endpoint[]>;
   /**
-   * Deregisters everything, waits `drainMs`, then stops watching and ends the session.
-   * Idempotent; always settles.
+   * With `drainMs`: marks every registration DRAINING and waits `drainMs`. Then deletes the
+   * registrations, stops watching and ends the session. Idempotent; always settles.
    */
   close(): Promise<void>;
   readonly state: ConnectionState;
@@ -148,8 +153,12 @@ export function connect(connectString: string, basePath: string, options: Connec
       const host = data.host ?? resolveHost(networkInterface);
       const endpoint = validateEndpoint({ protocol: data.protocol ?? 'http', host, port: data.port, api: data.api ?? '' });
       if (typeof endpoint === 'string') throw new InvalidRegistrationError(endpoint);
+      const weight = validateWeight(data.weight);
+      if (typeof weight === 'string') throw new InvalidRegistrationError(weight);
+      const metadata = validateMetadata(data.metadata);
+      if (typeof metadata === 'string') throw new InvalidRegistrationError(metadata);
       await ready();
-      return registrar.register(service, endpoint);
+      return registrar.register(service, endpoint, { weight, metadata });
     },
     async get(service) {
       const instances = await instancesOf(service);
@@ -161,10 +170,14 @@ export function connect(connectString: string, basePath: string, options: Connec
     },
     close() {
       closing ??= (async () => {
+        if (drainMs > 0) {
+          // DRAINING reaches watchers at once and they stop sending new requests here, while
+          // requests they sent a moment earlier (or from a cache) still find this instance up.
+          // Deleting first would leave no trace of why it went, and no time for those requests.
+          await registrar.drain();
+          await sleep(drainMs);
+        }
         await registrar.close();
-        // Deleted nodes reach watchers at once, but a caller that picked this instance a moment
-        // earlier (or reads a cache) may still send to it: keep serving, and the session, meanwhile.
-        if (drainMs > 0) await sleep(drainMs);
         registry.close();
         await zk.close();
       })();

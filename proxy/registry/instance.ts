@@ -1,19 +1,45 @@
 /**
- * One live endpoint of a service, and the codecs between it and znode data.
+ * One endpoint of a service, and the codecs between it and znode data.
  *
- * Reading accepts every format the tree may hold (ours; JSON with `ip` for `host`, as older
- * writers did; a plain URL string, the legacy form). A znode that fits none is reported with a
- * reason, so the caller can isolate it instead of failing its whole service.
+ * Reading accepts every format the tree may hold, mixed freely within one service (detection by
+ * shape, in the order documented in formats/detect.ts):
+ *
+ * | format      | data                                                               | not routed when          |
+ * |-------------|--------------------------------------------------------------------|--------------------------|
+ * | `puttu`     | ours: `{"protocol","host","port","api","status","weight",…}`       | status ≠ UP, weight 0    |
+ * | `ip`        | ours with `ip` for `host`, as older writers did                    | (as ours)                |
+ * | `url`       | a plain URL string, the legacy form                                | never                    |
+ * | `curator`   | Apache Curator / Spring Cloud Zookeeper `ServiceInstance`          | enabled false, Spring's instance_status ≠ UP |
+ * | `serverset` | Finagle / Aurora `{"serviceEndpoint","additionalEndpoints","status","shard"}` | status ≠ ALIVE |
+ * | `nerve`     | Airbnb Nerve `{"host","port","name","weight"}`                     | weight 0                 |
+ *
+ * A znode that fits none is reported with a reason, so the caller can isolate it instead of
+ * failing its whole service. One that decodes but must get no traffic (draining, disabled, not
+ * alive) is returned with `inactive` set to why. Unknown fields never break decoding.
  */
-import net from 'node:net';
+import { detectJsonFormat } from './formats/detect.js';
+import { decodeCurator } from './formats/curator.js';
+import { fail, isObject, MAX_WEIGHT, show } from './formats/endpoint.js';
+import { decodeNerve } from './formats/nerve.js';
+import { decodePuttu } from './formats/puttu.js';
+import { decodeServerset } from './formats/serverset.js';
+import { decodeUrl } from './formats/url.js';
+
+export { isValidHost, makeInstance, normalizeApi, validateEndpoint, type InstanceExtras } from './formats/endpoint.js';
 
 export type Protocol = 'http' | 'https';
-export type InstanceFormat = 'puttu' | 'ip' | 'url';
+export type InstanceFormat = 'puttu' | 'ip' | 'url' | 'curator' | 'serverset' | 'nerve';
+
+export interface NamedEndpoint {
+  readonly host: string;
+  readonly port: number;
+}
 
 export interface Instance {
   /** The znode's name, unique within its service. */
   readonly id: string;
   readonly service: string;
+  /** Which format the znode was written in. */
   readonly format: InstanceFormat;
   readonly protocol: Protocol;
   readonly host: string;
@@ -24,6 +50,19 @@ export interface Instance {
   readonly origin: string;
   /** `origin + api`. */
   readonly url: string;
+  /** Relative share of traffic, 0–1000; 1 when the format has none. (Set by every decoder.) */
+  readonly weight?: number;
+  /** String labels: ours `metadata`, Spring's payload metadata, Nerve's labels. (Set by every decoder.) */
+  readonly metadata?: Readonly<Record<string, string>>;
+  /**
+   * The writer's own word for its state, as written: ours UP / DRAINING, a serverset's ALIVE /
+   * STARTING / …, Spring's instance_status; 'UP' for formats without one. (Set by every decoder.)
+   */
+  readonly status?: string;
+  /** A serverset member's shard, when it has one. */
+  readonly shard?: number;
+  /** A serverset member's additional named endpoints (`http`, `health`, …), when it has any. */
+  readonly endpoints?: Readonly<Record<string, NamedEndpoint>>;
 }
 
 /** What `register()` accepts, and the core of what we write. */
@@ -34,7 +73,8 @@ export interface EndpointData {
   api: string;
 }
 
-export type DecodeResult = { ok: true; instance: Instance } | { ok: false; reason: string };
+/** Decoded; `inactive`, when set, says why this valid instance must get no traffic. */
+export type DecodeResult = { ok: true; instance: Instance; inactive?: string } | { ok: false; reason: string };
 
 /** ZooKeeper allows 1 MiB; no endpoint description needs more than this. */
 export const MAX_ZNODE_DATA_BYTES = 16 * 1024;
@@ -50,116 +90,55 @@ export function decodeInstance(service: string, id: string, data: Buffer | undef
     } catch {
       return fail('not valid JSON');
     }
-    return fromJson(service, id, parsed as Record<string, unknown>);
+    if (!isObject(parsed)) return fail('JSON is not an object');
+    return fromObject(service, id, parsed);
   }
   if (text.startsWith('"')) {
     // A JSON-quoted URL string, as some writers serialise the legacy form.
     try {
       const inner: unknown = JSON.parse(text);
-      if (typeof inner === 'string') return fromUrl(service, id, inner);
+      if (typeof inner === 'string') return decodeUrl(service, id, inner);
     } catch {
       /* fall through */
     }
     return fail('not valid JSON');
   }
-  return fromUrl(service, id, text);
+  return decodeUrl(service, id, text);
 }
 
-function fromJson(service: string, id: string, obj: Record<string, unknown>): DecodeResult {
-  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return fail('JSON is not an object');
-  const hasHost = obj.host !== undefined;
-  const host = hasHost ? obj.host : obj.ip;
-  const format: InstanceFormat = hasHost ? 'puttu' : 'ip';
-  const checked = validateEndpoint({
-    protocol: obj.protocol ?? 'http',
-    host,
-    port: obj.port,
-    api: obj.api ?? '',
-  });
-  if (typeof checked === 'string') return fail(checked);
-  return { ok: true, instance: makeInstance(service, id, format, checked) };
-}
-
-function fromUrl(service: string, id: string, text: string): DecodeResult {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return fail('neither JSON nor a URL');
+function fromObject(service: string, id: string, obj: Record<string, unknown>): DecodeResult {
+  const format = detectJsonFormat(obj);
+  switch (format) {
+    case 'serverset':
+      return decodeServerset(service, id, obj);
+    case 'curator':
+      return decodeCurator(service, id, obj);
+    case 'nerve':
+      return decodeNerve(service, id, obj);
+    case 'puttu':
+    case 'ip':
+      return decodePuttu(service, id, obj, format);
   }
-  if (url.username || url.password) return fail('URL carries credentials');
-  if (url.search || url.hash) return fail('URL carries a query or fragment');
-  const protocol = url.protocol.slice(0, -1);
-  const port = url.port === '' ? (protocol === 'https' ? 443 : 80) : Number(url.port);
-  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-  // The path stays percent-encoded, as the JSON form stores it: decoding would turn '%2F' into a
-  // real slash (another path) and '%20' into a space (rejected). normalizeApi still checks each
-  // decoded segment for dot segments and encoded slashes.
-  const checked = validateEndpoint({ protocol, host, port, api: url.pathname });
-  if (typeof checked === 'string') return fail(checked);
-  return { ok: true, instance: makeInstance(service, id, 'url', checked) };
 }
 
-/** Checks and normalises endpoint data; returns a reason string when it is unacceptable. */
-export function validateEndpoint(d: { protocol: unknown; host: unknown; port: unknown; api: unknown }): EndpointData | string {
-  if (d.protocol !== 'http' && d.protocol !== 'https') return `protocol must be "http" or "https", got ${show(d.protocol)}`;
-  if (typeof d.host !== 'string' || !isValidHost(d.host)) return `host must be an IP address or a DNS name, got ${show(d.host)}`;
-  const port = typeof d.port === 'string' && /^\d{1,5}$/.test(d.port) ? Number(d.port) : d.port;
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-    return `port must be an integer from 1 to 65535, got ${show(d.port)}`;
-  }
-  const api = normalizeApi(d.api);
-  if (api === undefined) return `api must be a path such as "/warehouse/v1", got ${show(d.api)}`;
-  return { protocol: d.protocol, host: d.host, port, api };
-}
+/** `UP` while serving; `DRAINING` once the library is shutting down (proxies stop routing to it). */
+export type RegistrationStatus = 'UP' | 'DRAINING';
 
-/** '' | '/' → ''; '/a/b/' → '/a/b'; rejects anything that is not a plain absolute path. */
-export function normalizeApi(api: unknown): string | undefined {
-  if (typeof api !== 'string') return undefined;
-  if (api === '' || api === '/') return '';
-  if (!api.startsWith('/') || api.length > 1024) return undefined;
-  // No query, fragment, backslash, control or space characters; no dot segments.
-  if (/[?#\\\s\x00-\x1f\x7f]/.test(api)) return undefined;
-  const segments = api.split('/').filter((s) => s !== '');
-  for (const s of segments) {
-    const d = decodeURIComponentSafe(s); // percent-encoded dots and slashes are dots and slashes too
-    if (d === '.' || d === '..' || d.includes('/') || d.includes('\\')) return undefined;
-  }
-  return '/' + segments.join('/');
-}
-
-const DNS_NAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
-
-export function isValidHost(host: string): boolean {
-  return net.isIP(host) !== 0 || DNS_NAME.test(host);
-}
-
-export function makeInstance(service: string, id: string, format: InstanceFormat, d: EndpointData): Instance {
-  const hostPart = net.isIPv6(d.host) ? `[${d.host}]` : d.host;
-  const origin = `${d.protocol}://${hostPart}:${d.port}`;
-  return Object.freeze({
-    id,
-    service,
-    format,
-    protocol: d.protocol,
-    host: d.host,
-    port: d.port,
-    api: d.api,
-    origin,
-    url: origin + d.api,
-  });
-}
-
-/** Our canonical znode data: the endpoint plus who wrote it and when. */
+/** Our canonical znode data: the endpoint plus who wrote it, when, and in what state. */
 export interface RegistrationRecord extends EndpointData {
   /** A random id per registration: lets a new session recognise (and delete) its own stale node. */
   id: string;
   registrationTimeUTC: number;
+  status: RegistrationStatus;
+  /** Relative share of traffic, 1–1000. */
+  weight: number;
+  metadata: Readonly<Record<string, string>>;
 }
 
+/** Every field, always, in a fixed order: a superset of what older readers of ours expect. */
 export function encodeRegistration(record: RegistrationRecord): Buffer {
-  const { protocol, host, port, api, id, registrationTimeUTC } = record;
-  return Buffer.from(JSON.stringify({ protocol, host, port, api, id, registrationTimeUTC }));
+  const { protocol, host, port, api, id, registrationTimeUTC, status, weight, metadata } = record;
+  return Buffer.from(JSON.stringify({ protocol, host, port, api, id, registrationTimeUTC, status, weight, metadata }));
 }
 
 /** The registration id inside znode data we wrote, if any (used to find our own stale nodes). */
@@ -174,19 +153,30 @@ export function registrationIdOf(data: Buffer | undefined): string | undefined {
   }
 }
 
-function fail(reason: string): DecodeResult {
-  return { ok: false, reason };
-}
+/** Metadata a registration may carry, as JSON. */
+export const MAX_METADATA_BYTES = 4 * 1024;
 
-function show(v: unknown): string {
-  const s = typeof v === 'string' ? JSON.stringify(v) : v === undefined ? 'nothing' : JSON.stringify(v) ?? String(v);
-  return s.length > 60 ? s.slice(0, 57) + '...' : s;
-}
-
-function decodeURIComponentSafe(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
+/** A registration's weight (default 1), or why it is unacceptable. 0 is for readers only. */
+export function validateWeight(weight: unknown): number | string {
+  if (weight === undefined) return 1;
+  if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1 || weight > MAX_WEIGHT) {
+    return `weight must be an integer from 1 to ${MAX_WEIGHT}, got ${show(weight)}`;
   }
+  return weight;
+}
+
+/** A registration's metadata (default {}), frozen, or why it is unacceptable. */
+export function validateMetadata(metadata: unknown): Readonly<Record<string, string>> | string {
+  if (metadata === undefined) return Object.freeze({});
+  if (!isObject(metadata) || (Object.getPrototypeOf(metadata) !== Object.prototype && Object.getPrototypeOf(metadata) !== null)) {
+    return `metadata must be an object of strings, got ${show(metadata)}`;
+  }
+  const copy: Record<string, string> = {};
+  for (const [key, value] of Object.entries(metadata)) {
+    if (typeof value !== 'string') return `metadata[${show(key)}] must be a string, got ${show(value)}`;
+    copy[key] = value;
+  }
+  const bytes = Buffer.byteLength(JSON.stringify(copy));
+  if (bytes > MAX_METADATA_BYTES) return `metadata is ${bytes} bytes as JSON, over ${MAX_METADATA_BYTES}`;
+  return Object.freeze(copy);
 }

@@ -4,11 +4,14 @@
  * the new session, exactly once: any node still carrying this registration's id (a create whose
  * answer was lost, or a session the client gave up on before the server did) is deleted first, so
  * no duplicate lingers and watchers see the change (Curator x-discovery does the same).
+ *
+ * Shutting down gracefully, `drain()` first rewrites each node with status DRAINING: readers stop
+ * sending new requests while this process still serves, before `close()` deletes the nodes.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../logger.js';
 import { ClosedError } from '../errors.js';
-import { encodeRegistration, registrationIdOf, type EndpointData, type RegistrationRecord } from './instance.js';
+import { encodeRegistration, registrationIdOf, type EndpointData, type RegistrationRecord, type RegistrationStatus } from './instance.js';
 import { instancePrefix, join, lastSegment, servicePath } from './paths.js';
 import { isNoAuth, isNoNode, type AclEntry, type ZkClient } from './zk-client.js';
 
@@ -17,10 +20,21 @@ export interface Registration {
   /** This registration's id, written into its znode data. */
   readonly id: string;
   readonly endpoint: Readonly<EndpointData>;
+  /** Relative share of traffic, 1–1000. */
+  readonly weight: number;
+  readonly metadata: Readonly<Record<string, string>>;
+  /** 'UP'; 'DRAINING' once its owner has begun shutting down. */
+  readonly status: RegistrationStatus;
   /** The znode currently holding it (changes after a session expiry). */
   readonly path: string;
   /** Deletes the znode and stops maintaining it. Idempotent. */
   unregister(): Promise<void>;
+}
+
+/** What a registration carries besides its endpoint (validated by the caller). */
+export interface RegistrationExtras {
+  weight?: number;
+  metadata?: Readonly<Record<string, string>>;
 }
 
 export interface RegistrarOptions {
@@ -48,11 +62,28 @@ class Entry implements Registration {
   constructor(
     service: string,
     endpoint: EndpointData,
+    extras: RegistrationExtras,
     readonly registrar: Registrar,
   ) {
     this.service = service;
     this.endpoint = Object.freeze({ ...endpoint });
-    this.record = { ...endpoint, id: this.id, registrationTimeUTC: Date.now() };
+    this.record = {
+      ...endpoint,
+      id: this.id,
+      registrationTimeUTC: Date.now(),
+      status: 'UP',
+      weight: extras.weight ?? 1,
+      metadata: Object.freeze({ ...extras.metadata }),
+    };
+  }
+  get weight(): number {
+    return this.record.weight;
+  }
+  get metadata(): Readonly<Record<string, string>> {
+    return this.record.metadata;
+  }
+  get status(): RegistrationStatus {
+    return this.record.status;
   }
   unregister(): Promise<void> {
     return this.registrar.unregister(this);
@@ -74,9 +105,9 @@ export class Registrar {
   }
 
   /** Writes the registration; resolves once its znode exists. Kept alive across sessions after that. */
-  async register(service: string, endpoint: EndpointData): Promise<Registration> {
+  async register(service: string, endpoint: EndpointData, extras: RegistrationExtras = {}): Promise<Registration> {
     if (this.#closed) throw new ClosedError('registrar');
-    const entry = new Entry(service, endpoint, this);
+    const entry = new Entry(service, endpoint, extras, this);
     this.#entries.add(entry);
     try {
       await this.#write(entry, false);
@@ -96,6 +127,24 @@ export class Registrar {
     this.#entries.delete(entry);
     entry.chain = entry.chain.then(() => this.#remove(entry));
     return entry.chain;
+  }
+
+  /**
+   * Marks every registration DRAINING: its node's data is rewritten in place (readers' data
+   * watches fire and they stop routing new requests to it), and a node re-created after a session
+   * expiry is written DRAINING too. Never rejects: a node it cannot rewrite now (ZooKeeper away)
+   * is logged and left to the deletion that follows the drain.
+   */
+  async drain(): Promise<void> {
+    await Promise.all(
+      [...this.#entries].map((entry) => {
+        if (entry.record.status !== 'DRAINING') {
+          entry.record.status = 'DRAINING';
+          entry.chain = entry.chain.then(() => this.#markDraining(entry));
+        }
+        return entry.chain;
+      }),
+    );
   }
 
   /** Deletes every registration (before the session is closed). */
@@ -143,6 +192,23 @@ export class Registrar {
         entry.chain = entry.chain.then(() => this.#remove(entry));
       }, this.#o.retryMs ?? 1_000);
       entry.retry.unref();
+    }
+  }
+
+  async #markDraining(entry: Entry): Promise<void> {
+    const { zk, logger } = this.#o;
+    // No node on this session yet: the write that re-creates it encodes the record, DRAINING.
+    if (entry.removed || !entry.path || zk.generation !== entry.generation) return;
+    if (zk.state !== 'connected') {
+      logger.warn('ZooKeeper away: the registration cannot be marked DRAINING; it is deleted after the drain', { path: entry.path });
+      return;
+    }
+    try {
+      await zk.setData(entry.path, encodeRegistration(entry.record));
+      logger.info('draining: registration marked DRAINING', { service: entry.service, path: entry.path });
+    } catch (error) {
+      if (isNoNode(error)) return; // gone with its session; the re-creation writes DRAINING
+      logger.warn('marking the registration DRAINING failed; it is deleted after the drain', { path: entry.path, error });
     }
   }
 

@@ -21,7 +21,7 @@ export type { ServiceSnapshot } from './service-cache.js';
 export interface RegistryEvents {
   /** A service's snapshot changed; `undefined` when the service left the registry. */
   change: [service: string, snapshot: ServiceSnapshot | undefined, previous: ServiceSnapshot | undefined];
-  /** A znode was rejected (malformed data). */
+  /** A znode is not routed: invalid data, refused by the upstream policy, or inactive (draining, disabled). */
   rejected: [service: string, id: string, reason: string, kind: RejectionKind];
   /** The initial sync completed. */
   synced: [];

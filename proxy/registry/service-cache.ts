@@ -9,24 +9,34 @@ import { join, servicePath } from './paths.js';
 import { createCoalescer } from './coalesce.js';
 import { isNoNode, type WatchEvent, type ZkClient } from './zk-client.js';
 
-/** 'invalid': the data could not be used; 'refused': valid, but the upstream policy forbids it. */
-export type RejectionKind = 'invalid' | 'refused';
+/**
+ * Why a znode is not routed:
+ * - 'invalid': the data could not be used (malformed; counted as an invalid znode);
+ * - 'refused': valid, but the upstream policy forbids its address;
+ * - 'inactive': valid and allowed, but its writer says it takes no traffic (our DRAINING, Curator's
+ *   `enabled: false`, Spring's instance_status other than UP, a serverset status other than ALIVE,
+ *   weight 0). Not an error: an instance on its way in or out.
+ */
+export type RejectionKind = 'invalid' | 'refused' | 'inactive';
 
 export interface RejectedInstance {
   readonly id: string;
+  /** e.g. `status DRAINING`, `enabled: false`, `port must be an integer …`. */
   readonly reason: string;
   readonly kind: RejectionKind;
+  /** The decoded instance, for 'refused' and 'inactive' (absent for 'invalid'). */
+  readonly instance?: Instance;
 }
 
 export interface ServiceSnapshot {
   readonly name: string;
   /** Live, routable instances, sorted by id. */
   readonly instances: readonly Instance[];
-  /** Znodes that could not be decoded; isolated, never routed. */
+  /** Znodes never routed (malformed, refused or inactive), sorted by id, each with why. */
   readonly rejected: readonly RejectedInstance[];
 }
 
-type Entry = { ok: true; instance: Instance; raw: string } | { ok: false; reason: string; kind: RejectionKind; raw: string };
+type Entry = { ok: true; instance: Instance; raw: string } | { ok: false; rejected: RejectedInstance; raw: string };
 
 export interface ServiceCacheOptions {
   zk: ZkClient;
@@ -35,7 +45,7 @@ export interface ServiceCacheOptions {
   logger: Logger;
   /** Called with each new snapshot (and once after the first read, even if empty). */
   onSnapshot: (snapshot: ServiceSnapshot) => void;
-  /** Called once per znode version that fails to decode. */
+  /** Called once per znode version that is not routed (any kind: filter on it). */
   onRejected?: (service: string, id: string, reason: string, kind: RejectionKind) => void;
   /** A policy on decoded instances: returns why one must not be routed (e.g. a denied address). */
   accept?: (instance: Instance) => string | undefined;
@@ -149,16 +159,32 @@ export class ServiceCache {
     const raw = data.toString('latin1');
     const previous = this.#entries.get(id);
     if (previous && previous.raw === raw) return;
-    const decoded = decodeInstance(this.name, id, data);
-    const refusal = decoded.ok ? this.#o.accept?.(decoded.instance) : undefined;
-    if (decoded.ok && refusal === undefined) {
-      this.#entries.set(id, { ok: true, instance: decoded.instance, raw });
+    const verdict = this.#judge(id, data);
+    if (!('kind' in verdict)) {
+      this.#entries.set(id, { ok: true, instance: verdict, raw });
       return;
     }
-    const [reason, kind]: [string, RejectionKind] = decoded.ok ? [refusal!, 'refused'] : [decoded.reason, 'invalid'];
-    this.#entries.set(id, { ok: false, reason, kind, raw });
-    this.#o.logger.warn(kind === 'refused' ? 'instance refused by the upstream policy' : 'invalid instance znode skipped', { service: this.name, id, reason });
+    const rejected: RejectedInstance = Object.freeze({ id, ...verdict });
+    this.#entries.set(id, { ok: false, rejected, raw });
+    const { reason, kind, instance } = rejected;
+    const log = { service: this.name, id, reason, ...(instance && { url: instance.url, format: instance.format }) };
+    if (kind === 'inactive') this.#o.logger.info('instance not routed: its registration says it takes no traffic', log);
+    else this.#o.logger.warn(kind === 'refused' ? 'instance refused by the upstream policy' : 'invalid instance znode skipped', log);
     this.#o.onRejected?.(this.name, id, reason, kind);
+  }
+
+  /**
+   * Decodes a znode and decides whether it is routed. The policy comes before the writer's own
+   * state: a denied address is reported as refused (a poisoning attempt) even while inactive.
+   */
+  #judge(id: string, data: Buffer): Instance | Omit<RejectedInstance, 'id'> {
+    const decoded = decodeInstance(this.name, id, data);
+    if (!decoded.ok) return { reason: decoded.reason, kind: 'invalid' };
+    const { instance } = decoded;
+    const refusal = this.#o.accept?.(instance);
+    if (refusal !== undefined) return { reason: refusal, kind: 'refused', instance };
+    if (decoded.inactive !== undefined) return { reason: decoded.inactive, kind: 'inactive', instance };
+    return instance;
   }
 
   #publish(): void {
@@ -169,7 +195,7 @@ export class ServiceCache {
     for (const id of ids) {
       const e = this.#entries.get(id)!;
       if (e.ok) instances.push(e.instance);
-      else rejected.push(Object.freeze({ id, reason: e.reason, kind: e.kind }));
+      else rejected.push(e.rejected);
     }
     const changed = !sameInstances(this.#snapshot.instances, instances) || !sameRejected(this.#snapshot.rejected, rejected);
     const first = !this.#synced;
@@ -203,6 +229,6 @@ function sameInstances(a: readonly Instance[], b: readonly Instance[]): boolean 
 
 function sameRejected(a: readonly RejectedInstance[], b: readonly RejectedInstance[]): boolean {
   if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i]!.id !== b[i]!.id || a[i]!.reason !== b[i]!.reason) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false; // entries are kept while their data is unchanged
   return true;
 }

@@ -66,6 +66,7 @@ export function guardReads(client: unknown, sessionTimeoutMs: number, now: () =>
 export function closeClient(client: { close(): void }, graceMs: number): Promise<void> {
   const cm = managerOf(client);
   return new Promise((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
     const force = () => {
       clearTimeout(timer);
       if (cm) disarm(cm);
@@ -73,7 +74,14 @@ export function closeClient(client: { close(): void }, graceMs: number): Promise
     };
     // Not unref()'d: with nothing else left in the event loop an unref()'d timer never fires, so
     // close() never settled and code awaiting it never ran (an ESM top-level await exits with 13).
-    const timer = setTimeout(force, graceMs);
+    if (graceMs <= 0) {
+      // Not connected (or given up on): no CLOSE_SESSION. Sent before the handshake completes,
+      // the library reads the server's connect reply as its answer and throws "Unknown code"
+      // out of a socket callback, killing the process; just drop the connection.
+      force();
+      return;
+    }
+    timer = setTimeout(force, graceMs);
     cm?.socket?.once('close', force);
     try {
       client.close();

@@ -1,5 +1,15 @@
 import test from 'ava';
-import { decodeInstance, MAX_ZNODE_DATA_BYTES, normalizeApi, type DecodeResult, type Instance } from '../../proxy/registry/instance.js';
+import {
+  decodeInstance,
+  encodeRegistration,
+  MAX_ZNODE_DATA_BYTES,
+  normalizeApi,
+  registrationIdOf,
+  validateMetadata,
+  validateWeight,
+  type DecodeResult,
+  type Instance,
+} from '../../proxy/registry/instance.js';
 
 const decode = (data: string | Buffer): DecodeResult => decodeInstance('warehouse', 'warehouse0000000007', typeof data === 'string' ? Buffer.from(data) : data);
 
@@ -129,4 +139,50 @@ test('normalizeApi', (t) => {
     t.is(normalizeApi(bad), undefined, JSON.stringify(bad));
   }
   for (const notString of [undefined, null, 7, ['/a'], { api: '/a' }]) t.is(normalizeApi(notString), undefined);
+});
+
+test('encodeRegistration writes the canonical superset, every field in a fixed order, and it decodes back', (t) => {
+  const record = {
+    protocol: 'https' as const,
+    host: '10.0.0.5',
+    port: 10001,
+    api: '/warehouse/v1',
+    id: 'a2c4',
+    registrationTimeUTC: 1700000000000,
+    status: 'UP' as const,
+    weight: 7,
+    metadata: { zone: 'eu-1a' },
+  };
+  const data = encodeRegistration(record);
+  t.is(
+    data.toString(),
+    '{"protocol":"https","host":"10.0.0.5","port":10001,"api":"/warehouse/v1","id":"a2c4","registrationTimeUTC":1700000000000,"status":"UP","weight":7,"metadata":{"zone":"eu-1a"}}',
+  );
+  t.is(registrationIdOf(data), 'a2c4');
+  const back = decode(data);
+  t.true(back.ok && back.inactive === undefined);
+  t.like(ok(t, back), { format: 'puttu', url: 'https://10.0.0.5:10001/warehouse/v1', weight: 7, status: 'UP', metadata: { zone: 'eu-1a' } });
+  const draining = decode(encodeRegistration({ ...record, status: 'DRAINING' }));
+  t.true(draining.ok, 'a draining registration is valid');
+  t.is(draining.ok ? draining.inactive : undefined, 'status DRAINING', 'but gets no traffic');
+});
+
+test('registration weight: an integer from 1 to 1000, default 1', (t) => {
+  t.is(validateWeight(undefined), 1);
+  t.is(validateWeight(1), 1);
+  t.is(validateWeight(1000), 1000);
+  for (const bad of [0, -1, 1001, 1.5, NaN, '5', null, true]) t.regex(String(validateWeight(bad)), /^weight must be an integer from 1 to 1000/, String(bad));
+});
+
+test('registration metadata: an object of strings, at most 4 KiB as JSON, copied and frozen', (t) => {
+  t.deepEqual(validateMetadata(undefined), {});
+  const source = { zone: 'eu-1a', 'build.sha': 'abc' };
+  const checked = validateMetadata(source);
+  t.deepEqual(checked, source);
+  t.not(checked, source, 'a copy');
+  t.true(Object.isFrozen(checked));
+  t.deepEqual(validateMetadata({ big: 'x'.repeat(4096 - '{"big":""}'.length) }), { big: 'x'.repeat(4086) }, 'exactly 4 KiB is fine');
+  t.regex(String(validateMetadata({ big: 'x'.repeat(4087) })), /^metadata is 4097 bytes as JSON, over 4096$/);
+  t.regex(String(validateMetadata({ n: 1 })), /^metadata\["n"\] must be a string, got 1$/);
+  for (const bad of [null, 'a=b', ['a'], new Map([['a', 'b']]), 5]) t.regex(String(validateMetadata(bad)), /^metadata must be an object of strings/, String(bad));
 });
