@@ -235,7 +235,11 @@ function wireRegistry(registry: Registry, zk: ZkClient, pools: UpstreamPools, ou
       metrics.forget(service);
     } else metrics.setEndpoints(service, next.instances.length);
   });
-  registry.on('rejected', (service, _id, _reason, kind) => (kind === 'refused' ? metrics.refusedInstance(service) : metrics.invalidZnode(service)));
+  registry.on('rejected', (service, _id, _reason, kind) => {
+    // 'inactive' (draining, disabled, not ALIVE) is a valid state, not a fault: not counted.
+    if (kind === 'refused') metrics.refusedInstance(service);
+    else if (kind === 'invalid') metrics.invalidZnode(service);
+  });
   registry.on('synced', () => metrics.setSynced(true));
   zk.on('state', (state) => metrics.setZkState(state));
   metrics.setZkState(zk.state);

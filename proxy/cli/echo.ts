@@ -21,7 +21,7 @@ instance answered), registered in ZooKeeper as an instance of NAME until stopped
   --host <ip|name>           address to register (else PUTTU_IP, else --interface, else 127.0.0.1)
   --interface <name>         register the IPv4 address of this network interface
   --api <path>               base path to register (default /)
-  --drain-ms <n>             on SIGTERM, serve this long after deregistering (default 500)
+  --drain-ms <n>             on SIGTERM, stay DRAINING and serving this long before leaving (default 500)
 ${ZK_FLAGS_HELP}
 
 Exit codes: 0 after SIGTERM/SIGINT; 1 ZooKeeper unreachable or the port is taken; 2 bad usage.`;
@@ -75,7 +75,7 @@ export async function echoCommand(argv: string[], env: NodeJS.ProcessEnv, logger
   const iface = args.flags.get('interface');
   const host = args.flags.get('host') ?? (env.PUTTU_IP || iface ? undefined : '127.0.0.1');
 
-  const puttu = connect(zk, basePath, { logger: logger.child({ component: 'library' }) });
+  const puttu = connect(zk, basePath, { logger: logger.child({ component: 'library' }), drainMs });
   try {
     const reg = await puttu.register(service, { port: actualPort, api, ...(host && { host }) }, iface);
     instance = reg.path.slice(reg.path.lastIndexOf('/') + 1);
@@ -91,9 +91,9 @@ export async function echoCommand(argv: string[], env: NodeJS.ProcessEnv, logger
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
-  // Leave the registry first, keep serving while proxies see the change, then stop.
+  // Marked DRAINING first (proxies stop routing here), still serving through the drain, then the
+  // node and the session go, then the server stops.
   await puttu.close();
-  if (drainMs > 0) await new Promise((r) => setTimeout(r, drainMs));
   await new Promise<void>((resolve) => {
     server.close(() => resolve());
     server.closeIdleConnections();

@@ -22,7 +22,7 @@ its exit code; SIGTERM/SIGINT deregister first, then pass the signal on.
   --interface <name>         take the IPv4 address of this network interface
   --api <path>               base path of the service on the instance (default /)
   --protocol <http|https>    default http
-  --drain-ms <n>             after deregistering, wait this long before stopping the command (default 0)
+  --drain-ms <n>             on a signal, stay DRAINING this long before deregistering and stopping the command (default 0)
   --wait-ms <n>              how long to wait for --port to accept connections (default 60000)
 ${ZK_FLAGS_HELP}
 
@@ -63,7 +63,7 @@ export async function registerCommand(argv: string[], env: NodeJS.ProcessEnv, lo
       })
     : undefined;
 
-  const puttu = connect(zk, basePath, { logger: logger.child({ component: 'library' }) });
+  const puttu = connect(zk, basePath, { logger: logger.child({ component: 'library' }), drainMs });
   let stopping: NodeJS.Signals | undefined;
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
     for (const s of ['SIGTERM', 'SIGINT'] as const) process.on(s, () => resolve((stopping ??= s)));
@@ -86,12 +86,14 @@ export async function registerCommand(argv: string[], env: NodeJS.ProcessEnv, lo
 
   async function finish(): Promise<number> {
     const outcome = await Promise.race([signalled.then((s) => ({ signal: s })), ...(childExit ? [childExit.then((code) => ({ code }))] : [])]);
-    // Deregister first so the proxy stops sending traffic, then let the process stop.
+    if ('code' in outcome) {
+      await puttu.close();
+      return outcome.code;
+    }
+    // DRAINING first so proxies stop sending traffic, the drain, deregistered; then the process stops.
     await puttu.close();
-    if ('code' in outcome) return outcome.code;
     logger.info('deregistered', { service, signal: outcome.signal });
     if (!child) return 0;
-    if (drainMs > 0) await new Promise((r) => setTimeout(r, drainMs));
     child.kill(outcome.signal);
     return childExit!;
   }

@@ -168,3 +168,39 @@ test('without --zk it starts a local development ZooKeeper, says so, and stops i
   t.is(await fourLetter(zkPort, 'ruok'), '', 'the development ZooKeeper is stopped');
   t.truthy(proxy.lines().find((l) => l.msg === 'local development ZooKeeper stopped'));
 });
+
+test('puttu register wraps a program: registers once its port accepts, ls/get see it, SIGTERM deregisters and passes the code on', async (t) => {
+  const basePath = '/cli-register';
+  const port = await freePort();
+  const server = `require('http').createServer((q, s) => s.end('wrapped ' + q.url)).listen(${port}, '127.0.0.1'); process.on('SIGTERM', () => process.exit(7))`;
+  const reg = run(['register', 'wrapped', '--port', String(port), '--host', '127.0.0.1', '--zk', zk.connectString, '--base-path', basePath, '--', process.execPath, '-e', server]);
+  killOnTeardown(t, reg);
+  await eventually(() => reg.lines().find((l) => typeof l.msg === 'string' && l.msg.startsWith('registered')), { timeoutMs: 20_000, message: 'registered' });
+
+  const ls = run(['ls', '--json', '--zk', zk.connectString, '--base-path', basePath]);
+  t.is(await ls.exited, 0);
+  const listed = JSON.parse(ls.stderr().slice(ls.stderr().indexOf('[')));
+  t.is(listed[0].name, 'wrapped');
+  t.is(listed[0].instances[0].url, `http://127.0.0.1:${port}`);
+
+  const get = run(['get', 'wrapped', '--zk', zk.connectString, '--base-path', basePath]);
+  t.is(await get.exited, 0);
+  t.regex(get.stderr(), new RegExp(`http://127\\.0\\.0\\.1:${port}`));
+  const missing = run(['get', 'nothing-here', '--zk', zk.connectString, '--base-path', basePath]);
+  t.is(await missing.exited, 3, 'no live endpoint: exit 3');
+
+  reg.child.kill('SIGTERM');
+  t.is(await reg.exited, 7, "the wrapped program's exit code");
+  const after = run(['ls', 'wrapped', '--json', '--zk', zk.connectString, '--base-path', basePath]);
+  t.is(await after.exited, 0);
+  t.deepEqual(JSON.parse(after.stderr().slice(after.stderr().indexOf('[')))[0].instances, [], 'deregistered');
+});
+
+test('puttu register: bad usage exits 2 with one clear line', async (t) => {
+  const noPort = run(['register', 'svc']);
+  t.is(await noPort.exited, 2);
+  t.regex(noPort.stderr(), /--port is required/);
+  const badFlag = run(['register', 'svc', '--port', '80', '--nope', 'x']);
+  t.is(await badFlag.exited, 2);
+  t.regex(badFlag.stderr(), /unknown flag --nope/);
+});

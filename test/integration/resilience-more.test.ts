@@ -32,7 +32,7 @@ test.after.always(async () => {
 /** The session id as ZooKeeper's `cons` prints it (`sid=0x...`, no leading zeros). */
 const sidOf = (zk: ZkClient) => `sid=0x${BigInt('0x' + zk.sessionCredentials().id.toString('hex')).toString(16)}`;
 
-test('library close() with drainMs: the registration is deleted first, the session ends only after the drain', async (t) => {
+test('library close() with drainMs: the proxy stops routing first (DRAINING), the node goes after the drain, then the session', async (t) => {
   const zk = await zooKeeper();
   const upstream = await startUpstream('draining');
   t.teardown(() => upstream.close());
@@ -52,19 +52,19 @@ test('library close() with drainMs: the registration is deleted first, the sessi
   let closedAfter: number | undefined;
   const closing = lib.close().then(() => (closedAfter = performance.now() - started));
   const dir = `${proxy.basePath}/drain`;
-  await eventually(async () => !(await raw.getChildren(dir)).includes(lastSegment(reg.path)), { timeoutMs: 5_000, message: 'node deleted' });
-  const goneAfter = performance.now() - started;
-  t.is(closedAfter, undefined, 'close() has not resolved when the node is gone');
-  // The drain is what the deletion buys: the proxy stops routing here while this session still lives.
+  // The drain is what DRAINING buys: the proxy stops routing while the node and the session live.
   await eventually(() => proxy.app.registry!.get('drain')?.instances.length === 0, { timeoutMs: 5_000, message: 'proxy dropped the instance' });
   const droppedAfter = performance.now() - started;
-  t.is(lib.state, 'connected', 'the session is open during the drain');
+  t.is(closedAfter, undefined, 'close() has not resolved when the proxy stops routing');
+  t.true((await raw.getChildren(dir)).includes(lastSegment(reg.path)), 'the node still exists during the drain');
+  t.regex(proxy.app.registry!.get('drain')!.rejected[0]!.reason, /DRAINING/);
   t.true((await fourLetter(zk.server.options.clientPort, 'cons')).includes(sid), 'the server still has the session during the drain');
 
   await closing;
-  t.log(`node gone after ${goneAfter.toFixed(0)} ms, proxy dropped it after ${droppedAfter.toFixed(0)} ms, close() resolved after ${closedAfter!.toFixed(0)} ms`);
+  t.log(`proxy stopped routing after ${droppedAfter.toFixed(0)} ms, close() resolved after ${closedAfter!.toFixed(0)} ms`);
   t.true(closedAfter! >= drainMs - 5, `close() took at least the drain (${closedAfter} ms)`);
-  t.true(goneAfter + 250 < closedAfter!, 'the node was gone well before close() resolved');
+  t.true(droppedAfter + 250 < closedAfter!, 'routing stopped well before close() resolved');
+  t.false((await raw.getChildren(dir)).includes(lastSegment(reg.path)), 'the node is deleted by the time close() resolves');
   t.is(lib.state, 'closed');
   await eventually(async () => !(await fourLetter(zk.server.options.clientPort, 'cons')).includes(sid), { timeoutMs: 5_000, message: 'session closed on the server' });
 });
