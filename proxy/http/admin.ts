@@ -66,8 +66,8 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
         }),
         ...s.rejected.map((r) => ({
           id: r.id,
-          url: null,
-          format: null,
+          url: r.instance?.url ?? null,
+          format: r.instance?.format ?? null,
           state: stateOf(r.kind, r.reason),
           reason: r.reason,
           requests: 0,
