@@ -1,0 +1,58 @@
+/**
+ * What the benchmark needs before it starts anything. It installs nothing: it names what is
+ * missing and the command that installs it, and exits 1.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const INSTALL_NGINX_WRK = 'apt-get install -y nginx wrk';
+
+/** Absolute path of `name` on PATH (and the sbin folders, where Debian puts nginx), or undefined. */
+export function findExecutable(name) {
+  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/local/sbin', '/usr/sbin', '/sbin'];
+  for (const dir of dirs) {
+    if (!dir) continue;
+    const file = path.join(dir, name);
+    try {
+      fs.accessSync(file, fs.constants.X_OK);
+      return file;
+    } catch {
+      /* not here */
+    }
+  }
+  return undefined;
+}
+
+function fail(message) {
+  process.stderr.write(`${message}\n`);
+  process.exit(1);
+}
+
+/** Exits 1 with the fix when something is missing; returns the tools' paths otherwise. */
+export function preflight({ tools = ['nginx', 'wrk'] } = {}) {
+  if (process.platform !== 'linux') fail('the benchmark reads /proc: it runs on Linux only');
+  const found = Object.fromEntries(tools.map((t) => [t, findExecutable(t)]));
+  const missing = tools.filter((t) => !found[t]);
+  if (missing.length > 0) {
+    fail(`${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not installed. Install with:\n\n  ${INSTALL_NGINX_WRK}\n\n(as root, after \`apt-get update\` on a fresh machine; the benchmark installs nothing itself)`);
+  }
+  if (!fs.existsSync('/usr/share/java/zookeeper.jar') || !findExecutable('java')) {
+    fail('ZooKeeper is not installed. Install with:\n\n  apt-get install -y zookeeper\n');
+  }
+  const built = ['dist/proxy/main.js', 'dist/proxy/index.js', 'dist/test/helpers/zookeeper.js'].every((f) => fs.existsSync(path.join(ROOT, f)));
+  if (!built) fail('puttu is not built. Build it first:\n\n  npx tsc -p .\n');
+  warnIfStale();
+  return found;
+}
+
+/** The benchmark runs dist/: say so when a source file is newer than the build. */
+function warnIfStale() {
+  const builtAt = fs.statSync(path.join(ROOT, 'dist/proxy/main.js')).mtimeMs;
+  const newer = fs
+    .readdirSync(path.join(ROOT, 'proxy'), { recursive: true })
+    .filter((f) => f.endsWith('.ts'))
+    .filter((f) => fs.statSync(path.join(ROOT, 'proxy', f)).mtimeMs > builtAt);
+  if (newer.length > 0) process.stderr.write(`warning: proxy/${newer[0]} (and ${newer.length - 1} more) changed after the last build; run \`npx tsc -p .\` to measure them\n`);
+}
