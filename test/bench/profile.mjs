@@ -13,7 +13,7 @@ import path from 'node:path';
 import { preflight } from './lib/preflight.mjs';
 
 const tools = preflight({ tools: ['wrk'] });
-const { cleaningUp, installGuards, onCleanup, runCleanup } = await import('./lib/processes.mjs');
+const { installGuards, onCleanup, runMain } = await import('./lib/processes.mjs');
 const { runWrk } = await import('./lib/wrk.mjs');
 const { cpuSeconds, schedstat, syscallCounts } = await import('./lib/cpu.mjs');
 const { renderSummary, summarise } = await import('./cpuprofile-summary.mjs');
@@ -60,13 +60,4 @@ async function main() {
   );
 }
 
-try {
-  await main();
-  await runCleanup();
-  process.exit(0);
-} catch (error) {
-  if (cleaningUp()) await new Promise(() => undefined); // the signal or time-bound handler exits
-  log(`profile failed: ${error?.stack ?? error}`);
-  await runCleanup();
-  process.exit(1);
-}
+await runMain(main, 'profile', log);

@@ -19,7 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { preflight } from './lib/preflight.mjs';
 
 preflight({ tools: [] });
-const { cleaningUp, installGuards, onCleanup, runCleanup } = await import('./lib/processes.mjs');
+const { installGuards, onCleanup, runMain } = await import('./lib/processes.mjs');
 const { median, percentile, max } = await import('./lib/stats.mjs');
 const { startPacedLoad } = await import('./lib/paced-load.mjs');
 const { cpuSnapshot, foreignCores } = await import('./lib/cpu.mjs');
@@ -118,13 +118,4 @@ async function main() {
   process.stdout.write(`\n${report}\n`);
 }
 
-try {
-  await main();
-  await runCleanup();
-  process.exit(0);
-} catch (error) {
-  if (cleaningUp()) await new Promise(() => undefined); // the signal or time-bound handler exits
-  log(`registry-latency failed: ${error?.stack ?? error}`);
-  await runCleanup();
-  process.exit(1);
-}
+await runMain(main, 'registry-latency', log);

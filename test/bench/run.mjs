@@ -24,7 +24,7 @@ import { preflight } from './lib/preflight.mjs';
 
 const tools = preflight();
 // After the preflight: these import the compiled puttu (dist/), which it checked exists.
-const { cleaningUp, installGuards, onCleanup, runCleanup } = await import('./lib/processes.mjs');
+const { installGuards, onCleanup, runMain } = await import('./lib/processes.mjs');
 const { startNginx } = await import('./lib/nginx.mjs');
 const { describeRun, idleRssKiB, measure } = await import('./lib/measure.mjs');
 const { probeLatency } = await import('./lib/latency-probe.mjs');
@@ -152,13 +152,4 @@ async function main() {
   if (process.env.BENCH_JSON) fs.writeFileSync(process.env.BENCH_JSON, JSON.stringify({ machine: m, idle, seconds: SECONDS, repeats: REPEATS, threads: THREADS, results }, null, 2));
 }
 
-try {
-  await main();
-  await runCleanup();
-  process.exit(0);
-} catch (error) {
-  if (cleaningUp()) await new Promise(() => undefined); // the signal or time-bound handler exits
-  log(`bench failed: ${error?.stack ?? error}`);
-  await runCleanup();
-  process.exit(1);
-}
+await runMain(main, 'bench', log);

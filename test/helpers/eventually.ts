@@ -23,3 +23,16 @@ export async function eventually<T>(
 }
 
 export const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Settles with the promise's outcome, or 'pending' after `ms`: a deadline, not a sleep. */
+export async function within<T>(promise: Promise<T>, ms: number): Promise<{ value: T } | 'pending'> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<'pending'>((resolve) => {
+    timer = setTimeout(() => resolve('pending'), ms);
+  });
+  try {
+    return await Promise.race([promise.then((value) => ({ value })), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -8,7 +8,7 @@ import { lastSegment } from '../../proxy/registry/paths.js';
 import { Registrar, type Registration } from '../../proxy/registry/registrar.js';
 import { Registry } from '../../proxy/registry/registry.js';
 import { kZkClient, ZkClient, type ConnectionState } from '../../proxy/registry/zk-client.js';
-import { eventually } from '../helpers/eventually.js';
+import { eventually, within } from '../helpers/eventually.js';
 import { expireSession, rawClient, startZooKeeper, type TestZooKeeper } from '../helpers/zookeeper.js';
 
 let zk: TestZooKeeper;
@@ -41,19 +41,6 @@ function recordingLogger(): Logger & { records: Array<Record<string, unknown>> }
 }
 
 const ids = (endpoints: readonly Endpoint[]) => endpoints.map((e) => e.id);
-
-/** Settles with the promise's outcome, or 'pending' after `ms`: a deadline, not a sleep. */
-async function within<T>(promise: Promise<T>, ms: number): Promise<{ value: T } | 'pending'> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<'pending'>((resolve) => {
-    timer = setTimeout(() => resolve('pending'), ms);
-  });
-  try {
-    return await Promise.race([promise.then((value) => ({ value })), deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 test('register → another client gets and lists it; the znode is EPHEMERAL_SEQUENTIAL with our JSON; close → gone', async (t) => {
   const base = `${newBase()}/deep/er`; // none of it exists yet

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { freePort } from '../../proxy/dev/local-zookeeper.js';
 import { silentLogger } from '../../proxy/logger.js';
 import { ZkClient, ZkError, type ConnectionState, type WatchEvent } from '../../proxy/registry/zk-client.js';
-import { eventually } from '../helpers/eventually.js';
+import { eventually, within } from '../helpers/eventually.js';
 import { expireSession, rawClient, startZooKeeper, type TestZooKeeper } from '../helpers/zookeeper.js';
 
 let zk: TestZooKeeper;
@@ -24,19 +24,6 @@ test.after.always(async () => {
 
 function client(connectString: string, options: { opTimeoutMs?: number; sessionTimeoutMs?: number } = {}): ZkClient {
   return new ZkClient({ connectString, logger: silentLogger, ...options });
-}
-
-/** Settles with the promise's outcome, or 'pending' after `ms`: a deadline, not a sleep. */
-async function within<T>(promise: Promise<T>, ms: number): Promise<{ value: T } | 'pending'> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<'pending'>((resolve) => {
-    timer = setTimeout(() => resolve('pending'), ms);
-  });
-  try {
-    return await Promise.race([promise.then((value) => ({ value })), deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 test('create, read, list, update and remove nodes; errors carry ZooKeeper codes', async (t) => {

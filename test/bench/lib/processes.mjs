@@ -134,3 +134,20 @@ function tail(file, bytes) {
     return '';
   }
 }
+
+/**
+ * Runs a script's main(), then cleans up and exits: 0 on success, 1 on failure (logged with
+ * `label`). While a signal or the time bound is already cleaning up, waits for it to exit.
+ */
+export async function runMain(main, label, log) {
+  try {
+    await main();
+    await runCleanup();
+    process.exit(0);
+  } catch (error) {
+    if (cleaningUp()) await new Promise(() => undefined); // the signal or time-bound handler exits
+    log(`${label} failed: ${error?.stack ?? error}`);
+    await runCleanup();
+    process.exit(1);
+  }
+}
