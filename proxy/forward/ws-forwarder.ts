@@ -10,7 +10,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import httpProxy from 'http-proxy';
+import { createRequire } from 'node:module';
+import type httpProxy from 'http-proxy';
 import type { Logger } from '../logger.js';
 import type { Instance } from '../registry/instance.js';
 import { errorBody, toProxyError, type ProxyError } from './errors.js';
@@ -37,16 +38,23 @@ const kTunnel = Symbol('puttu.wsTunnel');
 type WithTunnel = IncomingMessage & { [kTunnel]?: Tunnel };
 
 export class WsForwarder {
-  readonly #proxy: httpProxy;
+  #lazyProxy: httpProxy | undefined;
   readonly #o: WsForwarderOptions;
   readonly #open = new Set<Tunnel>();
 
   constructor(options: WsForwarderOptions) {
     this.#o = options;
-    this.#proxy = httpProxy.createProxyServer({ ws: true, changeOrigin: true, xfwd: false, proxyTimeout: options.connectTimeoutMs });
+  }
+
+  /** http-proxy is loaded on the first upgrade: a proxy without WebSocket traffic never pays for it. */
+  get #proxy(): httpProxy {
+    if (this.#lazyProxy) return this.#lazyProxy;
+    const httpProxyModule = createRequire(import.meta.url)('http-proxy') as typeof httpProxy;
+    const proxy = httpProxyModule.createProxyServer({ ws: true, changeOrigin: true, xfwd: false, proxyTimeout: this.#o.connectTimeoutMs });
+    this.#lazyProxy = proxy;
     // Without an 'error' listener http-proxy re-throws upstream errors (EventEmitter semantics).
-    this.#proxy.on('error', (err, req) => this.#fail((req as WithTunnel)[kTunnel], err));
-    this.#proxy.on('proxyReqWs', (proxyReq, req) => {
+    proxy.on('error', (err, req) => this.#fail((req as WithTunnel)[kTunnel], err));
+    proxy.on('proxyReqWs', (proxyReq, req) => {
       const tunnel = (req as WithTunnel)[kTunnel];
       if (!tunnel) return;
       // Client gone before the upstream answered: abort the upstream request too.
@@ -71,6 +79,7 @@ export class WsForwarder {
         this.#finish(tunnel, proxyRes.statusCode ?? 101, undefined);
       });
     });
+    return proxy;
   }
 
   /** Number of open tunnels. */
@@ -115,7 +124,7 @@ export class WsForwarder {
   close(): void {
     for (const t of this.#open) t.client.destroy();
     this.#open.clear();
-    this.#proxy.close();
+    this.#lazyProxy?.close();
   }
 
   #fail(tunnel: Tunnel | undefined, err: Error): void {
