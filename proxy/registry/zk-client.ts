@@ -20,7 +20,7 @@ import { EventEmitter } from 'node:events';
 import zookeeper from 'node-zookeeper-client';
 import type { Logger } from '../logger.js';
 import { PuttuError } from '../errors.js';
-import { closeClient, guardReads } from './zk-connection.js';
+import { closeClient, frameReads, guardReads } from './zk-connection.js';
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'expired' | 'auth_failed' | 'closed';
 export const CONNECTION_STATES: readonly ConnectionState[] = ['connecting', 'connected', 'disconnected', 'expired', 'auth_failed', 'closed'];
@@ -272,6 +272,7 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
     this.#sessionEstablished = false;
     this.#stopGuard?.();
     this.#stopGuard = guardReads(client, this.#opts.sessionTimeoutMs);
+    frameReads(client);
     client.on('state', (s: zookeeper.State) => {
       if (this.#client === client) this.#onState(client, s);
     });

@@ -58,6 +58,36 @@ export function guardReads(client: unknown, sessionTimeoutMs: number, now: () =>
 }
 
 /**
+ * Hands the library one complete frame at a time. Its socket handler deals with a single frame per
+ * call and then recurses on the rest through `Buffer.concat([rest, empty])`, copying everything
+ * still unread once per frame: quadratic in the frames per chunk. A burst of answers (the initial
+ * read of a 10,000-instance tree) then copies gigabytes and leaves a high heap behind. Here the
+ * frames are cut on their length prefixes, and the library sees exactly one per call, so its own
+ * buffering never starts.
+ */
+export function frameReads(client: unknown): void {
+  const cm = (client as { connectionManager?: { onSocketData?: (chunk: Buffer) => void; socket?: Socket } } | undefined)?.connectionManager;
+  const original = cm?.onSocketData;
+  if (!cm || typeof original !== 'function') return;
+  const partial = new WeakMap<object, Buffer>();
+  // An own property: the library binds `this.onSocketData` each time it opens a socket.
+  cm.onSocketData = function (this: typeof cm, chunk: Buffer): void {
+    const key = (this.socket ?? this) as object;
+    const held = partial.get(key);
+    const buffer = held === undefined ? chunk : Buffer.concat([held, chunk]);
+    let offset = 0;
+    while (buffer.length - offset >= 4) {
+      const end = offset + 4 + buffer.readInt32BE(offset);
+      if (end > buffer.length) break;
+      original.call(this, buffer.subarray(offset, end));
+      offset = end;
+    }
+    if (offset < buffer.length) partial.set(key, Buffer.from(buffer.subarray(offset)));
+    else partial.delete(key);
+  };
+}
+
+/**
  * Closes a library client and resolves once it is closed, or after `graceMs` at the latest. Then
  * its connection manager is disarmed: the library otherwise keeps reconnecting forever when no
  * server answers (CLOSE_SESSION still queued), and a reconnect already scheduled would open a

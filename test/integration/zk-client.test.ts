@@ -127,6 +127,23 @@ test('regression: connect() then close() at once, 150 times, never crashes the p
   await c.close();
 });
 
+test('a burst of 2,000 answers (many frames per TCP chunk, frames split across chunks) is read whole and in order', async (t) => {
+  const c = await rawClient(zk.connectString);
+  t.teardown(() => c.close());
+  const base = `/t-${randomUUID()}`;
+  await c.mkdirp(base);
+  // Sizes vary so frames straddle chunk boundaries at every offset.
+  const payload = (i: number) => Buffer.from(`${i}:`.padEnd(20 + (i % 97) * 7, 'x'));
+  await Promise.all(Array.from({ length: 2_000 }, (_, i) => c.create(`${base}/n${i}`, payload(i), 'persistent')));
+  const reader = client(zk.connectString, { opTimeoutMs: 20_000 });
+  t.teardown(() => reader.close());
+  reader.connect();
+  await reader.whenConnected(15_000);
+  const data = await Promise.all(Array.from({ length: 2_000 }, (_, i) => reader.getData(`${base}/n${i}`)));
+  t.true(data.every((d, i) => d.equals(payload(i))));
+  t.is((await reader.getChildren(base)).length, 2_000);
+});
+
 test('closing a client ends its session: its ephemeral nodes vanish for everyone', async (t) => {
   const observer = await rawClient(zk.connectString);
   t.teardown(() => observer.close());
