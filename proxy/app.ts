@@ -14,7 +14,7 @@ import type { Balancer } from './balancer/balancer.js';
 import { startDevZooKeeper, type DevZooKeeper } from './dev/local-zookeeper.js';
 import { OUTLIER_DEFAULTS, OutlierDetector } from './balancer/outliers.js';
 import { RetryBudget } from './forward/retry-budget.js';
-import { createUpstreamPolicy, policyLookup } from './security/upstream-policy.js';
+import { createUpstreamPolicy, policyLookup, type UpstreamPolicy } from './security/upstream-policy.js';
 import { UpstreamPools } from './forward/upstream-pools.js';
 import { createAdminHandler } from './http/admin.js';
 import { createProxyHandler } from './http/proxy-handler.js';
@@ -95,63 +95,15 @@ export function createApp(deps: AppDeps): App {
       accept: (i) => policy.check(i.host, i.port),
     });
     registry = reg;
-    const pools = new UpstreamPools(
-      {
-        connections: config.upstreamConnections,
-        connectTimeoutMs: config.connectTimeoutMs,
-        headersTimeoutMs: config.upstreamTimeoutMs,
-        bodyTimeoutMs: config.bodyTimeoutMs,
-        lookupFor: (port) => policyLookup(policy, port),
-        ...(config.upstreamCa && { ca: [...tls.rootCertificates, ...readPem(config.upstreamCa, 'upstreamCa')] }),
-        insecureServices: new Set(config.insecureServices.split(',').map((s) => s.trim()).filter(Boolean)),
-      },
-      logger,
-    );
-    const inflight = new Inflight();
-    const outliers = new OutlierDetector(
-      {
-        ...OUTLIER_DEFAULTS,
-        consecutiveFailures: config.ejectAfterFailures,
-        baseEjectionMs: config.ejectionMs,
-      },
-      clock,
-      logger.child({ component: 'outliers' }),
-    );
-    outliers.onChange = (instance, state) => metrics.setEjected(instance.service, instance.id, state === 'ejected');
+    const { pools, inflight, outliers, balancerFor } = buildUpstreams(config, { clock, random, logger, metrics, policy });
     wireRegistry(reg, zk, pools, outliers, metrics, clock);
     const nag = nagWhileDisconnected(zk, reg, logger.child({ component: 'zookeeper' }));
     cleanups.push(() => clearInterval(nag));
     cleanups.push(() => zk!.close());
     cleanups.push(() => reg.close());
     cleanups.push(() => pools.close());
-    const balancerFor = balancersFor(config, { random, inflight });
     const proto = config.tlsCert ? 'https' : 'http';
-    const proxy = createListener(
-      createProxyHandler({
-        registry: reg,
-        forwarder: {
-          pools,
-          balancerFor,
-          inflight,
-          outliers,
-          budget: new RetryBudget({ ratio: config.retryBudgetPercent / 100, minPerSecond: 10 }, clock),
-          maxAttempts: config.maxAttempts,
-        },
-        metrics,
-        clock,
-        logger: logger.child({ component: 'proxy' }),
-        ...(config.accessLog === 'on' && { accessLog: logger.child({ component: 'access' }) }),
-        maxBodyBytes: config.maxBodyBytes,
-        proto,
-      }),
-      {
-        headersTimeoutMs: config.clientHeadersTimeoutMs,
-        maxHeaderSize: config.maxHeaderBytes,
-        ...(config.tlsCert && { tls: { cert: readPem(config.tlsCert, 'tlsCert')[0]!, key: readPem(config.tlsKey, 'tlsKey')[0]! } }),
-      },
-    );
-    const ws = new WsForwarder({ idleTimeoutMs: config.wsIdleTimeoutMs, connectTimeoutMs: config.connectTimeoutMs, logger: logger.child({ component: 'ws' }) });
-    proxy.server.on('upgrade', createUpgradeHandler({ registry: reg, balancerFor, outliers, ws, metrics, clock, proto, http: proxy.handler }));
+    const { proxy, ws } = buildProxyListener(config, proto, { registry: reg, pools, inflight, outliers, balancerFor, metrics, clock, logger });
     const proxyAddress = await proxy.listen(config.port, config.host);
     cleanups.push(() => proxy.close(config.shutdownGraceMs));
     // Tunnels are not requests a grace period can finish: they close first, clients reconnect.
@@ -171,13 +123,7 @@ export function createApp(deps: AppDeps): App {
     reg.start();
     zk.connect();
     const proxyUrl = urlOf(proxyAddress, proto);
-    logger.info('puttu proxy listening', { proxyUrl, adminUrl, zookeeper: connectString, basePath, balancer: config.balancer });
-    const zkFlags = `--zk ${connectString}${basePath === '/services' ? '' : ` --base-path ${basePath}`}`;
-    logger.info(`route requests as ${proxyUrl}/<service>/<path>; instances register under ${basePath}/<service>/ in ZooKeeper ${connectString}`);
-    logger.info(
-      `try it: start a demo backend with \`node bin/puttu.js echo --service hello ${zkFlags}\`, then \`curl ${proxyUrl}/hello/\`; ` +
-        `register any program with \`node bin/puttu.js register <service> --port <port> --host 127.0.0.1 ${zkFlags} -- <command>\``,
-    );
+    logStartup(logger, { proxyUrl, adminUrl, connectString, basePath, balancer: config.balancer });
     return { proxyUrl, adminUrl, zkConnectString: connectString, devZooKeeper: dev !== undefined };
   }
 
@@ -283,4 +229,84 @@ function nagWhileDisconnected(zk: ZkClient, registry: Registry, logger: Logger):
   }, 10_000);
   timer.unref();
   return timer;
+}
+
+/** The upstream side: pools, per-instance load, passive health and the balancers. */
+function buildUpstreams(config: Config, deps: { clock: Clock; random: Random; logger: Logger; metrics: Metrics; policy: UpstreamPolicy }) {
+  const { clock, random, logger, metrics, policy } = deps;
+  const pools = new UpstreamPools(
+    {
+      connections: config.upstreamConnections,
+      connectTimeoutMs: config.connectTimeoutMs,
+      headersTimeoutMs: config.upstreamTimeoutMs,
+      bodyTimeoutMs: config.bodyTimeoutMs,
+      lookupFor: (port) => policyLookup(policy, port),
+      ...(config.upstreamCa && { ca: [...tls.rootCertificates, ...readPem(config.upstreamCa, 'upstreamCa')] }),
+      insecureServices: new Set(config.insecureServices.split(',').map((s) => s.trim()).filter(Boolean)),
+    },
+    logger,
+  );
+  const inflight = new Inflight();
+  const outliers = new OutlierDetector(
+    { ...OUTLIER_DEFAULTS, consecutiveFailures: config.ejectAfterFailures, baseEjectionMs: config.ejectionMs },
+    clock,
+    logger.child({ component: 'outliers' }),
+  );
+  outliers.onChange = (instance, state) => metrics.setEjected(instance.service, instance.id, state === 'ejected');
+  return { pools, inflight, outliers, balancerFor: balancersFor(config, { random, inflight }) };
+}
+
+interface ProxyParts {
+  registry: Registry;
+  pools: UpstreamPools;
+  inflight: Inflight;
+  outliers: OutlierDetector;
+  balancerFor: (service: string) => Balancer;
+  metrics: Metrics;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** The proxy listener: HTTP requests and WebSocket upgrades (not yet listening). */
+function buildProxyListener(config: Config, proto: 'http' | 'https', p: ProxyParts): { proxy: Listener; ws: WsForwarder } {
+  const { registry, pools, inflight, outliers, balancerFor, metrics, clock, logger } = p;
+  const proxy = createListener(
+    createProxyHandler({
+      registry,
+      forwarder: {
+        pools,
+        balancerFor,
+        inflight,
+        outliers,
+        budget: new RetryBudget({ ratio: config.retryBudgetPercent / 100, minPerSecond: 10 }, clock),
+        maxAttempts: config.maxAttempts,
+      },
+      metrics,
+      clock,
+      logger: logger.child({ component: 'proxy' }),
+      ...(config.accessLog === 'on' && { accessLog: logger.child({ component: 'access' }) }),
+      maxBodyBytes: config.maxBodyBytes,
+      proto,
+    }),
+    {
+      headersTimeoutMs: config.clientHeadersTimeoutMs,
+      maxHeaderSize: config.maxHeaderBytes,
+      ...(config.tlsCert && { tls: { cert: readPem(config.tlsCert, 'tlsCert')[0]!, key: readPem(config.tlsKey, 'tlsKey')[0]! } }),
+    },
+  );
+  const ws = new WsForwarder({ idleTimeoutMs: config.wsIdleTimeoutMs, connectTimeoutMs: config.connectTimeoutMs, logger: logger.child({ component: 'ws' }) });
+  proxy.server.on('upgrade', createUpgradeHandler({ registry, balancerFor, outliers, ws, metrics, clock, proto, http: proxy.handler }));
+  return { proxy, ws };
+}
+
+/** Where things are, and how to try them: what a newcomer reads first. */
+function logStartup(logger: Logger, s: { proxyUrl: string; adminUrl: string | undefined; connectString: string; basePath: string; balancer: string }): void {
+  const { proxyUrl, adminUrl, connectString, basePath, balancer } = s;
+  logger.info('puttu proxy listening', { proxyUrl, adminUrl, zookeeper: connectString, basePath, balancer });
+  const zkFlags = `--zk ${connectString}${basePath === '/services' ? '' : ` --base-path ${basePath}`}`;
+  logger.info(`route requests as ${proxyUrl}/<service>/<path>; instances register under ${basePath}/<service>/ in ZooKeeper ${connectString}`);
+  logger.info(
+    `try it: start a demo backend with \`node bin/puttu.js echo --service hello ${zkFlags}\`, then \`curl ${proxyUrl}/hello/\`; ` +
+      `register any program with \`node bin/puttu.js register <service> --port <port> --host 127.0.0.1 ${zkFlags} -- <command>\``,
+  );
 }
