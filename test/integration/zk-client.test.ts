@@ -302,7 +302,7 @@ zk.connect();
 if (mode === 'live') {
   await zk.whenConnected(15000);
   await zk.mkdirp('/keepalive-check');
-  zk.getChildren('/keepalive-check', () => {}); // a watch armed on the session
+  await zk.getChildren('/keepalive-check', () => {}); // a watch armed on the session (answered before we say so)
   console.log('connected');
   await new Promise((resolve) => zk.on('state', (s) => s === 'disconnected' && resolve()));
 }
