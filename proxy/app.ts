@@ -24,6 +24,7 @@ import { createListener, urlOf, type Listener } from './http/server.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { normalizeBasePath } from './registry/paths.js';
 import { Registry, type ServiceSnapshot } from './registry/registry.js';
+import type { RegistryView } from './registry/view.js';
 import { ZkClient } from './registry/zk-client.js';
 
 const VERSION = (JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -31,6 +32,15 @@ const VERSION = (JSON.parse(fs.readFileSync(new URL('../../package.json', import
 export interface AppDeps {
   config: Config;
   logger: Logger;
+  /**
+   * 'single' (default): everything in this process. 'primary': the ZooKeeper session, registry and
+   * admin listener, no proxy listener (cluster workers serve). 'worker': the proxy listener only,
+   * routing from `registry` (the snapshots the primary sends).
+   */
+  role?: 'single' | 'primary' | 'worker';
+  registry?: RegistryView;
+  /** The admin /metrics text (a cluster primary aggregates its workers'). */
+  scrape?: () => Promise<string>;
   clock?: Clock;
   random?: Random;
   /** Folder that relative paths in the config (devZkDir) are resolved against. */
@@ -38,6 +48,7 @@ export interface AppDeps {
 }
 
 export interface Started {
+  /** Empty for a cluster primary (its workers listen). */
   proxyUrl: string;
   adminUrl: string | undefined;
   zkConnectString: string;
@@ -50,7 +61,7 @@ export interface App {
   close(): Promise<void>;
   readonly metrics: Metrics;
   /** Available after start(). */
-  readonly registry: Registry | undefined;
+  readonly registry: RegistryView | undefined;
   readonly zk: ZkClient | undefined;
 }
 
@@ -62,68 +73,76 @@ export function createApp(deps: AppDeps): App {
   const basePath = normalizeBasePath(config.basePath);
   const cleanups: Array<() => Promise<void> | void> = [];
   let zk: ZkClient | undefined;
-  let registry: Registry | undefined;
+  let registry: RegistryView | undefined;
   let starting: Promise<Started> | undefined;
   let closing: Promise<void> | undefined;
 
   async function start(): Promise<Started> {
+    const role = deps.role ?? 'single';
+    const policy = createUpstreamPolicy({ allow: config.allowNetworks, deny: config.denyNetworks, ports: config.allowPorts });
     let dev: DevZooKeeper | undefined;
     let connectString = config.zk;
-    if (!connectString) {
-      dev = await startDevZooKeeper({
-        dir: path.resolve(deps.cwd ?? process.cwd(), config.devZkDir),
-        ...(config.devZkPort > 0 && { port: config.devZkPort }),
-        logger: logger.child({ component: 'dev-zookeeper' }),
+    let reg: RegistryView;
+    if (deps.registry) {
+      reg = deps.registry;
+    } else {
+      if (!connectString) {
+        dev = await startDevZooKeeper({
+          dir: path.resolve(deps.cwd ?? process.cwd(), config.devZkDir),
+          ...(config.devZkPort > 0 && { port: config.devZkPort }),
+          logger: logger.child({ component: 'dev-zookeeper' }),
+        });
+        cleanups.push(() => dev!.stop());
+        connectString = dev.connectString;
+      }
+      zk = new ZkClient({
+        connectString,
+        sessionTimeoutMs: config.sessionTimeoutMs,
+        logger: logger.child({ component: 'zookeeper' }),
+        ...(config.zkAuth && { auth: [{ scheme: 'digest', auth: config.zkAuth }] }),
       });
-      cleanups.push(() => dev!.stop());
-      connectString = dev.connectString;
+      reg = new Registry({ zk, basePath, logger: logger.child({ component: 'registry' }), clock, mode: 'all', accept: (i) => policy.check(i.host, i.port) });
     }
-
-    const policy = createUpstreamPolicy({ allow: config.allowNetworks, deny: config.denyNetworks, ports: config.allowPorts });
-    zk = new ZkClient({
-      connectString,
-      sessionTimeoutMs: config.sessionTimeoutMs,
-      logger: logger.child({ component: 'zookeeper' }),
-      ...(config.zkAuth && { auth: [{ scheme: 'digest', auth: config.zkAuth }] }),
-    });
-    const reg = new Registry({
-      zk,
-      basePath,
-      logger: logger.child({ component: 'registry' }),
-      clock,
-      mode: 'all',
-      accept: (i) => policy.check(i.host, i.port),
-    });
     registry = reg;
     const { pools, inflight, outliers, balancerFor } = buildUpstreams(config, { clock, random, logger, metrics, policy });
     wireRegistry(reg, zk, pools, outliers, metrics, clock);
-    const nag = nagWhileDisconnected(zk, reg, logger.child({ component: 'zookeeper' }));
-    cleanups.push(() => clearInterval(nag));
-    cleanups.push(() => zk!.close());
+    if (zk) {
+      const nag = nagWhileDisconnected(zk, reg, logger.child({ component: 'zookeeper' }));
+      cleanups.push(() => clearInterval(nag));
+      cleanups.push(() => zk!.close());
+    }
     cleanups.push(() => reg.close());
     cleanups.push(() => pools.close());
+
     const proto = config.tlsCert ? 'https' : 'http';
-    const { proxy, ws } = buildProxyListener(config, proto, { registry: reg, pools, inflight, outliers, balancerFor, metrics, clock, logger });
-    const proxyAddress = await proxy.listen(config.port, config.host);
-    cleanups.push(() => proxy.close(config.shutdownGraceMs));
-    // Tunnels are not requests a grace period can finish: they close first, clients reconnect.
-    cleanups.push(() => ws.close());
+    let proxyUrl = '';
+    let proxyPort = config.port;
+    if (role !== 'primary') {
+      const { proxy, ws } = buildProxyListener(config, proto, { registry: reg, pools, inflight, outliers, balancerFor, metrics, clock, logger });
+      const proxyAddress = await proxy.listen(config.port, config.host);
+      cleanups.push(() => proxy.close(config.shutdownGraceMs));
+      // Tunnels are not requests a grace period can finish: they close first, clients reconnect.
+      cleanups.push(() => ws.close());
+      proxyUrl = urlOf(proxyAddress, proto);
+      proxyPort = proxyAddress.port;
+    }
 
     let adminUrl: string | undefined;
-    let adminPort: number | undefined;
-    if (config.adminPort >= 0) {
-      const admin = createListener(createAdminHandler({ registry: reg, zk, metrics, clock, outliers, inflight, version: VERSION }));
+    let adminPort: number | undefined = role === 'worker' ? config.adminPort : undefined;
+    if (role !== 'worker' && zk && config.adminPort >= 0) {
+      const admin = createListener(createAdminHandler({ registry: reg, zk, metrics, clock, outliers, inflight, version: VERSION, ...(deps.scrape && { scrape: deps.scrape }) }));
       const address = await admin.listen(config.adminPort, config.adminHost);
       adminPort = address.port;
       adminUrl = urlOf(address);
       cleanups.push(() => admin.close(1_000));
     }
     // Listeners first, so the policy knows the proxy's own ports before any instance is read.
-    policy.setOwnPorts([proxyAddress.port, ...(adminPort === undefined ? [] : [adminPort])]);
+    policy.setOwnPorts([proxyPort, ...(adminPort === undefined ? [] : [adminPort])]);
     reg.start();
-    zk.connect();
-    const proxyUrl = urlOf(proxyAddress, proto);
-    logStartup(logger, { proxyUrl, adminUrl, connectString, basePath, balancer: config.balancer });
+    zk?.connect();
+    if (role === 'single') logStartup(logger, { proxyUrl, adminUrl, connectString, basePath, balancer: config.balancer });
+    else if (role === 'primary') logger.info('puttu cluster primary: one ZooKeeper session, snapshots sent to the workers', { adminUrl, zookeeper: connectString, basePath });
+    else logger.info('puttu worker listening', { proxyUrl, pid: process.pid });
     return { proxyUrl, adminUrl, zkConnectString: connectString, devZooKeeper: dev !== undefined };
   }
 
@@ -165,7 +184,7 @@ export function createApp(deps: AppDeps): App {
 }
 
 /** Registry changes → pools (retain/release origins) and metrics (endpoint gauges, forgotten labels). */
-function wireRegistry(registry: Registry, zk: ZkClient, pools: UpstreamPools, outliers: OutlierDetector, metrics: Metrics, clock: Clock): void {
+function wireRegistry(registry: RegistryView, zk: ZkClient | undefined, pools: UpstreamPools, outliers: OutlierDetector, metrics: Metrics, clock: Clock): void {
   registry.on('change', (service: string, next: ServiceSnapshot | undefined, prev: ServiceSnapshot | undefined) => {
     const before = new Set(prev?.instances ?? []);
     const after = new Set(next?.instances ?? []);
@@ -187,8 +206,10 @@ function wireRegistry(registry: Registry, zk: ZkClient, pools: UpstreamPools, ou
     else if (kind === 'invalid') metrics.invalidZnode(service);
   });
   registry.on('synced', () => metrics.setSynced(true));
-  zk.on('state', (state) => metrics.setZkState(state));
-  metrics.setZkState(zk.state);
+  if (zk) {
+    zk.on('state', (state) => metrics.setZkState(state));
+    metrics.setZkState(zk.state);
+  }
   metrics.onCollect(() => {
     const since = registry.staleSince;
     metrics.setStaleness(since === undefined ? 0 : (clock.monotonic() - since) / 1000);
@@ -212,7 +233,7 @@ function readPem(file: string, key: string): string[] {
 }
 
 /** While ZooKeeper is out of reach, say so every 10 s: what is served and what is not. */
-function nagWhileDisconnected(zk: ZkClient, registry: Registry, logger: Logger): NodeJS.Timeout {
+function nagWhileDisconnected(zk: ZkClient, registry: RegistryView, logger: Logger): NodeJS.Timeout {
   let since: number | undefined = zk.state === 'connected' ? undefined : Date.now();
   zk.on('state', (state) => {
     if (state === 'connected') since = undefined;
@@ -257,7 +278,7 @@ function buildUpstreams(config: Config, deps: { clock: Clock; random: Random; lo
 }
 
 interface ProxyParts {
-  registry: Registry;
+  registry: RegistryView;
   pools: UpstreamPools;
   inflight: Inflight;
   outliers: OutlierDetector;

@@ -6,6 +6,8 @@
 import fs from 'node:fs';
 import v8 from 'node:v8';
 import { createApp } from './app.js';
+import { startPrimary } from './cluster/primary.js';
+import { startWorker } from './cluster/worker.js';
 import { helpText, loadConfig } from './config/load.js';
 import { ConfigError } from './config/schema.js';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './logger.js';
@@ -84,18 +86,31 @@ async function runProxy(argv: string[]): Promise<number> {
   }
   const { config } = loaded;
   const logger = createLogger({ level: config.logLevel, bindings: { app: 'puttu' } });
-  const app = createApp({ config, logger });
+  const role = process.env.PUTTU_CLUSTER_ROLE === 'worker' ? 'worker' : config.workers > 1 ? 'primary' : 'single';
+  // One interface for the three shapes: start, then close on a signal.
+  let running: { close(): Promise<void> } | undefined;
+  const start = async (): Promise<{ close(): Promise<void> }> => {
+    if (role === 'primary') return startPrimary(config, logger);
+    if (role === 'worker') return startWorker(config, logger);
+    const app = createApp({ config, logger });
+    running = app;
+    await app.start();
+    return app;
+  };
 
   let stopping = false;
   const stopped = new Promise<number>((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
+      // A worker stops when its primary tells it (SIGTERM); the terminal's SIGINT reaches the
+      // whole process group, and the primary handles it for everyone.
+      if (role === 'worker' && signal === 'SIGINT') return;
       if (stopping) {
         logger.warn('second signal: exiting now', { signal });
         process.exit(1);
       }
       stopping = true;
       logger.info('shutting down: no new connections; waiting for in-flight requests', { signal, graceMs: config.shutdownGraceMs });
-      app.close().then(
+      (running?.close() ?? Promise.resolve()).then(
         () => resolve(0),
         (error) => {
           logger.error('shutdown failed', { error });
@@ -108,14 +123,16 @@ async function runProxy(argv: string[]): Promise<number> {
   });
 
   try {
-    await app.start();
+    running = await start();
   } catch (error) {
     logger.error('puttu proxy failed to start', { error });
     process.stderr.write(`puttu proxy: ${(error as Error).message}\n`);
-    await app.close();
+    await running?.close();
     return 1;
   }
   const code = await stopped;
+  // A worker's IPC channel would keep it alive after everything else closed.
+  if (role === 'worker') process.disconnect?.();
   logger.info('stopped', { code });
   return code;
 }

@@ -29,6 +29,8 @@ export interface Config {
   /** 0 picks a free port; -1 serves the admin endpoints on no listener at all. */
   adminPort: number;
   balancer: BalancerName;
+  /** Worker processes serving the proxy port (node:cluster); 1: a single process. */
+  workers: number;
   /** Per-service strategies, "svc=p2c,other=round-robin". */
   serviceBalancers: string;
   logLevel: LogLevel;
@@ -89,6 +91,7 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   adminHost: '127.0.0.1',
   adminPort: 9090,
   balancer: 'random',
+  workers: 1,
   serviceBalancers: '',
   logLevel: 'info',
   accessLog: 'off',
@@ -134,6 +137,7 @@ export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } =
   adminHost: { type: 'string', help: 'address of the admin listener (/metrics, /healthz, /readyz)' },
   adminPort: { type: 'int', min: -1, max: 65535, help: 'admin port (0: any free port, -1: no admin listener)' },
   balancer: { type: 'enum', values: BALANCER_NAMES, help: `load-balancing strategy (${BALANCER_NAMES.join(', ')})` },
+  workers: { type: 'int', min: 1, max: 64, help: 'worker processes serving the proxy port; ZooKeeper is watched once, by the primary' },
   serviceBalancers: { type: 'string', allowEmpty: true, check: checkWith(parseServiceBalancers), help: 'per-service strategies, e.g. cart=p2c,search=round-robin' },
   logLevel: { type: 'enum', values: LOG_LEVELS, help: `log level (${LOG_LEVELS.join(', ')})` },
   accessLog: { type: 'enum', values: ['on', 'off'], help: 'one JSON log line per request: on or off' },

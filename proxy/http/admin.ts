@@ -13,18 +13,21 @@ import type { Clock } from '../clock.js';
 import type { Inflight } from '../balancer/inflight.js';
 import type { OutlierDetector } from '../balancer/outliers.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { Registry, ServiceSnapshot } from '../registry/registry.js';
+import type { ServiceSnapshot } from '../registry/registry.js';
+import type { RegistryView } from '../registry/view.js';
 import type { ZkClient } from '../registry/zk-client.js';
 import { STATUS_PAGE } from './status-page.js';
 
 export interface AdminDeps {
-  registry: Registry;
+  registry: RegistryView;
   zk: ZkClient;
   metrics: Metrics;
   clock: Clock;
   outliers?: OutlierDetector;
   inflight?: Inflight;
   version?: string;
+  /** The /metrics text; default: this process's registry (a cluster primary adds its workers'). */
+  scrape?: () => Promise<string>;
 }
 
 export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res: ServerResponse) => void {
@@ -103,7 +106,7 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'" });
         return void res.end(STATUS_PAGE);
       case '/metrics':
-        metrics.registry.metrics().then(
+        (deps.scrape ?? (() => metrics.registry.metrics()))().then(
           (text) => {
             res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' });
             res.end(text);

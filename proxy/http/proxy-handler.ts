@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
-import type { Registry } from '../registry/registry.js';
+import type { RegistryView } from '../registry/view.js';
 import type { Metrics, ServiceMetrics } from '../metrics/metrics.js';
 import { UNKNOWN_SERVICE } from '../metrics/metrics.js';
 import { parseTarget, type Route } from '../forward/route.js';
@@ -23,7 +23,7 @@ import {
 } from '../forward/errors.js';
 
 export interface ProxyHandlerDeps {
-  registry: Registry;
+  registry: RegistryView;
   forwarder: Omit<ForwarderDeps, 'onDone' | 'onAttemptFailed'>;
   metrics: Metrics;
   clock: Clock;

@@ -11,7 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { Clock } from '../clock.js';
 import type { Balancer } from '../balancer/balancer.js';
 import type { OutlierDetector } from '../balancer/outliers.js';
-import type { Registry } from '../registry/registry.js';
+import type { RegistryView } from '../registry/view.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { UNKNOWN_SERVICE } from '../metrics/metrics.js';
 import { parseTarget, upstreamPath } from '../forward/route.js';
@@ -21,7 +21,7 @@ import type { WsForwarder } from '../forward/ws-forwarder.js';
 import { randomUUID } from 'node:crypto';
 
 export interface UpgradeDeps {
-  registry: Registry;
+  registry: RegistryView;
   balancerFor: (service: string) => Balancer;
   outliers: OutlierDetector;
   ws: WsForwarder;

@@ -80,12 +80,16 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     name: 'puttu_endpoints',
     help: 'Registered, valid endpoints per service in the registry snapshot (ejected ones included).',
     labelNames: ['service'] as const,
+    // Cluster: the primary and every worker report the same registry facts; keep one, not the sum.
+    aggregator: 'max',
     registers: [registry],
   });
   const zkState = new client.Gauge({
     name: 'puttu_zookeeper_connection_state',
     help: 'ZooKeeper connection state: 1 for the current state, 0 for the others.',
     labelNames: ['state'] as const,
+    // Cluster: the primary and every worker report the same registry facts; keep one, not the sum.
+    aggregator: 'max',
     registers: [registry],
   });
   const invalid = new client.Counter({
@@ -103,11 +107,15 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const synced = new client.Gauge({
     name: 'puttu_registry_synced',
     help: '1 once the registry has been read from ZooKeeper.',
+    // Cluster: the primary and every worker report the same registry facts; keep one, not the sum.
+    aggregator: 'max',
     registers: [registry],
   });
   const staleness = new client.Gauge({
     name: 'puttu_registry_staleness_seconds',
     help: 'Seconds the registry snapshot may be out of date (0 while ZooKeeper is connected and synced).',
+    // Cluster: the primary and every worker report the same registry facts; keep one, not the sum.
+    aggregator: 'max',
     registers: [registry],
     collect() {
       for (const fn of collectors) fn();
@@ -118,6 +126,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     help: 'Instances currently ejected from routing after consecutive failures (1 each).',
     // Not `instance`: Prometheus sets that label on every scraped series (it would be renamed).
     labelNames: ['service', 'instance_id'] as const,
+    // Cluster: the primary and every worker report the same registry facts; keep one, not the sum.
+    aggregator: 'max',
     registers: [registry],
   });
   const ejections = new client.Counter({

@@ -204,3 +204,35 @@ test('puttu register: bad usage exits 2 with one clear line', async (t) => {
   t.is(await badFlag.exited, 2);
   t.regex(badFlag.stderr(), /unknown flag --nope/);
 });
+
+test('--workers 2: one ZooKeeper session in the primary, workers route from its snapshots, a dead worker is replaced, SIGTERM stops all', async (t) => {
+  const basePath = '/cli-workers';
+  const port = await freePort();
+  const adminPort = await freePort();
+  const proxy = run(['proxy', '--zk', zk.connectString, '--base-path', basePath, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--workers', '2']);
+  killOnTeardown(t, proxy);
+  await eventually(() => proxy.lines().filter((l) => l.msg === 'puttu worker listening').length === 2, { timeoutMs: 20_000, message: 'two workers' });
+  const upstream = await startUpstream('clustered');
+  t.teardown(() => upstream.close());
+  const lib = connect(zk.connectString, basePath);
+  t.teardown(() => lib.close());
+  await lib.register('clustered', { host: '127.0.0.1', port: upstream.port, api: '/v1' });
+  await eventually(async () => (await request(`http://127.0.0.1:${port}/clustered/x`)).status === 200, { message: 'routed by a worker' });
+  for (let i = 0; i < 40; i++) t.is((await request(`http://127.0.0.1:${port}/clustered/x`)).status, 200);
+  t.is(proxy.lines().filter((l) => l.msg === 'zookeeper session established').length, 1, 'ZooKeeper watched once');
+  const metrics = (await request(`http://127.0.0.1:${adminPort}/metrics`)).body.toString();
+  const served = Number(/puttu_requests_total\{service="clustered",method="GET",status_class="2xx"\} (\d+)/.exec(metrics)?.[1]);
+  t.true(served >= 41, `the primary's /metrics sums the workers (${served})`);
+  t.regex(metrics, /puttu_endpoints\{service="clustered"\} 1\n/, 'registry gauges are not multiplied by the workers');
+
+  const workerPid = proxy.lines().find((l) => l.msg === 'puttu worker listening').pid as number;
+  process.kill(workerPid, 'SIGKILL');
+  await eventually(() => proxy.lines().filter((l) => l.msg === 'puttu worker listening').length === 3, { timeoutMs: 20_000, message: 'a replacement worker' });
+  t.truthy(proxy.lines().find((l) => l.msg === 'worker died; starting a replacement'));
+  for (let i = 0; i < 10; i++) t.is((await request(`http://127.0.0.1:${port}/clustered/x`)).status, 200);
+
+  const pids = proxy.lines().filter((l) => l.msg === 'puttu worker listening').map((l) => l.pid as number);
+  proxy.child.kill('SIGTERM');
+  t.is(await proxy.exited, 0);
+  for (const pid of pids) t.throws(() => process.kill(pid, 0), undefined, `worker ${pid} is gone`);
+});

@@ -1,0 +1,26 @@
+/** A cluster worker: the proxy listener, routing from the snapshots its primary sends. */
+import { createApp, type App } from '../app.js';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../logger.js';
+import { normalizeBasePath } from '../registry/paths.js';
+import { isPuttuMessage, type ToPrimary, type ToWorker } from './messages.js';
+import { RemoteRegistry } from './remote-registry.js';
+
+export async function startWorker(config: Config, logger: Logger): Promise<App> {
+  const registry = new RemoteRegistry(normalizeBasePath(config.basePath));
+  const app = createApp({ config, logger: logger.child({ worker: process.pid }), role: 'worker', registry });
+  process.on('message', (message: unknown) => {
+    if (!isPuttuMessage(message)) return;
+    const m = message as ToWorker;
+    if (m.puttu === 'metrics?') {
+      void app.metrics.registry.getMetricsAsJSON().then((json) => send({ puttu: 'metrics', id: m.id, json }));
+    } else registry.apply(m);
+  });
+  await app.start();
+  send({ puttu: 'ready' });
+  return app;
+}
+
+function send(message: ToPrimary): void {
+  process.send?.(message);
+}
