@@ -76,7 +76,6 @@ export class ZkError extends PuttuError {
 export const kZkClient: unique symbol = Symbol('puttu.zkClient');
 
 export const isNoNode = (e: unknown): boolean => e instanceof ZkError && e.zkCode === 'no_node';
-export const isNodeExists = (e: unknown): boolean => e instanceof ZkError && e.zkCode === 'node_exists';
 export const isNoAuth = (e: unknown): boolean => e instanceof ZkError && e.zkCode === 'no_auth';
 
 const DEFAULTS = { sessionTimeoutMs: 10_000, opTimeoutMs: 5_000, spinDelayMs: 200 };
