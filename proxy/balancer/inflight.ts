@@ -7,7 +7,12 @@ export interface InstanceLoad {
   requests: number;
   /** Attempts that failed in the proxy's eyes (refused, reset, timed out...). */
   failures: number;
+  /** Moving average of the time to the response head, ms (0 until the first answer). */
+  latencyMs: number;
 }
+
+/** Weight of the newest sample in the latency average. */
+const ALPHA = 0.2;
 
 /** Per-instance load and counts, kept as long as the instance object lives (a WeakMap). */
 export class Inflight {
@@ -16,7 +21,7 @@ export class Inflight {
   #load(instance: Instance): InstanceLoad {
     let load = this.#loads.get(instance);
     if (load === undefined) {
-      load = { inflight: 0, requests: 0, failures: 0 };
+      load = { inflight: 0, requests: 0, failures: 0, latencyMs: 0 };
       this.#loads.set(instance, load);
     }
     return load;
@@ -38,7 +43,17 @@ export class Inflight {
     if (failed) load.failures++;
   }
 
+  /** Records how long an instance took to answer (its response head). */
+  observe(instance: Instance, ms: number): void {
+    const load = this.#load(instance);
+    load.latencyMs = load.latencyMs === 0 ? ms : load.latencyMs + ALPHA * (ms - load.latencyMs);
+  }
+
+  latency(instance: Instance): number {
+    return this.#loads.get(instance)?.latencyMs ?? 0;
+  }
+
   stats(instance: Instance): Readonly<InstanceLoad> {
-    return this.#loads.get(instance) ?? { inflight: 0, requests: 0, failures: 0 };
+    return this.#loads.get(instance) ?? { inflight: 0, requests: 0, failures: 0, latencyMs: 0 };
   }
 }

@@ -5,7 +5,9 @@ import type { Inflight } from './inflight.js';
 /**
  * Power of two choices (Mitzenmacher): two distinct instances at random, the one with fewer
  * requests in flight wins. Nearly as good as least-loaded over all, at O(1), and it steers away
- * from a slow instance because its requests pile up.
+ * from a slow instance because its requests pile up. Ties (common at low concurrency, when both
+ * have nothing in flight) go to the one that has been answering faster (a moving average), so a
+ * slow instance does not get half of the ties.
  */
 export function createP2cBalancer(options: { random?: Random; inflight: Inflight }): Balancer {
   const random = options.random ?? Math.random;
@@ -19,7 +21,10 @@ export function createP2cBalancer(options: { random?: Random; inflight: Inflight
       if (j >= i) j++;
       const a = instances[i]!;
       const b = instances[j]!;
-      return inflight.get(b) < inflight.get(a) ? b : a;
+      const la = inflight.get(a);
+      const lb = inflight.get(b);
+      if (la !== lb) return lb < la ? b : a;
+      return inflight.latency(b) < inflight.latency(a) ? b : a;
     },
   };
 }

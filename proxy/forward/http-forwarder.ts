@@ -46,6 +46,8 @@ export interface ForwarderDeps {
   onDone: (exchange: Exchange) => void;
   /** Told of every failed attempt. */
   onAttemptFailed: (exchange: Exchange, error: ProxyError) => void;
+  /** Monotonic milliseconds, for per-instance answer times. */
+  now: () => number;
 }
 
 export interface ExchangeInit {
@@ -87,6 +89,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   context: unknown;
   #tried: Instance[] | undefined;
   #written = false;
+  #attemptStart = 0;
   #abort: ((err?: Error) => void) | undefined;
   #resume: (() => void) | undefined;
   #settled = false;
@@ -117,6 +120,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.instance = instance;
     this.attempts++;
     this.#f.inflight.inc(instance);
+    this.#attemptStart = this.#f.now();
     this.#written = false;
     this.#abort = undefined;
     this.#f.pools.get(instance).dispatch(
@@ -146,6 +150,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     if (statusCode < 200) return true; // 1xx: the proxy answers Expect itself; others are informational
     this.#f.outliers.success(this.instance!);
+    this.#f.inflight.observe(this.instance!, this.#f.now() - this.#attemptStart);
     this.status = statusCode;
     this.#resume = resume;
     this.res.writeHead(statusCode, statusText || undefined, clientResponseHeaders(rawHeaders, this.requestId));

@@ -24,7 +24,7 @@ import {
 
 export interface ProxyHandlerDeps {
   registry: RegistryView;
-  forwarder: Omit<ForwarderDeps, 'onDone' | 'onAttemptFailed'>;
+  forwarder: Omit<ForwarderDeps, 'onDone' | 'onAttemptFailed' | 'now'>;
   metrics: Metrics;
   clock: Clock;
   logger: Logger;
@@ -49,6 +49,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
   const unknown = metrics.forService(UNKNOWN_SERVICE);
   const forwarder: ForwarderDeps = {
     ...deps.forwarder,
+    now: () => clock.monotonic(),
     onDone(exchange) {
       const ctx = exchange.context as RequestContext;
       const seconds = (clock.monotonic() - ctx.start) / 1000;

@@ -111,3 +111,21 @@ test('per-service strategies parse, and a bad entry names itself', (t) => {
   t.throws(() => parseServiceBalancers('cart=fastest'), { message: /"cart=fastest"/ });
   t.throws(() => parseServiceBalancers('cart'), { message: /"cart"/ });
 });
+
+test('p2c: a tie in flight goes to the instance that has been answering faster', (t) => {
+  const inflight = new Inflight();
+  const p2c = createP2cBalancer({ random: sequence([0, 0.6]), inflight }); // a vs c
+  inflight.observe(a, 50);
+  inflight.observe(c, 1);
+  t.is(p2c.pick([a, b, c]), c, 'both idle: the faster one');
+  inflight.inc(c);
+  t.is(p2c.pick([a, b, c]), a, 'fewer in flight still comes first');
+  inflight.dec(c);
+  // The average follows the newest answers: a turns fast, c slow.
+  for (let i = 0; i < 20; i++) {
+    inflight.observe(a, 1);
+    inflight.observe(c, 80);
+  }
+  t.is(p2c.pick([a, b, c]), a);
+  t.true(inflight.latency(c) > 60 && inflight.latency(a) < 5);
+});
