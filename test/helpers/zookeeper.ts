@@ -1,11 +1,11 @@
 /** Real ZooKeeper servers and ensembles for tests, on free loopback ports, in temporary folders. */
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, ZooKeeperServer } from '../../proxy/dev/local-zookeeper.js';
 import { silentLogger } from '../../proxy/logger.js';
 import { ZkClient } from '../../proxy/registry/zk-client.js';
+import { connectRequest, exchange, int } from './zk-wire.js';
 
 export { ZooKeeperServer } from '../../proxy/dev/local-zookeeper.js';
 
@@ -98,56 +98,16 @@ export async function expireSession(connectString: string, victim: ZkClient, tim
 
 /** One attempt: true once the server confirmed the close (or said the session is already gone). */
 function closeSession(server: string, id: Buffer, password: Buffer, timeoutMs: number): Promise<boolean> {
-  const colon = server.lastIndexOf(':');
-  const host = server.slice(0, colon);
-  const port = Number(server.slice(colon + 1).split('/')[0]);
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port });
-    let input = Buffer.alloc(0);
-    let connected = false;
-    const done = (closed: boolean) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(closed);
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    socket.on('error', () => done(false));
-    socket.on('close', () => done(false));
-    socket.on('connect', () => {
-      // ConnectRequest: protocolVersion, lastZxidSeen, timeOut, sessionId, passwd (jute encoding).
-      const connect = Buffer.alloc(4 + 8 + 4 + 8 + 4 + password.length);
-      connect.writeInt32BE(0, 0);
-      connect.writeBigInt64BE(0n, 4);
-      connect.writeInt32BE(10_000, 12);
-      id.copy(connect, 16);
-      connect.writeInt32BE(password.length, 24);
-      password.copy(connect, 28);
-      // RequestHeader { xid: 1, type: closeSession (-11) }.
-      const close = Buffer.alloc(8);
-      close.writeInt32BE(1, 0);
-      close.writeInt32BE(-11, 4);
-      socket.write(Buffer.concat([frame(connect), frame(close)]));
-    });
-    socket.on('data', (chunk: Buffer) => {
-      input = Buffer.concat([input, chunk]);
-      while (input.length >= 4 && input.length >= 4 + input.readInt32BE(0)) {
-        const body = input.subarray(4, 4 + input.readInt32BE(0));
-        input = input.subarray(4 + body.length);
-        if (!connected) {
-          // ConnectResponse: protocolVersion, timeOut (<= 0: the session is already gone), ...
-          if (body.readInt32BE(4) <= 0) return done(true);
-          connected = true;
-        } else if (body.readInt32BE(0) === 1) {
-          // ReplyHeader { xid, zxid, err } of our CloseSession.
-          return done(body.readInt32BE(12) === 0);
-        }
-      }
-    });
-  });
-}
-
-function frame(body: Buffer): Buffer {
-  const length = Buffer.alloc(4);
-  length.writeInt32BE(body.length, 0);
-  return Buffer.concat([length, body]);
+  // RequestHeader { xid: 1, type: closeSession (-11) }, after a ConnectRequest for the session.
+  return exchange(
+    server,
+    [connectRequest(id, password), Buffer.concat([int(1), int(-11)])],
+    (body, index) => {
+      // ConnectResponse: protocolVersion, timeOut (<= 0: the session is already gone), ...
+      if (index === 0) return body.readInt32BE(4) <= 0 ? true : undefined;
+      // ReplyHeader { xid, zxid, err } of our CloseSession.
+      return body.readInt32BE(0) === 1 ? body.readInt32BE(12) === 0 : undefined;
+    },
+    timeoutMs,
+  ).catch(() => false);
 }
