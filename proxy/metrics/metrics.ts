@@ -10,6 +10,12 @@ import type { ConnectionState } from '../registry/zk-client.js';
 import { CONNECTION_STATES } from '../registry/zk-client.js';
 
 export const UNKNOWN_SERVICE = '_unknown';
+
+/**
+ * For gauges every process of a cluster (--workers) reports alike (registry facts, the ZooKeeper
+ * state, ejections): the primary's aggregated /metrics keeps the largest value, not the sum.
+ */
+const ONE_PER_CLUSTER = { aggregator: 'max' } as const;
 export const LINT_FAILING_DEFAULTS = ['puttu_nodejs_active_handles_total', 'puttu_nodejs_active_requests_total', 'puttu_nodejs_active_resources_total'];
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE'] as const;
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'aborted'] as const;
@@ -80,16 +86,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     name: 'puttu_endpoints',
     help: 'Registered, valid endpoints per service in the registry snapshot (ejected ones included).',
     labelNames: ['service'] as const,
-    // Cluster: the primary and every worker report the same registry facts; keep one, not the sum.
-    aggregator: 'max',
+    ...ONE_PER_CLUSTER,
     registers: [registry],
   });
   const zkState = new client.Gauge({
     name: 'puttu_zookeeper_connection_state',
     help: 'ZooKeeper connection state: 1 for the current state, 0 for the others.',
     labelNames: ['state'] as const,
-    // Cluster: the primary and every worker report the same registry facts; keep one, not the sum.
-    aggregator: 'max',
+    ...ONE_PER_CLUSTER,
     registers: [registry],
   });
   const invalid = new client.Counter({
@@ -107,15 +111,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const synced = new client.Gauge({
     name: 'puttu_registry_synced',
     help: '1 once the registry has been read from ZooKeeper.',
-    // Cluster: the primary and every worker report the same registry facts; keep one, not the sum.
-    aggregator: 'max',
+    ...ONE_PER_CLUSTER,
     registers: [registry],
   });
   const staleness = new client.Gauge({
     name: 'puttu_registry_staleness_seconds',
     help: 'Seconds the registry snapshot may be out of date (0 while ZooKeeper is connected and synced).',
-    // Cluster: the primary and every worker report the same registry facts; keep one, not the sum.
-    aggregator: 'max',
+    ...ONE_PER_CLUSTER,
     registers: [registry],
     collect() {
       for (const fn of collectors) fn();
@@ -126,8 +128,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     help: 'Instances currently ejected from routing after consecutive failures (1 each).',
     // Not `instance`: Prometheus sets that label on every scraped series (it would be renamed).
     labelNames: ['service', 'instance_id'] as const,
-    // Cluster: the primary and every worker report the same registry facts; keep one, not the sum.
-    aggregator: 'max',
+    ...ONE_PER_CLUSTER,
     registers: [registry],
   });
   const ejections = new client.Counter({
