@@ -58,29 +58,39 @@ export async function registerBackends(connectString, services) {
 }
 
 /** The http-proxy baseline (http-proxy-server.mjs), round-robin over static routes. */
-export async function startHttpProxy({ dir, routes }) {
+export function startHttpProxy({ dir, routes }) {
+  return startBaseline({ dir, routes, name: 'http-proxy', script: 'http-proxy-server.mjs' });
+}
+
+/** The undici-`dispatch` baseline (undici-proxy.mjs), round-robin over static routes. */
+export function startUndiciProxy({ dir, routes }) {
+  return startBaseline({ dir, routes, name: 'undici', script: 'undici-proxy.mjs' });
+}
+
+async function startBaseline({ dir, routes, name, script }) {
   const port = await freePort();
   const targets = Object.fromEntries(Object.entries(routes).map(([s, ports]) => [s, ports.map((p) => `http://127.0.0.1:${p}`)]));
-  const proc = spawnTracked('http-proxy', process.execPath, [path.join(BENCH, 'http-proxy-server.mjs'), '--port', String(port)], {
-    logFile: path.join(dir, 'http-proxy.log'),
+  const proc = spawnTracked(name, process.execPath, [path.join(BENCH, script), '--port', String(port)], {
+    logFile: path.join(dir, `${name}.log`),
     env: { BENCH_ROUTES: JSON.stringify(targets) },
   });
   const service = Object.keys(routes)[0];
   await waitUntil(async () => {
-    if (!proc.alive()) throw new Error(`http-proxy exited: ${proc.logTail()}`);
+    if (!proc.alive()) throw new Error(`${name} exited: ${proc.logTail()}`);
     return (await answers(`http://127.0.0.1:${port}/${service}/small`)) === 200;
-  }, { timeoutMs: 10_000, what: 'http-proxy baseline' });
-  return { name: 'http-proxy', proc, port, pids: () => (proc.alive() ? [proc.pid] : []) };
+  }, { timeoutMs: 10_000, what: `${name} baseline` });
+  return { name, proc, port, pids: () => (proc.alive() ? [proc.pid] : []) };
 }
 
 /**
  * `node [nodeArgs] bin/puttu.js proxy` with default settings (metrics on) but for `flags`;
- * resolves once its snapshot holds `expect` (service → instance count).
+ * resolves once its snapshot holds `expect` (service → instance count). `bin`: another tree's
+ * bin/puttu.js (A/B runs of two builds).
  */
-export async function startPuttu({ dir, zk, name = 'puttu', flags = [], nodeArgs = [], expect = {} }) {
+export async function startPuttu({ dir, zk, name = 'puttu', flags = [], nodeArgs = [], expect = {}, bin = BIN }) {
   const port = await freePort();
   const adminPort = await freePort();
-  const args = [...nodeArgs, BIN, 'proxy', '--zk', zk, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', ...flags];
+  const args = [...nodeArgs, bin, 'proxy', '--zk', zk, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', ...flags];
   const proc = spawnTracked(name, process.execPath, args, { logFile: path.join(dir, `${name.replace(/\W+/g, '-')}.log`) });
   await waitUntil(async () => {
     if (!proc.alive()) throw new Error(`${name} exited: ${proc.logTail()}`);
