@@ -8,6 +8,7 @@
 import client from 'prom-client';
 import type { ConnectionState } from '../registry/zk-client.js';
 import { CONNECTION_STATES } from '../registry/zk-client.js';
+import { DurationHistogram, METHODS, OTHER_METHOD, register, RequestCounter, STATUS_CLASSES } from './request-metrics.js';
 
 export const UNKNOWN_SERVICE = '_unknown';
 
@@ -17,8 +18,6 @@ export const UNKNOWN_SERVICE = '_unknown';
  */
 const ONE_PER_CLUSTER = { aggregator: 'max' } as const;
 export const LINT_FAILING_DEFAULTS = ['puttu_nodejs_active_handles_total', 'puttu_nodejs_active_requests_total', 'puttu_nodejs_active_resources_total'];
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE'] as const;
-const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'aborted'] as const;
 
 /** Per-service metric children, resolved once. */
 export interface ServiceMetrics {
@@ -57,19 +56,10 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   }
   const collectors: Array<() => void> = [];
 
-  const requests = new client.Counter({
-    name: 'puttu_requests_total',
-    help: 'Requests handled, by service, method and status class ("aborted": connection cut).',
-    labelNames: ['service', 'method', 'status_class'] as const,
-    registers: [registry],
-  });
-  const duration = new client.Histogram({
-    name: 'puttu_request_duration_seconds',
-    help: 'Time from request received to response completed, by service.',
-    labelNames: ['service'] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers: [registry],
-  });
+  const requests = new RequestCounter();
+  register(registry, requests);
+  const duration = new DurationHistogram([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
+  register(registry, duration);
   const upstreamErrors = new client.Counter({
     name: 'puttu_upstream_errors_total',
     help: 'Failed upstream attempts, by service and error code.',
@@ -144,32 +134,23 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const services = new Map<string, ServiceMetrics & { forget(): void }>();
 
   function build(service: string): ServiceMetrics & { forget(): void } {
+    // The request path's two series are resolved here, once: a request only adds to them.
+    const counts = requests.series(service);
+    const hist = duration.series(service);
     // prom-client removes series by their exact label set only: remember each one made.
     const made: Array<() => void> = [];
-    // [method][status class] children, created on first use of each pair.
-    const children: Array<Array<client.Counter.Internal | undefined>> = METHODS.map(() => []);
-    const other: Array<client.Counter.Internal | undefined> = [];
     const errorCounters = new Map<string, client.Counter.Internal>();
-    const hist = duration.labels(service);
     const retryCounter = retries.labels(service);
-    // A handle held by an in-flight request outlives forget(): prom-client's children re-create
-    // their series on use, so a forgotten handle must count nothing or the series leak.
+    // A handle held by an in-flight request outlives forget(): a forgotten handle counts nothing,
+    // or prom-client's children would re-create their series and leak them.
     let forgotten = false;
     return {
       service,
       observe(method, status, seconds) {
         if (forgotten) return;
         const m = METHODS.indexOf(method as (typeof METHODS)[number]);
-        const row = m === -1 ? other : children[m]!;
         const c = status === 0 ? 5 : Math.min(Math.max(Math.floor(status / 100), 1), 5) - 1;
-        let counter = row[c];
-        if (counter === undefined) {
-          const labels = [service, m === -1 ? 'OTHER' : METHODS[m]!, STATUS_CLASSES[c]!] as const;
-          counter = requests.labels(...labels);
-          row[c] = counter;
-          made.push(() => requests.remove(...labels));
-        }
-        counter.inc();
+        counts[(m === -1 ? OTHER_METHOD : m) * STATUS_CLASSES.length + c]!++;
         hist.observe(seconds);
       },
       upstreamError(code) {
@@ -190,6 +171,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
         forgotten = true;
         retries.remove(service);
         for (const remove of made) remove();
+        requests.remove(service);
         duration.remove(service);
       },
     };

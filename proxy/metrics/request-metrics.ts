@@ -1,0 +1,153 @@
+/**
+ * The two metrics every request updates (`puttu_requests_total`, `puttu_request_duration_seconds`),
+ * kept as plain numbers per service and put into prom-client's format only when scraped.
+ *
+ * prom-client's own label children hash their label set on every `inc()`/`observe()` (a string
+ * built, an object looked up per call). Here a service's series are found once, when the service's
+ * metrics handle is made; a request then only adds to an array slot. Both objects have prom-client's
+ * metric shape (`name`, `help`, `type`, `aggregator`, `get()`, `reset()`), so they register in a
+ * prom-client Registry and aggregate across cluster workers like its own metrics.
+ */
+import type client from 'prom-client';
+
+export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE'] as const;
+/** Index of the `OTHER` method row, after METHODS. */
+export const OTHER_METHOD = METHODS.length;
+export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'aborted'] as const;
+
+interface Sample {
+  labels: Record<string, string | number>;
+  value: number;
+  metricName?: string;
+}
+
+interface MetricShape {
+  readonly name: string;
+  readonly help: string;
+  readonly type: 'counter' | 'histogram';
+  readonly aggregator: 'sum';
+  get(): Promise<{ name: string; help: string; type: string; values: Sample[]; aggregator: string }>;
+  reset(): void;
+}
+
+/** Requests by service, method and status class: one Float64Array of METHODS+1 × 6 per service. */
+export class RequestCounter implements MetricShape {
+  readonly name = 'puttu_requests_total';
+  readonly help = 'Requests handled, by service, method and status class ("aborted": connection cut).';
+  readonly type = 'counter';
+  readonly aggregator = 'sum';
+  readonly #series = new Map<string, Float64Array>();
+
+  /** The counts of one service, [method row × 6 + status class]. */
+  series(service: string): Float64Array {
+    let counts = this.#series.get(service);
+    if (counts === undefined) {
+      counts = new Float64Array((METHODS.length + 1) * STATUS_CLASSES.length);
+      this.#series.set(service, counts);
+    }
+    return counts;
+  }
+
+  remove(service: string): void {
+    this.#series.delete(service);
+  }
+
+  reset(): void {
+    for (const counts of this.#series.values()) counts.fill(0);
+  }
+
+  async get() {
+    const values: Sample[] = [];
+    for (const [service, counts] of this.#series) {
+      for (let i = 0; i < counts.length; i++) {
+        if (counts[i] === 0) continue;
+        const m = Math.floor(i / STATUS_CLASSES.length);
+        values.push({ labels: { service, method: m === OTHER_METHOD ? 'OTHER' : METHODS[m]!, status_class: STATUS_CLASSES[i % STATUS_CLASSES.length]! }, value: counts[i]! });
+      }
+    }
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  }
+}
+
+/** One service's duration series: counts per bucket (not cumulative), sum and count. */
+export class DurationSeries {
+  readonly buckets: Float64Array;
+  sum = 0;
+  count = 0;
+  readonly #bounds: readonly number[];
+
+  constructor(bounds: readonly number[]) {
+    this.#bounds = bounds;
+    this.buckets = new Float64Array(bounds.length);
+  }
+
+  observe(seconds: number): void {
+    const bounds = this.#bounds;
+    // Linear: requests are mostly fast, so the first buckets match.
+    for (let i = 0; i < bounds.length; i++) {
+      if (seconds <= bounds[i]!) {
+        this.buckets[i]!++;
+        break;
+      }
+    }
+    this.sum += seconds;
+    this.count++;
+  }
+}
+
+/** Request durations by service, with fixed buckets. */
+export class DurationHistogram implements MetricShape {
+  readonly name = 'puttu_request_duration_seconds';
+  readonly help = 'Time from request received to response completed, by service.';
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly bounds: readonly number[];
+  readonly #series = new Map<string, DurationSeries>();
+
+  constructor(bounds: readonly number[]) {
+    this.bounds = [...bounds].sort((a, b) => a - b);
+  }
+
+  series(service: string): DurationSeries {
+    let s = this.#series.get(service);
+    if (s === undefined) {
+      s = new DurationSeries(this.bounds);
+      this.#series.set(service, s);
+    }
+    return s;
+  }
+
+  remove(service: string): void {
+    this.#series.delete(service);
+  }
+
+  reset(): void {
+    for (const s of this.#series.values()) {
+      s.buckets.fill(0);
+      s.sum = 0;
+      s.count = 0;
+    }
+  }
+
+  async get() {
+    const values: Sample[] = [];
+    const bucket = `${this.name}_bucket`;
+    for (const [service, s] of this.#series) {
+      if (s.count === 0) continue;
+      let cumulative = 0;
+      for (let i = 0; i < this.bounds.length; i++) {
+        cumulative += s.buckets[i]!;
+        values.push({ labels: { le: this.bounds[i]!, service }, value: cumulative, metricName: bucket });
+      }
+      values.push({ labels: { le: '+Inf', service }, value: s.count, metricName: bucket });
+      values.push({ labels: { service }, value: s.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: { service }, value: s.count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  }
+}
+
+/** Adds one of these to a prom-client registry (it accepts any object of this shape). */
+export function register(registry: client.Registry, metric: MetricShape): void {
+  registry.registerMetric(metric as unknown as client.Metric);
+}
