@@ -80,16 +80,25 @@ export function requestIdOf(incoming: string | string[] | undefined, generate: (
 
 /** Response headers for the client from undici's raw Buffers: hop-by-hop fields removed, our X-Request-Id added. */
 export function clientResponseHeaders(raw: readonly Buffer[], requestId: string): string[] {
-  const strings: string[] = new Array(raw.length);
-  for (let i = 0; i < raw.length; i++) strings[i] = raw[i]!.toString('latin1');
-  const named = connectionTokens(strings);
+  // One pass; fields named in Connection (rare beyond keep-alive/close) are taken out after it.
   const out: string[] = [];
-  for (let i = 0; i < strings.length; i += 2) {
-    const lower = strings[i]!.toLowerCase();
-    if (RESPONSE_DROP.has(lower) || (named !== undefined && named.has(lower))) continue;
-    out.push(strings[i]!, strings[i + 1]!);
+  let named: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1');
+    const lower = name.toLowerCase();
+    const value = raw[i + 1]!.toString('latin1');
+    if (lower === 'connection') named = addConnectionTokens(value, named);
+    if (RESPONSE_DROP.has(lower)) continue;
+    out.push(name, value);
   }
-  out.push('x-request-id', requestId);
+  const kept = named === undefined ? out : withoutFields(out, named);
+  kept.push('x-request-id', requestId);
+  return kept;
+}
+
+function withoutFields(fields: readonly string[], names: ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < fields.length; i += 2) if (!names.has(fields[i]!.toLowerCase())) out.push(fields[i]!, fields[i + 1]!);
   return out;
 }
 
@@ -97,12 +106,19 @@ export function clientResponseHeaders(raw: readonly Buffer[], requestId: string)
 export function connectionTokens(raw: readonly string[]): Set<string> | undefined {
   let tokens: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length !== 10 || raw[i]!.toLowerCase() !== 'connection') continue;
-    for (const t of raw[i + 1]!.split(',')) {
-      const token = t.trim().toLowerCase();
-      if (token === '' || token === 'close' || token === 'keep-alive') continue;
-      (tokens ??= new Set()).add(token);
-    }
+    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') tokens = addConnectionTokens(raw[i + 1]!, tokens);
+  }
+  return tokens;
+}
+
+/** Adds the field names one Connection value lists (not close/keep-alive) to `tokens`. */
+function addConnectionTokens(value: string, tokens: Set<string> | undefined): Set<string> | undefined {
+  // The usual value, without splitting it.
+  if (value.length === 10 && value.toLowerCase() === 'keep-alive') return tokens;
+  for (const t of value.split(',')) {
+    const token = t.trim().toLowerCase();
+    if (token === '' || token === 'close' || token === 'keep-alive') continue;
+    (tokens ??= new Set()).add(token);
   }
   return tokens;
 }

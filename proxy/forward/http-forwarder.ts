@@ -33,6 +33,15 @@ class ClientGoneError extends Error {
   readonly code = 'PUTTU_CLIENT_GONE';
 }
 
+/** The exchange a client response belongs to, for the one shared 'close' listener below. */
+const kExchange = Symbol('puttu.exchange');
+type TrackedResponse = ServerResponse & { [kExchange]?: Exchange };
+
+/** One function for every response (no closure per request): the client connection closed. */
+function onResponseClose(this: TrackedResponse): void {
+  this[kExchange]?.clientClosed();
+}
+
 export interface ForwarderDeps {
   pools: UpstreamPools;
   /** The strategy for a service (per-service overrides resolved once, not per request). */
@@ -110,7 +119,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   start(): void {
-    this.res.once('close', this.#onClientClose);
+    (this.res as TrackedResponse)[kExchange] = this;
+    this.res.on('close', onResponseClose);
     this.#f.budget.request();
     const routable = this.#f.outliers.routable(this.service, this.instances);
     this.#attempt(this.#balancer.pick(routable));
@@ -216,11 +226,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   /** The client connection closed; if the response has not completed, abort the upstream. */
-  readonly #onClientClose = (): void => {
+  clientClosed(): void {
     if (this.#settled || this.res.writableFinished) return;
     this.clientGone = true;
     this.#abort?.(new ClientGoneError('client went away'));
-  };
+  }
 }
 
 /** Writes a JSON error response (no internal details: the body is `errorBody`). */
