@@ -2,9 +2,11 @@
 // The `puttu` command: the compiled CLI (npm install builds it through the `prepare` script).
 import { existsSync } from 'node:fs';
 
-const main = new URL('../dist/proxy/main.js', import.meta.url);
-if (!existsSync(main)) {
+const dist = new URL('../dist/proxy/', import.meta.url);
+if (!existsSync(new URL('main.js', dist))) {
   process.stderr.write('puttu: not built yet; run `npm install` (or `npm run build`) in the puttu folder\n');
   process.exit(1);
 }
-await import(main.href);
+// V8 flags first: they must be set before the CLI's modules are loaded (see startup-flags.ts).
+await import(new URL('startup-flags.js', dist).href);
+await import(new URL('main.js', dist).href);

@@ -11,7 +11,7 @@ import type { Config } from './config/schema.js';
 import { BALANCERS, parseServiceBalancers, type BalancerDeps } from './balancer/index.js';
 import { Inflight } from './balancer/inflight.js';
 import type { Balancer } from './balancer/balancer.js';
-import { startDevZooKeeper, type DevZooKeeper } from './dev/local-zookeeper.js';
+import type { DevZooKeeper } from './dev/local-zookeeper.js';
 import { OUTLIER_DEFAULTS, OutlierDetector } from './balancer/outliers.js';
 import { RetryBudget } from './forward/retry-budget.js';
 import { createUpstreamPolicy, policyLookup, type UpstreamPolicy } from './security/upstream-policy.js';
@@ -87,6 +87,8 @@ export function createApp(deps: AppDeps): App {
       reg = deps.registry;
     } else {
       if (!connectString) {
+        // Loaded only here: it brings node:child_process, which a configured proxy never needs.
+        const { startDevZooKeeper } = await import('./dev/local-zookeeper.js');
         dev = await startDevZooKeeper({
           dir: path.resolve(deps.cwd ?? process.cwd(), config.devZkDir),
           ...(config.devZkPort > 0 && { port: config.devZkPort }),

@@ -3,25 +3,14 @@
  * Exit codes: 0 ok (also after SIGTERM/SIGINT), 1 runtime failure, 2 bad usage or configuration,
  * 3 nothing found (ls, get); `register` with a command passes that command's code on.
  */
+import './startup-flags.js';
 import fs from 'node:fs';
-import v8 from 'node:v8';
 import { createApp } from './app.js';
-import { startPrimary } from './cluster/primary.js';
-import { startWorker } from './cluster/worker.js';
 import { helpText, loadConfig } from './config/load.js';
 import { ConfigError } from './config/schema.js';
+import { capYoungGeneration, restoreYoungGenerationGrowth } from './heap.js';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './logger.js';
 import { UsageError } from './cli/args.js';
-import { echoCommand } from './cli/echo.js';
-import { getCommand, lsCommand } from './cli/ls.js';
-import { registerCommand } from './cli/register.js';
-
-// V8's allocation-site pretenuring learns from bursts (such as the initial read of a large
-// registry) to allocate request-path objects straight into the old generation; each request's
-// garbage then fills it and forces frequent mark-compacts. Measured with 1,000 services: 0.75× the
-// req/s of a one-service proxy with it, 0.89× without, and +15-20 % for one service as well
-// (BENCHMARKS.md, "Scale"). V8 reads the flag at each GC, so setting it here is early enough.
-v8.setFlagsFromString('--no-allocation-site-pretenuring');
 
 const VERSION = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version as string;
 
@@ -48,6 +37,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === 'proxy') return runProxy(rest);
+  restoreYoungGenerationGrowth();
   const run = COMMANDS[command];
   if (!run) {
     process.stderr.write(`puttu: unknown command "${command}"\n\n${USAGE}\n`);
@@ -67,7 +57,13 @@ async function main(argv: string[]): Promise<number> {
 }
 
 type Command = (argv: string[], env: NodeJS.ProcessEnv, logger: Logger) => Promise<number>;
-const COMMANDS: Record<string, Command> = { register: registerCommand, echo: echoCommand, ls: lsCommand, get: getCommand };
+// Loaded on use: the proxy's process never holds the other commands' code (nor node:child_process).
+const COMMANDS: Record<string, Command> = {
+  register: async (...args) => (await import('./cli/register.js')).registerCommand(...args),
+  echo: async (...args) => (await import('./cli/echo.js')).echoCommand(...args),
+  ls: async (...args) => (await import('./cli/ls.js')).lsCommand(...args),
+  get: async (...args) => (await import('./cli/ls.js')).getCommand(...args),
+};
 
 async function runProxy(argv: string[]): Promise<number> {
   let loaded;
@@ -90,8 +86,9 @@ async function runProxy(argv: string[]): Promise<number> {
   // One interface for the three shapes: start, then close on a signal.
   let running: { close(): Promise<void> } | undefined;
   const start = async (): Promise<{ close(): Promise<void> }> => {
-    if (role === 'primary') return startPrimary(config, logger);
-    if (role === 'worker') return startWorker(config, logger);
+    // node:cluster only when it is used.
+    if (role === 'primary') return (await import('./cluster/primary.js')).startPrimary(config, logger);
+    if (role === 'worker') return (await import('./cluster/worker.js')).startWorker(config, logger);
     const app = createApp({ config, logger });
     running = app;
     await app.start();
@@ -124,6 +121,8 @@ async function runProxy(argv: string[]): Promise<number> {
 
   try {
     running = await start();
+    // Started small (startup-flags.ts); from here the young generation may grow, up to the cap.
+    capYoungGeneration();
   } catch (error) {
     logger.error('puttu proxy failed to start', { error });
     process.stderr.write(`puttu proxy: ${(error as Error).message}\n`);
