@@ -4,6 +4,7 @@ import { silentLogger, type Logger } from '../logger.js';
 import { systemClock } from '../clock.js';
 import { normalizeBasePath } from '../registry/paths.js';
 import { Registry, type ServiceSnapshot } from '../registry/registry.js';
+import { byName } from '../registry/view.js';
 import { ZkClient } from '../registry/zk-client.js';
 import { parseArgs, UsageError, zkTarget, ZK_FLAGS_HELP } from './args.js';
 
@@ -42,7 +43,7 @@ export async function lsCommand(argv: string[], env: NodeJS.ProcessEnv, logger: 
     zk.connect();
     await zk.whenConnected(TIMEOUT_MS);
     await registry.whenSynced();
-    let services = registry.snapshot().sort((a, b) => a.name.localeCompare(b.name));
+    let services = registry.snapshot().sort(byName);
     if (only !== undefined) {
       services = services.filter((s) => s.name === only);
       if (services.length === 0) {

@@ -14,7 +14,7 @@ import type { Inflight } from '../balancer/inflight.js';
 import type { OutlierDetector } from '../balancer/outliers.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { ServiceSnapshot } from '../registry/registry.js';
-import type { RegistryView } from '../registry/view.js';
+import { byName, type RegistryView } from '../registry/view.js';
 import type { ZkClient } from '../registry/zk-client.js';
 import { STATUS_PAGE } from './status-page.js';
 
@@ -123,7 +123,7 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
       case '/api/status':
         return json(res, 200, status());
       case '/api/services':
-        return json(res, 200, { ...status(), services: registry.snapshot().sort((a, b) => a.name.localeCompare(b.name)).map(describe) });
+        return json(res, 200, { ...status(), services: registry.snapshot().sort(byName).map(describe) });
       case '/sd/prometheus':
         return json(res, 200, prometheusTargets());
       default:

@@ -17,3 +17,11 @@ export interface RegistryView extends EventEmitter<RegistryEvents> {
   start(): void;
   close(): void;
 }
+
+/**
+ * Services in code-unit order of their names: deterministic, and unlike localeCompare it does not
+ * load ICU's data into the process (+5 MB resident on the first admin request).
+ */
+export function byName(a: { name: string }, b: { name: string }): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
