@@ -23,6 +23,10 @@ const REQUEST_DROP = new Set([
   'x-request-id',
 ]);
 
+// Module-level: a regular expression literal inside a function is a new object at each call.
+const DECIMAL = /^\d{1,15}$/;
+const TOKEN = /^[\x21-\x7e]+$/;
+
 const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'x-request-id']);
 
 export interface ForwardInfo {
@@ -74,12 +78,22 @@ export function upstreamRequestHeaders(raw: readonly string[], info: ForwardInfo
  * characters), else a new UUID. W3C traceparent/tracestate are not touched: they pass through.
  */
 export function requestIdOf(incoming: string | string[] | undefined, generate: () => string): string {
-  if (typeof incoming === 'string' && incoming.length > 0 && incoming.length <= 128 && /^[\x21-\x7e]+$/.test(incoming)) return incoming;
+  if (typeof incoming === 'string' && incoming.length > 0 && incoming.length <= 128 && TOKEN.test(incoming)) return incoming;
   return generate();
 }
 
-/** Response headers for the client from undici's raw Buffers: hop-by-hop fields removed, our X-Request-Id added. */
-export function clientResponseHeaders(raw: readonly Buffer[], requestId: string): string[] {
+/** What clientResponseHeaders noticed on the way: the body length the upstream declared. */
+export interface ResponseFacts {
+  /** Content-Length as a number; -1 when absent or not a plain decimal. */
+  contentLength: number;
+}
+
+/**
+ * Response headers for the client from undici's raw Buffers: hop-by-hop fields removed, our
+ * X-Request-Id added. `facts`, when given, gets the declared Content-Length.
+ */
+export function clientResponseHeaders(raw: readonly Buffer[], requestId: string, facts?: ResponseFacts): string[] {
+  if (facts !== undefined) facts.contentLength = -1;
   // One pass; fields named in Connection (rare beyond keep-alive/close) are taken out after it.
   const out: string[] = [];
   let named: Set<string> | undefined;
@@ -88,6 +102,7 @@ export function clientResponseHeaders(raw: readonly Buffer[], requestId: string)
     const lower = name.toLowerCase();
     const value = raw[i + 1]!.toString('latin1');
     if (lower === 'connection') named = addConnectionTokens(value, named);
+    else if (facts !== undefined && lower === 'content-length') facts.contentLength = DECIMAL.test(value) ? Number(value) : -1;
     if (RESPONSE_DROP.has(lower)) continue;
     out.push(name, value);
   }

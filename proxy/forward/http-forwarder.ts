@@ -102,6 +102,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #abort: ((err?: Error) => void) | undefined;
   #resume: (() => void) | undefined;
   #settled = false;
+  /** The response's declared Content-Length (-1: none), set by the header pass. */
+  contentLength = -1;
+  /** Whether the body went out with res.end() already (it came whole in one chunk). */
+  #ended = false;
+  #wroteBody = false;
 
   constructor(deps: ForwarderDeps, init: ExchangeInit) {
     this.#f = deps;
@@ -163,11 +168,19 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#f.inflight.observe(this.instance!, this.#f.now() - this.#attemptStart);
     this.status = statusCode;
     this.#resume = resume;
-    this.res.writeHead(statusCode, statusText || undefined, clientResponseHeaders(rawHeaders, this.requestId));
+    this.res.writeHead(statusCode, statusText || undefined, clientResponseHeaders(rawHeaders, this.requestId, this));
     return true;
   }
 
   onData(chunk: Buffer): boolean {
+    // The usual small response: the whole declared body in the first chunk. One res.end(chunk)
+    // sends head and body together, without a separate write and end.
+    if (!this.#wroteBody && chunk.length === this.contentLength) {
+      this.#ended = true;
+      this.res.end(chunk);
+      return true;
+    }
+    this.#wroteBody = true;
     if (this.res.write(chunk)) return true;
     // undici pauses this response until the client has drained its buffer.
     this.res.once('drain', this.#resume!);
@@ -176,7 +189,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onComplete(): void {
     this.#f.inflight.dec(this.instance!);
-    this.res.end();
+    if (!this.#ended) this.res.end();
     this.#finish();
   }
 

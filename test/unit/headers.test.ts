@@ -127,6 +127,18 @@ test('response: everything else is kept in order, including duplicate Set-Cookie
   t.deepEqual(clientResponseHeaders(buffers(raw), 'rid-1'), [...raw, ...RID]);
 });
 
+test('response: the declared Content-Length is noted when it is a plain decimal', (t) => {
+  const facts = { contentLength: 7 };
+  clientResponseHeaders(buffers(['Content-Type', 'text/plain', 'content-length', '35']), 'rid-1', facts);
+  t.is(facts.contentLength, 35);
+  clientResponseHeaders(buffers(['Content-Type', 'text/plain']), 'rid-1', facts);
+  t.is(facts.contentLength, -1, 'absent');
+  for (const odd of ['35, 35', '+35', '0x23', '', '1234567890123456']) {
+    clientResponseHeaders(buffers(['Content-Length', odd]), 'rid-1', facts);
+    t.is(facts.contentLength, -1, odd);
+  }
+});
+
 test('response: header values are read as latin1 (byte-preserving)', (t) => {
   const out = clientResponseHeaders([Buffer.from('X-Name'), Buffer.from([0x63, 0x61, 0x66, 0xe9])], 'rid-1');
   t.deepEqual(out, ['X-Name', 'caf\u00e9', ...RID]);
