@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * `npm run bench`: puttu next to Debian's nginx and a minimal http-proxy proxy, on loopback, same
- * backends (registered in a real ZooKeeper), measured with wrk, interleaved (nginx, http-proxy,
+ * `npm run bench`: puttu next to Debian's nginx, a minimal http-proxy proxy and a minimal
+ * undici-`dispatch` proxy (undici-proxy.mjs), on loopback, same backends (registered in a real
+ * ZooKeeper), measured with wrk, interleaved (nginx, http-proxy, undici,
  * puttu, nginx, ...) and repeated. Prints one table of medians over the repeats. Numbers are
  * output, never asserted (issue 4).
  *
@@ -49,7 +50,7 @@ const RETRIES = envNumber('BENCH_RETRIES', 3, 0);
 const SCENARIOS = selectScenarios(process.env.BENCH_SCENARIOS);
 const BALANCERS = stack.balancers();
 
-const targetCount = (s) => (s.perBalancer ? 2 + BALANCERS.names.length : 3);
+const targetCount = (s) => (s.perBalancer ? 2 + BALANCERS.names.length : 4);
 const estimateS = 60 + SCENARIOS.reduce((sum, s) => sum + targetCount(s) * (REPEATS * (SECONDS + 1.5 + (s.perBalancer ? PROBE_SECONDS : 0)) + WARMUP + 1) + (s.perBalancer ? 15 * BALANCERS.names.length : 0), 0);
 // Room for the retries of disturbed runs; a hung run still ends the whole thing in bounded time.
 installGuards({ timeBoundMs: (estimateS * (1.5 + RETRIES) + 180) * 1_000, label: 'bench' });
@@ -69,14 +70,15 @@ async function startEverything() {
   const expect = { echo: 2, mixed: 3 };
   const nginx = { label: 'nginx', ...(await startNginx({ binary: tools.nginx, dir: path.join(dir, 'nginx'), port: await stack.freePort(), routes, logFile: path.join(dir, 'nginx.log') })) };
   const httpProxy = { label: 'http-proxy', ...(await stack.startHttpProxy({ dir, routes })) };
+  const undici = { label: 'undici', ...(await stack.startUndiciProxy({ dir, routes })) };
   const puttu = { label: 'puttu', ...(await stack.startPuttu({ dir, zk: zk.connectString, expect })) };
   const startPuttu = async (balancer) => ({ label: `puttu (${balancer})`, ...(await stack.startPuttu({ dir, zk: zk.connectString, name: `puttu-${balancer}`, flags: ['--balancer', balancer], expect })) });
-  return { slow, nginx, httpProxy, puttu, startPuttu };
+  return { slow, nginx, httpProxy, undici, puttu, startPuttu };
 }
 
 /** The proxies a scenario measures, in the interleaving order, and which ratios to report. */
-async function targetsOf(scenario, { nginx, httpProxy, puttu, startPuttu }) {
-  if (!scenario.perBalancer) return { targets: [nginx, httpProxy, puttu], extra: [], comparisons: [['puttu', 'nginx'], ['puttu', 'http-proxy']] };
+async function targetsOf(scenario, { nginx, httpProxy, undici, puttu, startPuttu }) {
+  if (!scenario.perBalancer) return { targets: [nginx, httpProxy, undici, puttu], extra: [], comparisons: [['puttu', 'nginx'], ['puttu', 'http-proxy'], ['puttu', 'undici']] };
   const main = `puttu (${BALANCERS.defaultName})`;
   const byBalancer = [];
   const extra = [];
@@ -127,9 +129,9 @@ async function main() {
   const m = machine(tools);
   log(`${describeMachine(m)}\nscenarios: ${SCENARIOS.map((s) => s.id).join(', ')}; ${REPEATS} × ${SECONDS} s each (+${WARMUP} s warm-up), wrk -t${THREADS}; about ${Math.round(estimateS / 60)} min`);
   const started = await startEverything();
-  const { nginx, httpProxy, puttu } = started;
-  const idle = { puttu: await idleRssKiB(puttu), nginx: await idleRssKiB(nginx), 'http-proxy': await idleRssKiB(httpProxy) };
-  log(`idle RSS: puttu ${mb(idle.puttu)}, nginx ${mb(idle.nginx)}, http-proxy ${mb(idle['http-proxy'])}`);
+  const { nginx, httpProxy, undici, puttu } = started;
+  const idle = { puttu: await idleRssKiB(puttu), nginx: await idleRssKiB(nginx), 'http-proxy': await idleRssKiB(httpProxy), undici: await idleRssKiB(undici) };
+  log(`idle RSS: puttu ${mb(idle.puttu)}, nginx ${mb(idle.nginx)}, http-proxy ${mb(idle['http-proxy'])}, undici ${mb(idle.undici)}`);
   const results = [];
   for (const scenario of SCENARIOS) results.push(await runScenario(scenario, started));
 
@@ -143,7 +145,7 @@ async function main() {
     '',
     renderTable(results),
     '',
-    `idle RSS before load: puttu ${mb(idle.puttu)}, nginx ${mb(idle.nginx)} (master + worker), http-proxy ${mb(idle['http-proxy'])}`,
+    `idle RSS before load: puttu ${mb(idle.puttu)}, nginx ${mb(idle.nginx)} (master + worker), http-proxy ${mb(idle['http-proxy'])}, undici ${mb(idle.undici)}`,
     ...results.filter((r) => r.scenario.perBalancer).map(slowShareNote),
     `puttu --balancer strategies measured: ${BALANCERS.names.join(', ')} (default ${BALANCERS.defaultName})`,
     foreignNote(results, MAX_FOREIGN),
