@@ -39,7 +39,8 @@ export function capYoungGeneration(maxSemiSpaceMiB = DEFAULT_MAX_SEMI_SPACE_MIB,
   }
   // new_space's size counts both semi-spaces.
   const limit = 2 * maxSemiSpaceMiB * 1024 * 1024;
-  let capped = false;
+  // Unknown at first: startup-flags.ts may have stopped growth before this was called.
+  let capped: boolean | undefined;
   const check = (): void => {
     const young = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
     if (young === undefined) return;
@@ -53,7 +54,7 @@ export function capYoungGeneration(maxSemiSpaceMiB = DEFAULT_MAX_SEMI_SPACE_MIB,
   check();
   return {
     get capped() {
-      return capped;
+      return capped === true;
     },
     stop() {
       observer.disconnect();

@@ -7,10 +7,12 @@ const HEAP = new URL('../../proxy/heap.js', import.meta.url).href;
  * Runs a fresh node that allocates short-lived objects for `ms` (as a busy proxy does) with the
  * young generation capped at `capMiB` (or not capped), and returns what it saw.
  */
-function churn(capMiB: number | undefined, nodeArgs: string[] = [], ms = 1_500): { youngBytes: number; installed: boolean; capped: boolean } {
+function churn(capMiB: number | undefined, nodeArgs: string[] = [], ms = 1_500, startHeld = false): { youngBytes: number; installed: boolean; capped: boolean } {
   const script = `
     import v8 from 'node:v8';
     import { capYoungGeneration } from ${JSON.stringify(HEAP)};
+    // As bin/puttu.js does (startup-flags.ts): growth stopped while the program loads.
+    if (${startHeld}) v8.setFlagsFromString('--semi-space-growth-factor=1');
     const cap = ${capMiB === undefined ? 'undefined' : `capYoungGeneration(${capMiB})`};
     let keep = [];
     const end = Date.now() + ${ms};
@@ -38,6 +40,13 @@ test('the young generation stops growing at the cap (both semi-spaces: 2 × cap)
   t.true(capped.installed);
   t.true(capped.capped, 'growth was stopped');
   t.true(capped.youngBytes <= 2 * 2 * MiB + MiB, `capped young generation ${capped.youngBytes} bytes`);
+});
+
+test('started with growth stopped (as the CLI starts), it grows again up to the cap', (t) => {
+  const r = churn(4, [], 1_500, true);
+  t.true(r.installed);
+  t.true(r.youngBytes > 2 * 2 * MiB, `young generation ${r.youngBytes} bytes: it grew past 2 × 2 MiB`);
+  t.true(r.youngBytes <= 2 * 4 * MiB + MiB, `young generation ${r.youngBytes} bytes: at most the cap`);
 });
 
 test("an operator's --max-semi-space-size wins: no cap is installed", (t) => {
