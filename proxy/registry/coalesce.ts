@@ -39,3 +39,26 @@ export function createCoalescer(task: () => Promise<void>, onError: (error: unkn
     },
   };
 }
+
+/** Runs at most `max` tasks at once; the others wait their turn, in order. */
+export interface Limiter {
+  run<T>(task: () => Promise<T>): Promise<T>;
+}
+
+export function createLimiter(max: number): Limiter {
+  let active = 0;
+  const queue: Array<() => void> = [];
+  return {
+    async run(task) {
+      if (active < max) active += 1;
+      else await new Promise<void>((resolve) => queue.push(resolve)); // the finishing task hands its slot over
+      try {
+        return await task();
+      } finally {
+        const next = queue.shift();
+        if (next) next();
+        else active -= 1;
+      }
+    },
+  };
+}

@@ -11,7 +11,7 @@ import { EventEmitter } from 'node:events';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
 import { isValidServiceName } from './paths.js';
-import { createCoalescer } from './coalesce.js';
+import { createCoalescer, createLimiter } from './coalesce.js';
 import { ServiceCache, type RejectionKind, type ServiceSnapshot } from './service-cache.js';
 import type { Instance } from './instance.js';
 import { isNoNode, type WatchEvent, type ZkClient } from './zk-client.js';
@@ -50,6 +50,12 @@ export class Registry extends EventEmitter<RegistryEvents> {
   #staleSince: number | undefined;
   #retry: NodeJS.Timeout | undefined;
   readonly #listServices;
+  /**
+   * Services read at once (initial sync, re-reads after a reconnect or a new session). The rest
+   * wait their turn: a burst over a thousand services then keeps only a few hundred requests and
+   * their answers alive at a time, instead of the whole tree's.
+   */
+  readonly #reads = createLimiter(16);
 
   constructor(options: RegistryOptions) {
     super();
@@ -209,6 +215,7 @@ export class Registry extends EventEmitter<RegistryEvents> {
       name,
       logger: this.#log,
       retryMs: this.#o.retryMs,
+      limiter: this.#reads,
       onSnapshot: (snapshot) => {
         logChange(this.#log, name, previous, snapshot);
         this.emit('change', name, snapshot, previous);

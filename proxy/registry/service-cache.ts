@@ -6,7 +6,7 @@
 import type { Logger } from '../logger.js';
 import { decodeInstance, type Instance } from './instance.js';
 import { join, servicePath } from './paths.js';
-import { createCoalescer } from './coalesce.js';
+import { createCoalescer, type Limiter } from './coalesce.js';
 import { isNoNode, type WatchEvent, type ZkClient } from './zk-client.js';
 
 /**
@@ -51,7 +51,17 @@ export interface ServiceCacheOptions {
   accept?: (instance: Instance) => string | undefined;
   /** Retry delay after a failed read (ZooKeeper slow or away). */
   retryMs?: number;
+  /** Shared by the caches of a registry: how many services are read at once. */
+  limiter?: Limiter;
 }
+
+/**
+ * Data reads issued at once by one service's read, at most. With the registry's limiter, this
+ * bounds what a burst keeps alive (requests, promises, answers) to a few thousand objects: any
+ * more would survive young-generation GCs, be promoted, and leave the old generation's
+ * high-water (then the process's RSS) far above what the registry needs once read.
+ */
+const READ_BATCH = 64;
 
 export class ServiceCache {
   readonly name: string;
@@ -71,8 +81,9 @@ export class ServiceCache {
     this.name = options.name;
     this.path = servicePath(options.basePath, options.name);
     this.#snapshot = Object.freeze({ name: this.name, instances: Object.freeze([]), rejected: Object.freeze([]) });
+    const limiter = options.limiter;
     this.#refresh = createCoalescer(
-      () => this.#read(),
+      limiter ? () => limiter.run(() => this.#read()) : () => this.#read(),
       (error) => this.#failed(error),
     );
   }
@@ -139,18 +150,22 @@ export class ServiceCache {
     const present = new Set(children);
     for (const id of this.#entries.keys()) if (!present.has(id)) this.#entries.delete(id);
     const toRead = children.filter((id) => !this.#entries.has(id) || this.#stale.has(id));
-    const results = await Promise.allSettled(toRead.map((id) => zk.getData(join(this.path, id), this.#onData)));
     let failure: unknown;
-    results.forEach((result, i) => {
-      const id = toRead[i]!;
-      this.#stale.delete(id);
-      if (result.status === 'fulfilled') this.#accept(id, result.value);
-      else if (isNoNode(result.reason)) this.#entries.delete(id); // gone meanwhile; the child watch fires
-      else {
-        this.#stale.add(id);
-        failure ??= result.reason;
-      }
-    });
+    for (let start = 0; start < toRead.length; start += READ_BATCH) {
+      const batch = toRead.slice(start, start + READ_BATCH);
+      const results = await Promise.allSettled(batch.map((id) => zk.getData(join(this.path, id), this.#onData)));
+      if (this.#stopped) return;
+      results.forEach((result, i) => {
+        const id = batch[i]!;
+        this.#stale.delete(id);
+        if (result.status === 'fulfilled') this.#accept(id, result.value);
+        else if (isNoNode(result.reason)) this.#entries.delete(id); // gone meanwhile; the child watch fires
+        else {
+          this.#stale.add(id);
+          failure ??= result.reason;
+        }
+      });
+    }
     this.#publish();
     if (failure) throw failure;
   }

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { pickIndex } from '../../proxy/clock.js';
-import { createCoalescer } from '../../proxy/registry/coalesce.js';
+import { createCoalescer, createLimiter } from '../../proxy/registry/coalesce.js';
 
 function deferred(): { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void } {
   let resolve!: () => void;
@@ -108,3 +108,35 @@ async function waitFor(cond: () => boolean): Promise<void> {
   for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setImmediate(r));
   if (!cond()) throw new Error('condition never held');
 }
+
+test('limiter: at most max tasks run at once, the others start in order as slots free; failures free their slot', async (t) => {
+  const limiter = createLimiter(2);
+  const gates = Array.from({ length: 5 }, () => deferred());
+  const started: number[] = [];
+  let running = 0;
+  let most = 0;
+  const runs = gates.map((gate, i) =>
+    limiter.run(async () => {
+      started.push(i);
+      running += 1;
+      most = Math.max(most, running);
+      try {
+        await gate.promise;
+        return i;
+      } finally {
+        running -= 1;
+      }
+    }),
+  );
+  await new Promise((resolve) => setImmediate(resolve));
+  t.deepEqual(started, [0, 1]);
+  gates[1]!.reject(new Error('boom'));
+  await t.throwsAsync(runs[1]!, { message: 'boom' });
+  await new Promise((resolve) => setImmediate(resolve));
+  t.deepEqual(started, [0, 1, 2]);
+  for (const gate of gates) gate.resolve();
+  t.deepEqual(await Promise.all([runs[0], runs[2], runs[3], runs[4]]), [0, 2, 3, 4]);
+  t.deepEqual(started, [0, 1, 2, 3, 4]);
+  t.is(most, 2);
+  t.is(await limiter.run(async () => 'free again'), 'free again');
+});
