@@ -20,7 +20,7 @@ import { EventEmitter } from 'node:events';
 import zookeeper from 'node-zookeeper-client';
 import type { Logger } from '../logger.js';
 import { PuttuError } from '../errors.js';
-import { closeClient, frameReads, guardReads } from './zk-connection.js';
+import { closeClient, frameReads, guardReads, leanWatchers } from './zk-connection.js';
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'expired' | 'auth_failed' | 'closed';
 export const CONNECTION_STATES: readonly ConnectionState[] = ['connecting', 'connected', 'disconnected', 'expired', 'auth_failed', 'closed'];
@@ -94,6 +94,9 @@ const CODE_NAMES: Record<number, string> = {
   [zookeeper.Exception.NO_CHILDREN_FOR_EPHEMERALS]: 'no_children_for_ephemerals',
   [zookeeper.Exception.OPERATION_TIMEOUT]: 'operation_timeout',
 };
+
+/** The library's own factory of the Event its watchers receive (lib/Event.js; not in its typings). */
+const LibraryEvent = zookeeper.Event as unknown as { create(event: { type: number; path: string }): zookeeper.Event };
 
 const EVENT_TYPES: Record<number, WatchEventType> = {
   [zookeeper.Event.NODE_CREATED]: 'created',
@@ -272,6 +275,7 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
     this.#stopGuard?.();
     this.#stopGuard = guardReads(client, this.#opts.sessionTimeoutMs);
     frameReads(client);
+    leanWatchers(client, (event) => LibraryEvent.create(event));
     client.on('state', (s: zookeeper.State) => {
       if (this.#client === client) this.#onState(client, s);
     });

@@ -88,6 +88,39 @@ test('watches fire once per arming, with our event types', async (t) => {
   t.deepEqual(events.slice(3), [{ type: 'children', path: base }]);
 });
 
+test('watches: distinct watchers on one path each fire once, in order of arming; a deletion reaches data and child watchers', async (t) => {
+  const c = await rawClient(zk.connectString);
+  const writer = await rawClient(zk.connectString);
+  t.teardown(() => Promise.all([c.close(), writer.close()]));
+  const base = `/t-${randomUUID()}`;
+  await writer.mkdirp(`${base}/n`);
+  const seen: string[] = [];
+  const first = (e: WatchEvent) => seen.push(`first ${e.type} ${e.path}`);
+  const second = (e: WatchEvent) => seen.push(`second ${e.type} ${e.path}`);
+
+  await c.getData(`${base}/n`, first);
+  await c.getData(`${base}/n`, second);
+  await c.getData(`${base}/n`, first); // already armed: once
+  t.true(await c.exists(`${base}/n`, second)); // on an existing node, a data watch: already armed
+  await writer.setData(`${base}/n`, Buffer.from('x'));
+  await eventually(() => seen.length >= 2, { message: 'data watches' });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  t.deepEqual(seen.splice(0), [`first data ${base}/n`, `second data ${base}/n`]);
+
+  await c.getData(`${base}/n`, first);
+  await c.getChildren(`${base}/n`, second);
+  await writer.remove(`${base}/n`);
+  await eventually(() => seen.length >= 2, { message: 'deletion' });
+  t.deepEqual(seen.splice(0), [`first deleted ${base}/n`, `second deleted ${base}/n`]);
+  // Nothing left armed: recreating and changing the node reaches no watcher.
+  await writer.create(`${base}/n`, Buffer.alloc(0), 'persistent');
+  await writer.setData(`${base}/n`, Buffer.from('y'));
+  await c.getChildren(base, first);
+  await writer.create(`${base}/m`, Buffer.alloc(0), 'persistent');
+  await eventually(() => seen.length >= 1, { message: 'fresh child watch' });
+  t.deepEqual(seen, [`first children ${base}`]);
+});
+
 test('state and session events; close() is idempotent; operations after close reject with PUTTU_ZK_CLOSED', async (t) => {
   const c = client(zk.connectString);
   const states: ConnectionState[] = [];
