@@ -10,6 +10,7 @@ import { connect } from '../../../dist/proxy/index.js';
 import { startZooKeeper } from '../../../dist/test/helpers/zookeeper.js';
 import { ROOT } from './preflight.mjs';
 import { onCleanup, spawnTracked } from './processes.mjs';
+import { childPids } from './rss.mjs';
 import { waitUntil } from './wait.mjs';
 
 export { freePort };
@@ -99,7 +100,8 @@ export async function startPuttu({ dir, zk, name = 'puttu', flags = [], nodeArgs
     const counts = Object.fromEntries(snapshot.services.map((s) => [s.name, s.instances.length]));
     return Object.entries(expect).every(([service, n]) => counts[service] === n);
   }, { timeoutMs: 30_000, what: `${name} to read the registry` });
-  return { name, proc, port, adminPort, pids: () => (proc.alive() ? [proc.pid] : []) };
+  // With --workers, the workers are its children: count them too.
+  return { name, proc, port, adminPort, pids: () => (proc.alive() ? [proc.pid, ...childPids(proc.pid)] : []) };
 }
 
 /**
