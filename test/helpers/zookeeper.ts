@@ -19,10 +19,13 @@ export interface TestZooKeeper {
   stop(): Promise<void>;
 }
 
-/** A standalone server; tickTime 500 ms lets sessions time out in 1–10 s. */
-export async function startZooKeeper(): Promise<TestZooKeeper> {
+/**
+ * A standalone server; tickTime 500 ms (the default here) lets sessions time out in 1–10 s, a
+ * longer one allows sessions up to 20 ticks.
+ */
+export async function startZooKeeper(options: { tickTimeMs?: number } = {}): Promise<TestZooKeeper> {
   const dir = tempDir('puttu-zk-');
-  const server = new ZooKeeperServer({ dir, clientPort: await freePort() });
+  const server = new ZooKeeperServer({ dir, clientPort: await freePort(), ...options });
   await server.start();
   return {
     server,

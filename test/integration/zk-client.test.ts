@@ -243,9 +243,11 @@ test('server gone: an operation rejects with PUTTU_ZK_TIMEOUT after opTimeoutMs,
 test('an operation that timed out while disconnected is never sent later, when the server is back', async (t) => {
   // Regression: operations issued while disconnected went to the library's queue and were sent on
   // reconnect although their callers had been told they failed: a timed-out create appeared then.
-  const own = await startZooKeeper();
+  // A 30 s session: the restart below must not outlast it even on a loaded machine (a JVM start
+  // took over 10 s once), or a new session would replace the one whose queue this is about.
+  const own = await startZooKeeper({ tickTimeMs: 2_000 });
   t.teardown(() => own.stop());
-  const c = client(own.connectString, { opTimeoutMs: 300 });
+  const c = client(own.connectString, { opTimeoutMs: 300, sessionTimeoutMs: 30_000 });
   t.teardown(() => c.close());
   const reconnects: number[] = [];
   c.on('reconnected', () => reconnects.push(c.generation));
@@ -258,7 +260,7 @@ test('an operation that timed out while disconnected is never sent later, when t
   await t.throwsAsync(c.create(node, Buffer.from('late'), 'persistent'), { code: 'PUTTU_ZK_TIMEOUT' } as never);
 
   await own.server.start();
-  await eventually(() => reconnects.length > 0 || c.generation > 1, { timeoutMs: 15_000, message: 'reconnected' });
+  await eventually(() => reconnects.length > 0 || c.generation > 1, { timeoutMs: 40_000, message: 'reconnected' });
   t.is(c.generation, 1, 'the same session, not a new one');
   // Anything the library had queued is flushed before a request made after the reconnect.
   t.false(await c.exists(node), 'the timed-out create was never sent');
