@@ -5,10 +5,21 @@
  * UPSTREAM_ERROR_CODES. Per-service label children are resolved once and cached, and forgotten
  * when the service leaves the registry, so the number of series follows the live registry.
  */
-import client from 'prom-client';
+import { createRequire } from 'node:module';
+import type client from 'prom-client';
 import type { ConnectionState } from '../registry/zk-client.js';
 import { CONNECTION_STATES } from '../registry/zk-client.js';
 import { DurationHistogram, METHODS, OTHER_METHOD, register, RequestCounter, STATUS_CLASSES } from './request-metrics.js';
+
+// The parts of prom-client used here, not its index: that also loads the Summary (and its
+// t-digest), the Pushgateway (https, zlib) and the cluster aggregator (node:cluster,
+// child_process), 1.5 MB of resident memory a proxy never uses (the cluster primary loads the index
+// itself). prom-client 15 has no exports map; the paths are pinned with the major version.
+const load = createRequire(import.meta.url);
+const Registry = load('prom-client/lib/registry') as typeof client.Registry;
+const Counter = load('prom-client/lib/counter') as typeof client.Counter;
+const Gauge = load('prom-client/lib/gauge') as typeof client.Gauge;
+const collectDefaultMetrics = load('prom-client/lib/defaultMetrics') as typeof client.collectDefaultMetrics;
 
 export const UNKNOWN_SERVICE = '_unknown';
 
@@ -47,9 +58,9 @@ export interface Metrics {
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
-  const registry = new client.Registry();
+  const registry = new Registry();
   if (options.defaultMetrics !== false) {
-    client.collectDefaultMetrics({ register: registry, prefix: 'puttu_' });
+    collectDefaultMetrics({ register: registry, prefix: 'puttu_' });
     // `promtool check metrics` rejects these three: gauges whose names end in _total (reserved
     // for counters). They are the only default metrics that fail the lint, so only they go.
     for (const name of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(name);
@@ -60,51 +71,51 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   register(registry, requests);
   const duration = new DurationHistogram([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
   register(registry, duration);
-  const upstreamErrors = new client.Counter({
+  const upstreamErrors = new Counter({
     name: 'puttu_upstream_errors_total',
     help: 'Failed upstream attempts, by service and error code.',
     labelNames: ['service', 'code'] as const,
     registers: [registry],
   });
-  const retries = new client.Counter({
+  const retries = new Counter({
     name: 'puttu_retries_total',
     help: 'Attempts sent to another instance after a failed one, by service.',
     labelNames: ['service'] as const,
     registers: [registry],
   });
-  const endpoints = new client.Gauge({
+  const endpoints = new Gauge({
     name: 'puttu_endpoints',
     help: 'Registered, valid endpoints per service in the registry snapshot (ejected ones included).',
     labelNames: ['service'] as const,
     ...ONE_PER_CLUSTER,
     registers: [registry],
   });
-  const zkState = new client.Gauge({
+  const zkState = new Gauge({
     name: 'puttu_zookeeper_connection_state',
     help: 'ZooKeeper connection state: 1 for the current state, 0 for the others.',
     labelNames: ['state'] as const,
     ...ONE_PER_CLUSTER,
     registers: [registry],
   });
-  const invalid = new client.Counter({
+  const invalid = new Counter({
     name: 'puttu_registry_invalid_znodes_total',
     help: 'Instance znodes skipped because their data could not be used, by service.',
     labelNames: ['service'] as const,
     registers: [registry],
   });
-  const refused = new client.Counter({
+  const refused = new Counter({
     name: 'puttu_registry_refused_instances_total',
     help: 'Instances never routed because the upstream policy refuses their address or port, by service.',
     labelNames: ['service'] as const,
     registers: [registry],
   });
-  const synced = new client.Gauge({
+  const synced = new Gauge({
     name: 'puttu_registry_synced',
     help: '1 once the registry has been read from ZooKeeper.',
     ...ONE_PER_CLUSTER,
     registers: [registry],
   });
-  const staleness = new client.Gauge({
+  const staleness = new Gauge({
     name: 'puttu_registry_staleness_seconds',
     help: 'Seconds the registry snapshot may be out of date (0 while ZooKeeper is connected and synced).',
     ...ONE_PER_CLUSTER,
@@ -113,7 +124,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       for (const fn of collectors) fn();
     },
   });
-  const ejected = new client.Gauge({
+  const ejected = new Gauge({
     name: 'puttu_instance_ejected',
     help: 'Instances currently ejected from routing after consecutive failures (1 each).',
     // Not `instance`: Prometheus sets that label on every scraped series (it would be renamed).
@@ -121,7 +132,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     ...ONE_PER_CLUSTER,
     registers: [registry],
   });
-  const ejections = new client.Counter({
+  const ejections = new Counter({
     name: 'puttu_ejections_total',
     help: 'Ejections of instances from routing, by service.',
     labelNames: ['service'] as const,
