@@ -24,8 +24,19 @@ const REQUEST_DROP = new Set([
 ]);
 
 // Module-level: a regular expression literal inside a function is a new object at each call.
-const DECIMAL = /^\d{1,15}$/;
 const TOKEN = /^[\x21-\x7e]+$/;
+
+/** 1-15 ASCII digits as a number, else -1 (per response: a loop, not a regular expression). */
+function plainDecimal(value: string): number {
+  if (value.length === 0 || value.length > 15) return -1;
+  let n = 0;
+  for (let i = 0; i < value.length; i++) {
+    const digit = value.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    n = n * 10 + digit;
+  }
+  return n;
+}
 
 const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'x-request-id']);
 
@@ -102,7 +113,7 @@ export function clientResponseHeaders(raw: readonly Buffer[], requestId: string,
     const lower = name.toLowerCase();
     const value = raw[i + 1]!.toString('latin1');
     if (lower === 'connection') named = addConnectionTokens(value, named);
-    else if (facts !== undefined && lower === 'content-length') facts.contentLength = DECIMAL.test(value) ? Number(value) : -1;
+    else if (facts !== undefined && lower === 'content-length') facts.contentLength = plainDecimal(value);
     if (RESPONSE_DROP.has(lower)) continue;
     out.push(name, value);
   }
