@@ -6,14 +6,9 @@
  *
  *   BENCH_ROUTES='{"echo":["http://127.0.0.1:41001"]}' node test/bench/undici-proxy.mjs --port 41010
  */
-import http from 'node:http';
-import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
+import { badGateway, startBaseline } from './lib/baseline.mjs';
 
-const { values } = parseArgs({ options: { port: { type: 'string' }, host: { type: 'string', default: '127.0.0.1' } } });
-const routes = new Map(
-  Object.entries(JSON.parse(process.env.BENCH_ROUTES ?? '{}')).map(([service, targets]) => [service, { pools: targets.map((t) => new Pool(t)), next: 0 }]),
-);
 const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'trailer']);
 
 function requestHeaders(raw) {
@@ -31,19 +26,10 @@ function responseHeaders(raw) {
   return out;
 }
 
-const server = http.createServer((req, res) => {
-  const url = req.url ?? '/';
-  const slash = url.indexOf('/', 1);
-  const route = routes.get(slash < 0 ? url.slice(1) : url.slice(1, slash));
-  if (!route) {
-    res.writeHead(404, { 'content-type': 'text/plain' });
-    return res.end('unknown service\n');
-  }
-  const pool = route.pools[route.next];
-  route.next = (route.next + 1) % route.pools.length;
+startBaseline('undici', (url) => new Pool(url), (req, res, pool, path) => {
   const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
   pool.dispatch(
-    { path: slash < 0 ? '/' : url.slice(slash), method: req.method, headers: requestHeaders(req.rawHeaders), body: hasBody ? req : null },
+    { path, method: req.method, headers: requestHeaders(req.rawHeaders), body: hasBody ? req : null },
     {
       onConnect() {},
       onHeaders(status, raw, resume) {
@@ -60,15 +46,8 @@ const server = http.createServer((req, res) => {
         res.end();
       },
       onError() {
-        if (res.headersSent) return res.destroy();
-        res.writeHead(502, { 'content-type': 'text/plain' });
-        res.end('bad gateway\n');
+        badGateway(res);
       },
     },
   );
 });
-server.listen(Number(values.port), values.host, () => {
-  process.stdout.write(`${JSON.stringify({ msg: 'undici baseline listening', port: server.address().port })}\n`);
-});
-process.on('SIGTERM', () => process.exit(0));
-process.on('SIGINT', () => process.exit(0));
