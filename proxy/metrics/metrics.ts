@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import type client from 'prom-client';
 import type { ConnectionState } from '../registry/zk-client.js';
 import { CONNECTION_STATES } from '../registry/zk-client.js';
-import { DurationHistogram, METHODS, OTHER_METHOD, register, RequestCounter, STATUS_CLASSES } from './request-metrics.js';
+import { DurationHistogram, register, RequestCounter, requestSlot } from './request-metrics.js';
 
 // The parts of prom-client used here, not its index: that also loads the Summary (and its
 // t-digest), the Pushgateway (https, zlib) and the cluster aggregator (node:cluster,
@@ -159,9 +159,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       service,
       observe(method, status, seconds) {
         if (forgotten) return;
-        const m = METHODS.indexOf(method as (typeof METHODS)[number]);
-        const c = status === 0 ? 5 : Math.min(Math.max(Math.floor(status / 100), 1), 5) - 1;
-        counts[(m === -1 ? OTHER_METHOD : m) * STATUS_CLASSES.length + c]!++;
+        counts[requestSlot(method, status)]!++;
         hist.observe(seconds);
       },
       upstreamError(code) {

@@ -10,10 +10,21 @@
  */
 import type client from 'prom-client';
 
-export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE'] as const;
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE'] as const;
 /** Index of the `OTHER` method row, after METHODS. */
-export const OTHER_METHOD = METHODS.length;
-export const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'aborted'] as const;
+const OTHER_METHOD = METHODS.length;
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'aborted'] as const;
+
+/**
+ * The slot of a RequestCounter series that counts `method` and `status` (0: connection cut):
+ * method row × 6 + status class. Unknown methods count as OTHER; statuses out of range are
+ * clamped to 1xx or 5xx.
+ */
+export function requestSlot(method: string, status: number): number {
+  const m = METHODS.indexOf(method as (typeof METHODS)[number]);
+  const c = status === 0 ? 5 : Math.min(Math.max(Math.floor(status / 100), 1), 5) - 1;
+  return (m === -1 ? OTHER_METHOD : m) * STATUS_CLASSES.length + c;
+}
 
 interface Sample {
   labels: Record<string, string | number>;
@@ -38,7 +49,7 @@ export class RequestCounter implements MetricShape {
   readonly aggregator = 'sum';
   readonly #series = new Map<string, Float64Array>();
 
-  /** The counts of one service, [method row × 6 + status class]. */
+  /** The counts of one service, indexed by requestSlot(). */
   series(service: string): Float64Array {
     let counts = this.#series.get(service);
     if (counts === undefined) {
