@@ -104,8 +104,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #settled = false;
   /** The response's declared Content-Length (-1: none), set by the header pass. */
   contentLength = -1;
-  /** Whether the body went out with res.end() already (it came whole in one chunk). */
-  #ended = false;
+  /** Whether part of the body went out with res.write() (so it is not sent whole by res.end()). */
   #wroteBody = false;
 
   constructor(deps: ForwarderDeps, init: ExchangeInit) {
@@ -176,7 +175,6 @@ export class Exchange implements Dispatcher.DispatchHandler {
     // The usual small response: the whole declared body in the first chunk. One res.end(chunk)
     // sends head and body together, without a separate write and end.
     if (!this.#wroteBody && chunk.length === this.contentLength) {
-      this.#ended = true;
       this.res.end(chunk);
       return true;
     }
@@ -189,7 +187,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onComplete(): void {
     this.#f.inflight.dec(this.instance!);
-    if (!this.#ended) this.res.end();
+    if (!this.res.writableEnded) this.res.end();
     this.#finish();
   }
 
