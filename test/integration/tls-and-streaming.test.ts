@@ -121,16 +121,20 @@ test('server-sent events are forwarded as they are sent, not buffered', async (t
   const proxy = await startProxy(zk.connectString);
   closers.push(() => proxy.close());
   const sentAt: number[] = [];
+  const got: Array<{ at: number; text: string }> = [];
+  // The next event goes out once the client has the previous one, or after 3 s if it never came
+  // (a proxy that buffers): a causal chain, so a stalled event loop in this busy test process
+  // cannot reorder "received" and "next sent" the way a fixed 100 ms interval could.
   const upstream = await startUpstream('sse', (_req, res) => {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-    let n = 0;
-    const tick = () => {
-      sentAt.push(Date.now());
-      res.write(`id: ${n}\ndata: event ${n}\n\n`);
-      if (++n < 5) setTimeout(tick, 100);
-      else res.end();
-    };
-    tick();
+    void (async () => {
+      for (let n = 0; n < 5; n++) {
+        if (n > 0) await eventually(() => got.length >= n, { timeoutMs: 3_000 }).catch(() => undefined);
+        sentAt.push(Date.now());
+        res.write(`id: ${n}\ndata: event ${n}\n\n`);
+      }
+      res.end();
+    })();
   });
   closers.push(() => upstream.close());
   const lib = await library(proxy.basePath);
@@ -138,7 +142,6 @@ test('server-sent events are forwarded as they are sent, not buffered', async (t
   await eventually(() => proxy.app.registry!.get('events')?.instances.length);
 
   const arrivals = await new Promise<Array<{ at: number; text: string }>>((resolve, reject) => {
-    const got: Array<{ at: number; text: string }> = [];
     http
       .get(proxy.url + '/events/stream', { agent: false }, (res) => {
         res.setEncoding('utf8');
