@@ -21,6 +21,7 @@ import { createProxyHandler } from './http/proxy-handler.js';
 import { createUpgradeHandler } from './http/upgrade-handler.js';
 import { WsForwarder } from './forward/ws-forwarder.js';
 import { createListener, urlOf, type Listener } from './http/server.js';
+import type { FastLane } from './http/fast-lane.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { normalizeBasePath } from './registry/paths.js';
 import { Registry, type ServiceSnapshot } from './registry/registry.js';
@@ -63,6 +64,8 @@ export interface App {
   /** Available after start(). */
   readonly registry: RegistryView | undefined;
   readonly zk: ZkClient | undefined;
+  /** The proxy listener's fast lane (after start(); undefined when off, with TLS, or in a primary). */
+  readonly fastLane: FastLane | undefined;
 }
 
 export function createApp(deps: AppDeps): App {
@@ -74,6 +77,7 @@ export function createApp(deps: AppDeps): App {
   const cleanups: Array<() => Promise<void> | void> = [];
   let zk: ZkClient | undefined;
   let registry: RegistryView | undefined;
+  let fastLane: FastLane | undefined;
   let starting: Promise<Started> | undefined;
   let closing: Promise<void> | undefined;
 
@@ -122,6 +126,7 @@ export function createApp(deps: AppDeps): App {
     if (role !== 'primary') {
       const { proxy, ws } = buildProxyListener(config, proto, { registry: reg, pools, inflight, outliers, balancerFor, metrics, clock, logger });
       const proxyAddress = await proxy.listen(config.port, config.host);
+      fastLane = proxy.lane;
       cleanups.push(() => proxy.close(config.shutdownGraceMs));
       // Tunnels are not requests a grace period can finish: they close first, clients reconnect.
       cleanups.push(() => ws.close());
@@ -155,6 +160,9 @@ export function createApp(deps: AppDeps): App {
     },
     get zk() {
       return zk;
+    },
+    get fastLane() {
+      return fastLane;
     },
     start() {
       if (closing) return Promise.reject(new Error('app is closed'));
@@ -314,6 +322,7 @@ function buildProxyListener(config: Config, proto: 'http' | 'https', p: ProxyPar
     {
       headersTimeoutMs: config.clientHeadersTimeoutMs,
       maxHeaderSize: config.maxHeaderBytes,
+      ...(config.fastLane === 'on' && { fastLane: { maxBodyBytes: config.maxBodyBytes } }),
       ...(config.tlsCert && { tls: { cert: readPem(config.tlsCert, 'tlsCert')[0]!, key: readPem(config.tlsKey, 'tlsKey')[0]! } }),
     },
   );

@@ -75,6 +75,8 @@ export interface Config {
   clientHeadersTimeoutMs: number;
   /** Largest request head accepted (431 beyond). */
   maxHeaderBytes: number;
+  /** Everyday plain-HTTP requests read by puttu's fast lane ("on") or all by Node's parser ("off"). */
+  fastLane: 'on' | 'off';
   /** On SIGTERM, how long in-flight requests may take to finish. */
   shutdownGraceMs: number;
   sessionTimeoutMs: number;
@@ -115,6 +117,7 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   tlsKey: '',
   clientHeadersTimeoutMs: 10_000,
   maxHeaderBytes: 16 * 1024,
+  fastLane: 'on',
   shutdownGraceMs: 10_000,
   sessionTimeoutMs: 10_000,
   devZkDir: '.puttu/zookeeper',
@@ -161,6 +164,7 @@ export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } =
   tlsKey: { type: 'string', allowEmpty: true, help: 'PEM private key for --tls-cert' },
   clientHeadersTimeoutMs: { ...ms, help: 'time for a client to send the request head, ms (then 408)' },
   maxHeaderBytes: { type: 'int', min: 1024, max: 1024 * 1024, help: 'largest request head, bytes (then 431)' },
+  fastLane: { type: 'enum', values: ['on', 'off'], help: "plain everyday requests read without Node's http.Server (off: all by Node's parser)" },
   shutdownGraceMs: { type: 'int', min: 0, max: 3_600_000, help: 'time for in-flight requests on shutdown, ms' },
   sessionTimeoutMs: { type: 'int', min: 1_000, max: 600_000, help: 'ZooKeeper session timeout, ms' },
   devZkDir: { type: 'string', help: 'data folder of the local development ZooKeeper' },

@@ -15,8 +15,9 @@
  * Failure after the response head was written destroys the client connection, so a cut-off body
  * never looks complete. A client that goes away aborts the upstream request.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import type { ClientRequest, ClientResponse } from '../http/fast-lane.js';
 import type { Balancer } from '../balancer/balancer.js';
 import type { Inflight } from '../balancer/inflight.js';
 import type { OutlierDetector } from '../balancer/outliers.js';
@@ -35,7 +36,7 @@ class ClientGoneError extends Error {
 
 /** The exchange a client response belongs to, for the one shared 'close' listener below. */
 const kExchange = Symbol('puttu.exchange');
-type TrackedResponse = ServerResponse & { [kExchange]?: Exchange };
+type TrackedResponse = ClientResponse & { [kExchange]?: Exchange };
 
 /** One function for every response (no closure per request): the client connection closed. */
 function onResponseClose(this: TrackedResponse): void {
@@ -60,22 +61,25 @@ export interface ForwarderDeps {
 }
 
 export interface ExchangeInit {
-  req: IncomingMessage;
-  res: ServerResponse;
+  req: ClientRequest;
+  res: ClientResponse;
   service: string;
   /** Every instance of the service in the current snapshot. */
   instances: readonly Instance[];
   rest: string;
   query: string;
   headers: string[];
-  /** Whether the request carries a body (Content-Length > 0 or Transfer-Encoding). */
-  hasBody: boolean;
+  /**
+   * The request body (null: none, Content-Length 0 included): Node's request stream, or the
+   * whole body the fast lane read.
+   */
+  body: Readable | Buffer | null;
   requestId: string;
 }
 
 export class Exchange implements Dispatcher.DispatchHandler {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+  readonly req: ClientRequest;
+  readonly res: ClientResponse;
   readonly service: string;
   readonly method: string;
   readonly requestId: string;
@@ -84,7 +88,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   readonly #rest: string;
   readonly #query: string;
   readonly #headers: string[];
-  readonly #hasBody: boolean;
+  readonly #body: Readable | Buffer | null;
   readonly #balancer: Balancer;
   /** The instance of the current (last) attempt. */
   instance: Instance | undefined;
@@ -118,7 +122,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#rest = init.rest;
     this.#query = init.query;
     this.#headers = init.headers;
-    this.#hasBody = init.hasBody;
+    this.#body = init.body;
     this.#balancer = deps.balancerFor(init.service);
   }
 
@@ -143,7 +147,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
         path: upstreamPath(instance.api, this.#rest, this.#query),
         method: this.method,
         headers: this.#headers,
-        body: this.#hasBody ? this.req : null,
+        body: this.#body,
         // Retrying is decided here, per method, never silently by undici.
         idempotent: false,
         blocking: this.method !== 'HEAD',
@@ -217,7 +221,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   #retryable(error: ProxyError): boolean {
     if (!error.upstream || this.attempts >= this.#f.maxAttempts) return false;
-    const safe = !this.#written || (IDEMPOTENT.has(this.method) && !this.#hasBody);
+    const safe = !this.#written || (IDEMPOTENT.has(this.method) && this.#body === null);
     return safe && this.#f.budget.tryRetry();
   }
 
@@ -245,17 +249,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
 }
 
 /** Writes a JSON error response (no internal details: the body is `errorBody`). */
-export function sendError(res: ServerResponse, error: ProxyError, requestId?: string): void {
+export function sendError(res: ClientResponse, error: ProxyError, requestId?: string): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   const body = errorBody(error);
-  res.writeHead(error.status, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-    ...(requestId !== undefined && { 'x-request-id': requestId }),
-  });
+  const fields = ['content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(body)), 'cache-control', 'no-store'];
+  if (requestId !== undefined) fields.push('x-request-id', requestId);
+  res.writeHead(error.status, undefined, fields);
   res.end(body);
 }

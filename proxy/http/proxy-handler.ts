@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
  * The request path: route → snapshot lookup → pick → forward. Synchronous up to the dispatch:
  * it reads the registry's current in-memory snapshot and never waits on ZooKeeper.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientRequest, ClientResponse, LaneHandler } from './fast-lane.js';
+import type { Readable } from 'node:stream';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
 import type { RegistryView } from '../registry/view.js';
@@ -43,7 +44,11 @@ interface RequestContext {
   start: number;
 }
 
-export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
+/**
+ * The handler for both of the listener's paths: Node's requests, and the fast lane's (which
+ * brings the body whole, when there is one).
+ */
+export function createProxyHandler(deps: ProxyHandlerDeps): LaneHandler {
   const { registry, metrics, clock, logger, accessLog, maxBodyBytes, proto } = deps;
   const newRequestId = deps.newRequestId ?? randomUUID;
   const unknown = metrics.forService(UNKNOWN_SERVICE);
@@ -74,7 +79,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     },
   };
 
-  function fail(req: IncomingMessage, res: ServerResponse, m: ServiceMetrics, start: number, requestId: string, error: ProxyError): void {
+  function fail(req: ClientRequest, res: ClientResponse, m: ServiceMetrics, start: number, requestId: string, error: ProxyError): void {
     sendError(res, error, requestId);
     const seconds = (clock.monotonic() - start) / 1000;
     m.observe(req.method ?? 'GET', error.status, seconds);
@@ -90,7 +95,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     });
   }
 
-  return function handle(req, res) {
+  return function handle(req, res, body) {
     const start = clock.monotonic();
     const requestId = requestIdOf(req.headers['x-request-id'], newRequestId);
     let route: Route;
@@ -110,7 +115,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
     const te = req.headers['transfer-encoding'];
     // Node decodes only `chunked`; any other transfer coding would reach the upstream undeclared.
     if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
-      res.shouldKeepAlive = false;
+      res.shouldKeepAlive = false; // Node's path only: the lane passes on every Transfer-Encoding
       return fail(req, res, m, start, requestId, new BadRequestError('only the chunked transfer coding is accepted'));
     }
     const hasBody = length !== undefined ? length !== '0' : te !== undefined;
@@ -124,7 +129,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): (req: IncomingMessag
       host: req.headers.host,
       requestId,
     });
-    const exchange = new Exchange(forwarder, { req, res, service: route.service, instances, rest: route.rest, query: route.query, headers, hasBody, requestId });
+    const exchange = new Exchange(forwarder, { req, res, service: route.service, instances, rest: route.rest, query: route.query, headers, body: hasBody ? (body ?? (req as ClientRequest & Readable)) : null, requestId });
     exchange.context = { metrics: m, start } satisfies RequestContext;
     exchange.start();
   };

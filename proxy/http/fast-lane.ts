@@ -1,0 +1,523 @@
+/**
+ * The fast lane: a plain-HTTP listener's everyday requests read and answered without Node's
+ * http.Server machinery. An IncomingMessage and a ServerResponse are two streams per request, and
+ * on the benchmark they cost about 18 µs of CPU per request, more than a third of the proxy's
+ * whole budget (BENCHMARKS.md, "Fast lane").
+ *
+ * The lane reads each new connection's bytes itself and takes a request only when it is plainly
+ * well-formed:
+ * - the whole head is in hand and within the head size limit;
+ * - the request line is `METHOD /target HTTP/1.1`, with a common method and a printable target;
+ * - every field name is a token and every value printable ASCII (HTAB allowed);
+ * - there is exactly one Host;
+ * - there is no Transfer-Encoding, Upgrade or Expect, and Connection is keep-alive or close;
+ * - a Content-Length is one plain decimal, and the whole body is in hand within the body limit.
+ *
+ * Anything else goes to Node's own parser, on that connection for good, with the unread bytes put
+ * back (`socket.unshift`): a slow, odd, hostile or streaming request gets exactly the handling
+ * Node gives it (400, 408, 413, 431, 100-continue, chunked bodies, upgrades). The lane never
+ * judges a request Node would refuse as good: it only passes on more of them to Node.
+ *
+ * One request at a time per connection: pipelined requests wait in the buffer (reading pauses
+ * past the head size limit) and are taken in order once the response before them has ended.
+ */
+import http from 'node:http';
+import type { Socket } from 'node:net';
+
+/** What the proxy handler reads of a request; Node's IncomingMessage has the same. */
+export interface ClientRequest {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  readonly rawHeaders: string[];
+  readonly headers: {
+    readonly host?: string | undefined;
+    readonly 'x-request-id'?: string | string[] | undefined;
+    readonly 'content-length'?: string | undefined;
+    readonly 'transfer-encoding'?: string | undefined;
+  };
+  readonly socket: { readonly remoteAddress?: string | undefined };
+}
+
+/** What the proxy writes to a response; Node's ServerResponse has the same. */
+export interface ClientResponse {
+  readonly headersSent: boolean;
+  readonly writableEnded: boolean;
+  readonly writableFinished: boolean;
+  /** Only Node's responses have it: false closes the connection after the response. */
+  shouldKeepAlive?: boolean;
+  writeHead(statusCode: number, statusMessage: string | undefined, headers: string[]): unknown;
+  write(chunk: Buffer): boolean;
+  end(chunk?: Buffer | string): unknown;
+  destroy(): unknown;
+  once(event: 'drain', listener: () => void): unknown;
+  on(event: 'close', listener: () => void): unknown;
+}
+
+/**
+ * A request handler both paths call. `body`: the whole request body when the lane already holds
+ * it; undefined for Node's requests, whose body is the request stream itself.
+ */
+export type LaneHandler = (req: ClientRequest, res: ClientResponse, body?: Buffer) => void;
+
+export interface FastLaneOptions {
+  maxHeaderSize: number;
+  keepAliveTimeoutMs: number;
+  /** Bodies over this go to Node's path (which answers 413); 0: no limit. */
+  maxBodyBytes: number;
+}
+
+export interface FastLane {
+  /** Stop taking requests: idle connections are closed, busy ones after their response. */
+  close(): void;
+  /** Cut every connection the lane holds. */
+  closeAll(): void;
+  /** Connections the lane holds (not yet handed to Node). */
+  readonly connections: number;
+  /** Requests the lane has taken. */
+  readonly served: number;
+  /** Connections handed to Node's parser. */
+  readonly handedOff: number;
+}
+
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);
+
+/** RFC 9110 tchar. */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 1;
+for (let c = 0x61; c <= 0x7a; c++) TCHAR[c] = 1;
+
+/** Whether `name` (a token) is `lower` in any case, without allocating a lower-cased copy. */
+function named(name: string, lower: string): boolean {
+  if (name.length !== lower.length) return false;
+  for (let i = 0; i < name.length; i++) if ((name.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
+/** A plain decimal of at most 15 digits, else -1. */
+function decimal(value: string): number {
+  if (value.length === 0 || value.length > 15) return -1;
+  let n = 0;
+  for (let i = 0; i < value.length; i++) {
+    const d = value.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+class LaneRequest implements ClientRequest {
+  readonly headers: { host: string; 'x-request-id': string | undefined; 'content-length': string | undefined };
+  constructor(
+    readonly method: string,
+    readonly url: string,
+    readonly rawHeaders: string[],
+    host: string,
+    requestId: string | undefined,
+    contentLength: string | undefined,
+    readonly socket: Socket,
+  ) {
+    this.headers = { host, 'x-request-id': requestId, 'content-length': contentLength };
+  }
+}
+
+/** A parsed head the lane takes, or undefined: Node's parser decides. */
+interface Head {
+  req: LaneRequest;
+  /** Content-Length, 0 when absent. */
+  length: number;
+  close: boolean;
+}
+
+/** Parses `head` (the bytes before CRLFCRLF, as latin1) strictly; undefined for anything unusual. */
+export function parseHead(head: string, socket: Socket): Head | undefined {
+  const sp1 = head.indexOf(' ');
+  if (sp1 <= 0 || sp1 > 7) return undefined;
+  const method = head.slice(0, sp1);
+  if (!METHODS.has(method)) return undefined;
+  const lineEnd = head.indexOf('\r\n', sp1);
+  if (lineEnd < 0) return undefined; // no fields, so no Host
+  const sp2 = lineEnd - 9;
+  if (sp2 <= sp1 + 1 || head.charCodeAt(sp2) !== 32 || !head.startsWith('HTTP/1.1', sp2 + 1)) return undefined;
+  if (head.charCodeAt(sp1 + 1) !== 47) return undefined; // origin-form only: "/..."
+  for (let i = sp1 + 1; i < sp2; i++) {
+    const c = head.charCodeAt(i);
+    if (c < 0x21 || c > 0x7e) return undefined;
+  }
+  const url = head.slice(sp1 + 1, sp2);
+  const raw: string[] = [];
+  let host: string | undefined;
+  let requestId: string | undefined;
+  let contentLength: string | undefined;
+  let close = false;
+  let pos = lineEnd + 2;
+  const end = head.length;
+  while (pos < end) {
+    let eol = head.indexOf('\r\n', pos);
+    if (eol < 0) eol = end;
+    let i = pos;
+    while (i < eol && TCHAR[head.charCodeAt(i)] === 1) i++;
+    // An empty name, a space before the colon, obs-fold, a bare CR or LF: Node decides.
+    if (i === pos || i === eol || head.charCodeAt(i) !== 58) return undefined;
+    const name = head.slice(pos, i);
+    i++;
+    let c = head.charCodeAt(i);
+    while (i < eol && (c === 32 || c === 9)) c = head.charCodeAt(++i);
+    let valueEnd = eol;
+    c = head.charCodeAt(valueEnd - 1);
+    while (valueEnd > i && (c === 32 || c === 9)) c = head.charCodeAt(--valueEnd - 1);
+    for (let k = i; k < valueEnd; k++) {
+      c = head.charCodeAt(k);
+      if ((c < 0x20 && c !== 9) || c > 0x7e) return undefined;
+    }
+    const value = head.slice(i, valueEnd);
+    switch (name.length) {
+      case 4:
+        if (named(name, 'host')) {
+          if (host !== undefined) return undefined;
+          host = value;
+        }
+        break;
+      case 6:
+        if (named(name, 'expect')) return undefined;
+        break;
+      case 7:
+        if (named(name, 'upgrade')) return undefined;
+        break;
+      case 10:
+        if (named(name, 'connection')) {
+          if (named(value, 'close')) close = true;
+          else if (!named(value, 'keep-alive')) return undefined;
+        }
+        break;
+      case 12:
+        if (named(name, 'x-request-id')) {
+          if (requestId !== undefined) return undefined;
+          requestId = value;
+        }
+        break;
+      case 14:
+        if (named(name, 'content-length')) {
+          if (contentLength !== undefined || decimal(value) < 0) return undefined;
+          contentLength = value;
+        }
+        break;
+      case 17:
+        if (named(name, 'transfer-encoding')) return undefined;
+        break;
+    }
+    raw.push(name, value);
+    pos = eol + 2;
+  }
+  if (host === undefined) return undefined;
+  return { req: new LaneRequest(method, url, raw, host, requestId, contentLength, socket), length: contentLength === undefined ? 0 : decimal(contentLength), close };
+}
+
+/** The Date field, rebuilt at most once per tick (as Node does, to the second). */
+let dateField = '';
+function date(): string {
+  if (dateField === '') dateField = `Date: ${new Date().toUTCString()}\r\n`;
+  return dateField;
+}
+
+/** Statuses whose responses have no body (RFC 9110 §6.4.1). */
+function bodyless(status: number, method: string): boolean {
+  return method === 'HEAD' || status === 204 || status === 304 || status < 200;
+}
+
+/** A response written straight to the connection's socket. */
+class LaneResponse implements ClientResponse {
+  headersSent = false;
+  writableEnded = false;
+  writableFinished = false;
+  readonly #conn: LaneConnection;
+  readonly #method: string;
+  /** The head, written with the first body bytes (one write). */
+  #head = '';
+  #chunked = false;
+  #noBody = false;
+  #onClose: (() => void) | undefined;
+
+  constructor(conn: LaneConnection, method: string) {
+    this.#conn = conn;
+    this.#method = method;
+  }
+
+  writeHead(status: number, statusMessage: string | undefined | string[], headers?: string[]): this {
+    if (Array.isArray(statusMessage)) {
+      headers = statusMessage;
+      statusMessage = undefined;
+    }
+    const fields = headers ?? [];
+    let head = `HTTP/1.1 ${status} ${statusMessage ?? http.STATUS_CODES[status] ?? 'unknown'}\r\n`;
+    let length = -1;
+    let hasDate = false;
+    for (let i = 0; i < fields.length; i += 2) {
+      const name = fields[i]!;
+      const value = fields[i + 1]!;
+      head += `${name}: ${value}\r\n`;
+      if (name.length === 14 && named(name, 'content-length')) length = decimal(value);
+      else if (name.length === 4 && named(name, 'date')) hasDate = true;
+    }
+    // Node's order: Date, Connection, Keep-Alive, Transfer-Encoding.
+    if (!hasDate) head += date();
+    head += this.#conn.closeAfter ? 'Connection: close\r\n' : this.#conn.lane.keepAliveFields;
+    this.#noBody = bodyless(status, this.#method);
+    if (!this.#noBody && length < 0) {
+      this.#chunked = true;
+      head += 'Transfer-Encoding: chunked\r\n';
+    }
+    this.#head = `${head}\r\n`;
+    this.headersSent = true;
+    return this;
+  }
+
+  write(chunk: Buffer): boolean {
+    if (this.writableEnded) return false;
+    const socket = this.#conn.socket;
+    if (this.#noBody || chunk.length === 0) {
+      if (this.#head === '') return true;
+      const head = this.#head;
+      this.#head = '';
+      return socket.write(head, 'latin1');
+    }
+    const head = this.#head;
+    this.#head = '';
+    socket.cork();
+    if (this.#chunked) socket.write(`${head}${chunk.length.toString(16)}\r\n`, 'latin1');
+    else if (head !== '') socket.write(head, 'latin1');
+    let ok = socket.write(chunk);
+    if (this.#chunked) ok = socket.write('\r\n', 'latin1');
+    socket.uncork();
+    return ok;
+  }
+
+  end(chunk?: Buffer | string): this {
+    if (this.writableEnded) return this;
+    this.writableEnded = true;
+    const socket = this.#conn.socket;
+    const body = chunk === undefined || this.#noBody ? undefined : typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    const tail = this.#chunked ? '0\r\n\r\n' : '';
+    if (body !== undefined && body.length > 0) {
+      if (!this.#chunked && body.length <= 1024) {
+        // The usual small answer: head and body as one string, one write.
+        socket.write(this.#head + body.toString('latin1'), 'latin1');
+      } else {
+        socket.cork();
+        socket.write(this.#chunked ? `${this.#head}${body.length.toString(16)}\r\n` : this.#head, 'latin1');
+        socket.write(body);
+        if (this.#chunked) socket.write(`\r\n${tail}`, 'latin1');
+        socket.uncork();
+      }
+    } else if (this.#head !== '' || tail !== '') {
+      socket.write(this.#head + tail, 'latin1');
+    }
+    this.#head = '';
+    this.writableFinished = true;
+    this.#conn.responseEnded();
+    return this;
+  }
+
+  destroy(): this {
+    this.#conn.socket.destroy();
+    return this;
+  }
+
+  once(_event: 'drain', listener: () => void): this {
+    this.#conn.socket.once('drain', listener);
+    return this;
+  }
+
+  on(_event: 'close', listener: () => void): this {
+    this.#onClose = listener;
+    return this;
+  }
+
+  /** The connection closed before this response ended. */
+  connectionClosed(): void {
+    this.#onClose?.call(this);
+  }
+}
+
+class LaneConnection {
+  readonly socket: Socket;
+  readonly lane: Lane;
+  /** Bytes received and not yet taken. */
+  buf: Buffer | null = null;
+  /** The response in progress, if any. */
+  res: LaneResponse | undefined;
+  /** Close once the current response has ended (client asked, or the listener is closing). */
+  closeAfter = false;
+  /** The lane's tick when this connection last became idle. */
+  idleSince: number;
+  #paused = false;
+  readonly #onData = (chunk: Buffer): void => this.data(chunk);
+  readonly #onEnd = (): void => this.ended();
+  readonly #onClose = (): void => this.closed();
+
+  constructor(lane: Lane, socket: Socket) {
+    this.lane = lane;
+    this.socket = socket;
+    this.idleSince = lane.tick;
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('close', this.#onClose);
+    socket.on('error', noop);
+  }
+
+  data(chunk: Buffer): void {
+    this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
+    if (this.res !== undefined) {
+      // Pipelined: wait for the response in progress, but hold no more than one head's worth.
+      if (this.buf.length > this.lane.options.maxHeaderSize && !this.#paused) {
+        this.#paused = true;
+        this.socket.pause();
+      }
+      return;
+    }
+    this.next();
+  }
+
+  /** Takes the next request from the buffer, or hands the connection to Node's parser. */
+  next(): void {
+    const buf = this.buf;
+    if (buf === null || this.res !== undefined || this.socket.destroyed) return;
+    const { maxHeaderSize, maxBodyBytes } = this.lane.options;
+    const end = buf.indexOf(CRLFCRLF);
+    if (end < 0 || end + 4 > maxHeaderSize) return this.handOff();
+    const head = parseHead(buf.toString('latin1', 0, end), this.socket);
+    if (head === undefined) return this.handOff();
+    const start = end + 4;
+    if (head.length > buf.length - start || (maxBodyBytes > 0 && head.length > maxBodyBytes)) return this.handOff();
+    const bodyEnd = start + head.length;
+    const body = head.length > 0 ? buf.subarray(start, bodyEnd) : undefined;
+    this.buf = bodyEnd < buf.length ? buf.subarray(bodyEnd) : null;
+    if (head.close) this.closeAfter = true;
+    const res = new LaneResponse(this, head.req.method);
+    this.res = res;
+    this.lane.served++;
+    this.lane.handler(head.req, res, body);
+  }
+
+  responseEnded(): void {
+    this.res = undefined;
+    this.idleSince = this.lane.tick;
+    if (this.closeAfter) {
+      this.socket.end();
+      return;
+    }
+    if (this.#paused) {
+      this.#paused = false;
+      this.socket.resume();
+    }
+    // A pipelined request: taken on the next tick, not inside the caller's callback.
+    if (this.buf !== null) process.nextTick(() => this.next());
+  }
+
+  /**
+   * The client sent FIN: close our side too. A response in progress is abandoned and its upstream
+   * request aborted once the socket closes, as Node's server does (no half-open HTTP).
+   */
+  ended(): void {
+    this.socket.end();
+  }
+
+  closed(): void {
+    this.lane.conns.delete(this);
+    const res = this.res;
+    this.res = undefined;
+    res?.connectionClosed();
+  }
+
+  /** From now on Node's parser reads this connection, starting with the bytes not yet taken. */
+  handOff(): void {
+    const socket = this.socket;
+    socket.removeListener('data', this.#onData);
+    socket.removeListener('end', this.#onEnd);
+    socket.removeListener('close', this.#onClose);
+    socket.removeListener('error', noop);
+    this.lane.conns.delete(this);
+    this.lane.handedOff++;
+    socket.pause();
+    if (this.buf !== null) socket.unshift(this.buf);
+    this.buf = null;
+    this.lane.toNode(socket);
+    socket.resume();
+  }
+}
+
+function noop(): void {}
+
+class Lane implements FastLane {
+  readonly conns = new Set<LaneConnection>();
+  readonly options: FastLaneOptions;
+  readonly handler: LaneHandler;
+  readonly toNode: (socket: Socket) => void;
+  /** The fields that end a keep-alive response head (as Node writes them). */
+  readonly keepAliveFields: string;
+  /** Seconds since the lane started (a coarse clock: no timer per connection). */
+  tick = 0;
+  served = 0;
+  handedOff = 0;
+  #closing = false;
+  readonly #timer: NodeJS.Timeout;
+  readonly #idleTicks: number;
+
+  constructor(options: FastLaneOptions, handler: LaneHandler, toNode: (socket: Socket) => void) {
+    this.options = options;
+    this.handler = handler;
+    this.toNode = toNode;
+    this.keepAliveFields = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(options.keepAliveTimeoutMs / 1000)}\r\n`;
+    this.#idleTicks = Math.max(1, Math.ceil(options.keepAliveTimeoutMs / 1000));
+    this.#timer = setInterval(() => this.#sweep(), 1000).unref();
+  }
+
+  get connections(): number {
+    return this.conns.size;
+  }
+
+  accept(socket: Socket): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    this.conns.add(new LaneConnection(this, socket));
+  }
+
+  #sweep(): void {
+    this.tick++;
+    dateField = '';
+    for (const conn of this.conns) {
+      // Idle past the keep-alive timeout (or never sent a byte): closed, as Node closes its own.
+      if (conn.res === undefined && this.tick - conn.idleSince > this.#idleTicks) conn.socket.destroy();
+    }
+  }
+
+  close(): void {
+    this.#closing = true;
+    clearInterval(this.#timer);
+    for (const conn of this.conns) {
+      if (conn.res === undefined) conn.socket.destroy();
+      else conn.closeAfter = true;
+    }
+  }
+
+  closeAll(): void {
+    for (const conn of this.conns) conn.socket.destroy();
+  }
+}
+
+/**
+ * Puts the lane in front of `server` (plain HTTP only): new connections go to the lane, which
+ * hands those it will not serve to the server's own connection handling.
+ */
+export function installFastLane(server: http.Server, handler: LaneHandler, options: FastLaneOptions): FastLane {
+  const [nodeConnection, ...others] = server.listeners('connection') as ((socket: Socket) => void)[];
+  if (nodeConnection === undefined || others.length > 0) throw new Error('the fast lane needs the HTTP server as it was created');
+  server.removeListener('connection', nodeConnection);
+  const lane = new Lane(options, handler, (socket) => nodeConnection.call(server, socket));
+  server.on('connection', (socket: Socket) => lane.accept(socket));
+  return lane;
+}
