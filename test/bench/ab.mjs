@@ -8,6 +8,7 @@
  *
  * TARGET:
  *   nginx | http-proxy | undici        the baselines of `npm run bench` (undici: undici-proxy.mjs)
+ *   script:LABEL=FILE                  a baseline-like script (BENCH_ROUTES, --port), e.g. a prototype
  *   puttu[:LABEL][=DIR][,FLAG,...]     puttu from DIR (a built tree, default this one) with extra
  *                                      `puttu proxy` flags, e.g. puttu:p2c,--balancer,p2c; a FLAG
  *                                      `node:X` is a node option: puttu:s4,node:--max-semi-space-size=4
@@ -61,6 +62,10 @@ async function startTarget(spec, ctx) {
   if (spec === 'nginx') return { label: 'nginx', ...(await startNginx({ binary: tools.nginx, dir: path.join(dir, 'nginx'), port: await stack.freePort(), routes: ctx.routes, logFile: path.join(dir, 'nginx.log') })) };
   if (spec === 'http-proxy') return { label: 'http-proxy', ...(await stack.startHttpProxy({ dir, routes: ctx.routes })) };
   if (spec === 'undici') return { label: 'undici', ...(await stack.startUndiciProxy({ dir, routes: ctx.routes })) };
+  if (spec.startsWith('script:')) {
+    const [label, file] = spec.slice(7).split('=');
+    return { label, ...(await stack.startBaselineScript({ dir, routes: ctx.routes, name: label, script: path.resolve(file) })) };
+  }
   const m = /^puttu(?::([\w.-]+))?(?:=([^,]+))?((?:,[^,]+)*)$/.exec(spec);
   if (!m) throw new Error(`unknown target ${spec}`);
   const label = m[1] ?? 'puttu';

@@ -68,10 +68,15 @@ export function startUndiciProxy({ dir, routes }) {
   return startBaseline({ dir, routes, name: 'undici', script: 'undici-proxy.mjs' });
 }
 
+/** Any script that takes BENCH_ROUTES and `--port` the way the baselines do (ab.mjs `script:`). */
+export function startBaselineScript({ dir, routes, name, script }) {
+  return startBaseline({ dir, routes, name, script });
+}
+
 async function startBaseline({ dir, routes, name, script }) {
   const port = await freePort();
   const targets = Object.fromEntries(Object.entries(routes).map(([s, ports]) => [s, ports.map((p) => `http://127.0.0.1:${p}`)]));
-  const proc = spawnTracked(name, process.execPath, [path.join(BENCH, script), '--port', String(port)], {
+  const proc = spawnTracked(name, process.execPath, [path.resolve(BENCH, script), '--port', String(port)], {
     logFile: path.join(dir, `${name}.log`),
     env: { BENCH_ROUTES: JSON.stringify(targets) },
   });
