@@ -171,7 +171,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#f.inflight.observe(this.instance!, this.#f.now() - this.#attemptStart);
     this.status = statusCode;
     this.#resume = resume;
-    this.res.writeHead(statusCode, statusText || undefined, clientResponseHeaders(rawHeaders, this.requestId, this));
+    // The fast lane copies the upstream's field bytes as they are; Node's response takes strings.
+    if (this.res.writeUpstreamHead?.(statusCode, statusText, rawHeaders, this.requestId, this) !== true) {
+      this.res.writeHead(statusCode, statusText || undefined, clientResponseHeaders(rawHeaders, this.requestId, this));
+    }
     return true;
   }
 

@@ -23,6 +23,7 @@
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
+import type { ResponseFacts } from '../forward/headers.js';
 
 /** What the proxy handler reads of a request; Node's IncomingMessage has the same. */
 export interface ClientRequest {
@@ -46,6 +47,11 @@ export interface ClientResponse {
   /** Only Node's responses have it: false closes the connection after the response. */
   shouldKeepAlive?: boolean;
   writeHead(statusCode: number, statusMessage: string | undefined, headers: string[]): unknown;
+  /**
+   * Only the fast lane's responses have it: the upstream's head straight from undici's raw field
+   * buffers. False: not taken, use writeHead.
+   */
+  writeUpstreamHead?(statusCode: number, statusText: string, raw: readonly Buffer[], requestId: string, facts: ResponseFacts): boolean;
   write(chunk: Buffer): boolean;
   end(chunk?: Buffer | string): unknown;
   destroy(): unknown;
@@ -227,6 +233,61 @@ function bodyless(status: number, method: string): boolean {
   return method === 'HEAD' || status === 204 || status === 304 || status < 200;
 }
 
+/** Whether `bytes` (a field name or value) is `lower` in any case. */
+function bytesNamed(bytes: Buffer, lower: string): boolean {
+  if (bytes.length !== lower.length) return false;
+  for (let i = 0; i < bytes.length; i++) if ((bytes[i]! | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
+/** A plain decimal of at most 15 digits, else -1 (as `decimal`, on bytes). */
+function bytesDecimal(bytes: Buffer): number {
+  if (bytes.length === 0 || bytes.length > 15) return -1;
+  let n = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    const d = bytes[i]! - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+/** Bodies up to this size go out in the same buffer as the head (one copy, one write). */
+const INLINE_BODY = 4096;
+
+/**
+ * An upstream's response head kept as undici's field buffers, copied into the outgoing buffer
+ * when it is written: no string per field, no concatenation.
+ */
+interface RawHead {
+  /** The status line. */
+  lead: string;
+  /** Kept fields, name and value buffers alternating. */
+  fields: Buffer[];
+  /** The fields puttu adds and the blank line. */
+  tail: string;
+  size: number;
+}
+
+/** Writes `raw` into `out` from 0; returns the end offset. */
+function fillRawHead(out: Buffer, raw: RawHead): number {
+  let pos = out.write(raw.lead, 0, 'latin1');
+  const fields = raw.fields;
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!;
+    const value = fields[i + 1]!;
+    out.set(name, pos);
+    pos += name.length;
+    out[pos++] = 58; // ':'
+    out[pos++] = 32;
+    out.set(value, pos);
+    pos += value.length;
+    out[pos++] = 13;
+    out[pos++] = 10;
+  }
+  return pos + out.write(raw.tail, pos, 'latin1');
+}
+
 /** A response written straight to the connection's socket. */
 class LaneResponse implements ClientResponse {
   headersSent = false;
@@ -234,8 +295,9 @@ class LaneResponse implements ClientResponse {
   writableFinished = false;
   readonly #conn: LaneConnection;
   readonly #method: string;
-  /** The head, written with the first body bytes (one write). */
+  /** The head not yet written (a string, or raw upstream fields), sent with the first body bytes. */
   #head = '';
+  #raw: RawHead | null = null;
   #chunked = false;
   #noBody = false;
   #onClose: (() => void) | undefined;
@@ -261,60 +323,132 @@ class LaneResponse implements ClientResponse {
       if (name.length === 14 && named(name, 'content-length')) length = decimal(value);
       else if (name.length === 4 && named(name, 'date')) hasDate = true;
     }
-    // Node's order: Date, Connection, Keep-Alive, Transfer-Encoding.
-    if (!hasDate) head += date();
-    head += this.#conn.closeAfter ? 'Connection: close\r\n' : this.#conn.lane.keepAliveFields;
-    this.#noBody = bodyless(status, this.#method);
-    if (!this.#noBody && length < 0) {
-      this.#chunked = true;
-      head += 'Transfer-Encoding: chunked\r\n';
-    }
-    this.#head = `${head}\r\n`;
+    this.#head = head + this.#ownFields(status, length, hasDate);
     this.headersSent = true;
     return this;
   }
 
-  write(chunk: Buffer): boolean {
-    if (this.writableEnded) return false;
+  /**
+   * The upstream's head from undici's raw field buffers, filtered as `clientResponseHeaders`
+   * filters them (hop-by-hop fields out, our X-Request-Id in), without making strings of them.
+   * False, with nothing done, for what only that function handles: a Connection field that names
+   * other fields.
+   */
+  writeUpstreamHead(status: number, statusText: string, raw: readonly Buffer[], requestId: string, facts: ResponseFacts): boolean {
+    let length = -1;
+    let hasDate = false;
+    const fields: Buffer[] = [];
+    let size = 0;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      const value = raw[i + 1]!;
+      switch (name.length) {
+        case 2:
+          if (bytesNamed(name, 'te')) continue;
+          break;
+        case 4:
+          if (bytesNamed(name, 'date')) hasDate = true;
+          break;
+        case 7:
+          if (bytesNamed(name, 'trailer') || bytesNamed(name, 'upgrade')) continue;
+          break;
+        case 10:
+          if (bytesNamed(name, 'connection')) {
+            if (bytesNamed(value, 'keep-alive') || bytesNamed(value, 'close')) continue;
+            return false;
+          }
+          if (bytesNamed(name, 'keep-alive')) continue;
+          break;
+        case 12:
+          if (bytesNamed(name, 'x-request-id')) continue;
+          break;
+        case 14:
+          if (bytesNamed(name, 'content-length')) length = bytesDecimal(value);
+          break;
+        case 16:
+          if (bytesNamed(name, 'proxy-connection')) continue;
+          break;
+        case 17:
+          if (bytesNamed(name, 'transfer-encoding')) continue;
+          break;
+      }
+      fields.push(name, value);
+      size += name.length + value.length + 4;
+    }
+    facts.contentLength = length;
+    const lead = `HTTP/1.1 ${status} ${statusText || http.STATUS_CODES[status] || 'unknown'}\r\n`;
+    const tail = `x-request-id: ${requestId}\r\n${this.#ownFields(status, length, hasDate)}`;
+    this.#raw = { lead, fields, tail, size: lead.length + size + tail.length };
+    this.headersSent = true;
+    return true;
+  }
+
+  /** What Node adds after the fields it is given (in its order), and the blank line; sets the framing. */
+  #ownFields(status: number, length: number, hasDate: boolean): string {
+    let own = hasDate ? '' : date();
+    own += this.#conn.closeAfter ? 'Connection: close\r\n' : this.#conn.lane.keepAliveFields;
+    this.#noBody = bodyless(status, this.#method);
+    if (!this.#noBody && length < 0) {
+      this.#chunked = true;
+      own += 'Transfer-Encoding: chunked\r\n';
+    }
+    return `${own}\r\n`;
+  }
+
+  /** Writes the pending head (if any), then `pre`, `body` and `post`, in as few writes as it can. */
+  #send(pre: string, body: Buffer | undefined, post: string): boolean {
     const socket = this.#conn.socket;
-    if (this.#noBody || chunk.length === 0) {
-      if (this.#head === '') return true;
-      const head = this.#head;
-      this.#head = '';
-      return socket.write(head, 'latin1');
+    const bodyLength = body === undefined ? 0 : body.length;
+    const raw = this.#raw;
+    if (raw !== null) {
+      this.#raw = null;
+      const inline = bodyLength <= INLINE_BODY;
+      const out = Buffer.allocUnsafe(raw.size + pre.length + (inline ? bodyLength + post.length : 0));
+      let pos = fillRawHead(out, raw);
+      if (pre !== '') pos += out.write(pre, pos, 'latin1');
+      if (inline) {
+        if (body !== undefined) out.set(body, pos);
+        if (post !== '') out.write(post, pos + bodyLength, 'latin1');
+        return socket.write(out);
+      }
+      socket.cork();
+      socket.write(out);
+      let ok = socket.write(body!);
+      if (post !== '') ok = socket.write(post, 'latin1');
+      socket.uncork();
+      return ok;
     }
     const head = this.#head;
     this.#head = '';
+    if (bodyLength === 0) {
+      const text = head + pre + post;
+      return text === '' || socket.write(text, 'latin1');
+    }
+    if (bodyLength <= 1024) return socket.write(head + pre + body!.toString('latin1') + post, 'latin1');
     socket.cork();
-    if (this.#chunked) socket.write(`${head}${chunk.length.toString(16)}\r\n`, 'latin1');
-    else if (head !== '') socket.write(head, 'latin1');
-    let ok = socket.write(chunk);
-    if (this.#chunked) ok = socket.write('\r\n', 'latin1');
+    if (head !== '' || pre !== '') socket.write(head + pre, 'latin1');
+    let ok = socket.write(body!);
+    if (post !== '') ok = socket.write(post, 'latin1');
     socket.uncork();
     return ok;
+  }
+
+  write(chunk: Buffer): boolean {
+    if (this.writableEnded) return false;
+    if (this.#noBody || chunk.length === 0) return this.#send('', undefined, '');
+    return this.#chunked ? this.#send(`${chunk.length.toString(16)}\r\n`, chunk, '\r\n') : this.#send('', chunk, '');
   }
 
   end(chunk?: Buffer | string): this {
     if (this.writableEnded) return this;
     this.writableEnded = true;
-    const socket = this.#conn.socket;
     const body = chunk === undefined || this.#noBody ? undefined : typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    const tail = this.#chunked ? '0\r\n\r\n' : '';
     if (body !== undefined && body.length > 0) {
-      if (!this.#chunked && body.length <= 1024) {
-        // The usual small answer: head and body as one string, one write.
-        socket.write(this.#head + body.toString('latin1'), 'latin1');
-      } else {
-        socket.cork();
-        socket.write(this.#chunked ? `${this.#head}${body.length.toString(16)}\r\n` : this.#head, 'latin1');
-        socket.write(body);
-        if (this.#chunked) socket.write(`\r\n${tail}`, 'latin1');
-        socket.uncork();
-      }
-    } else if (this.#head !== '' || tail !== '') {
-      socket.write(this.#head + tail, 'latin1');
+      if (this.#chunked) this.#send(`${body.length.toString(16)}\r\n`, body, '\r\n0\r\n\r\n');
+      else this.#send('', body, '');
+    } else {
+      this.#send('', undefined, this.#chunked ? '0\r\n\r\n' : '');
     }
-    this.#head = '';
     this.writableFinished = true;
     this.#conn.responseEnded();
     return this;
