@@ -22,6 +22,7 @@ import { createUpgradeHandler } from './http/upgrade-handler.js';
 import { WsForwarder } from './forward/ws-forwarder.js';
 import { createListener, urlOf, type Listener } from './http/server.js';
 import type { FastLane } from './http/fast-lane.js';
+import { Deadlines } from './forward/deadlines.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { normalizeBasePath } from './registry/paths.js';
 import { Registry, type ServiceSnapshot } from './registry/registry.js';
@@ -124,9 +125,11 @@ export function createApp(deps: AppDeps): App {
     let proxyUrl = '';
     let proxyPort = config.port;
     if (role !== 'primary') {
-      const { proxy, ws } = buildProxyListener(config, proto, { registry: reg, pools, inflight, outliers, balancerFor, metrics, clock, logger });
+      const { proxy, ws, deadlines } = buildProxyListener(config, proto, { registry: reg, pools, inflight, outliers, balancerFor, metrics, clock, logger });
       const proxyAddress = await proxy.listen(config.port, config.host);
       fastLane = proxy.lane;
+      // Cleanups run last-in first-out: the deadlines keep watching through the grace period.
+      cleanups.push(() => deadlines.close());
       cleanups.push(() => proxy.close(config.shutdownGraceMs));
       // Tunnels are not requests a grace period can finish: they close first, clients reconnect.
       cleanups.push(() => ws.close());
@@ -299,8 +302,9 @@ interface ProxyParts {
 }
 
 /** The proxy listener: HTTP requests and WebSocket upgrades (not yet listening). */
-function buildProxyListener(config: Config, proto: 'http' | 'https', p: ProxyParts): { proxy: Listener; ws: WsForwarder } {
+function buildProxyListener(config: Config, proto: 'http' | 'https', p: ProxyParts): { proxy: Listener; ws: WsForwarder; deadlines: Deadlines } {
   const { registry, pools, inflight, outliers, balancerFor, metrics, clock, logger } = p;
+  const deadlines = new Deadlines({ headMs: config.upstreamTimeoutMs, bodyMs: config.bodyTimeoutMs });
   const proxy = createListener(
     createProxyHandler({
       registry,
@@ -311,6 +315,7 @@ function buildProxyListener(config: Config, proto: 'http' | 'https', p: ProxyPar
         outliers,
         budget: new RetryBudget({ ratio: config.retryBudgetPercent / 100, minPerSecond: 10 }, clock),
         maxAttempts: config.maxAttempts,
+        deadlines,
       },
       metrics,
       clock,
@@ -328,7 +333,7 @@ function buildProxyListener(config: Config, proto: 'http' | 'https', p: ProxyPar
   );
   const ws = new WsForwarder({ idleTimeoutMs: config.wsIdleTimeoutMs, connectTimeoutMs: config.connectTimeoutMs, logger: logger.child({ component: 'ws' }) });
   proxy.server.on('upgrade', createUpgradeHandler({ registry, balancerFor, outliers, ws, metrics, clock, proto, http: proxy.handler }));
-  return { proxy, ws };
+  return { proxy, ws, deadlines };
 }
 
 /** Where things are, and how to try them: what a newcomer reads first. */

@@ -23,9 +23,10 @@ import type { Inflight } from '../balancer/inflight.js';
 import type { OutlierDetector } from '../balancer/outliers.js';
 import type { Instance } from '../registry/instance.js';
 import { clientResponseHeaders } from './headers.js';
-import { errorBody, toProxyError, type ProxyError } from './errors.js';
+import { UpstreamTimeoutError, errorBody, toProxyError, type ProxyError } from './errors.js';
 import type { RetryBudget } from './retry-budget.js';
 import { upstreamPath } from './route.js';
+import { BODY, HEAD, PAUSED, UNTRACKED, type Deadlines, type Phase, type Timed } from './deadlines.js';
 import type { UpstreamPools } from './upstream-pools.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -58,6 +59,8 @@ export interface ForwarderDeps {
   onAttemptFailed: (exchange: Exchange, error: ProxyError) => void;
   /** Monotonic milliseconds, for per-instance answer times. */
   now: () => number;
+  /** Head and body deadlines of the attempts without a streamed body (the others: undici's timers). */
+  deadlines: Deadlines;
 }
 
 export interface ExchangeInit {
@@ -77,7 +80,7 @@ export interface ExchangeInit {
   requestId: string;
 }
 
-export class Exchange implements Dispatcher.DispatchHandler {
+export class Exchange implements Dispatcher.DispatchHandler, Timed {
   readonly req: ClientRequest;
   readonly res: ClientResponse;
   readonly service: string;
@@ -110,6 +113,14 @@ export class Exchange implements Dispatcher.DispatchHandler {
   contentLength = -1;
   /** Whether part of the body went out with res.write() (so it is not sent whole by res.end()). */
   #wroteBody = false;
+  /** Deadline state (Timed), for the attempts `deadlines` watches. */
+  phase: Phase = UNTRACKED;
+  since = 0;
+  prevTimed: Timed | undefined = undefined;
+  nextTimed: Timed | undefined = undefined;
+  /** Whether `deadlines` watches this exchange's attempts (no streamed request body). */
+  readonly #timed: boolean;
+  #onDrain: (() => void) | undefined;
 
   constructor(deps: ForwarderDeps, init: ExchangeInit) {
     this.#f = deps;
@@ -124,6 +135,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#headers = init.headers;
     this.#body = init.body;
     this.#balancer = deps.balancerFor(init.service);
+    this.#timed = init.body === null || Buffer.isBuffer(init.body);
   }
 
   start(): void {
@@ -151,6 +163,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
         // Retrying is decided here, per method, never silently by undici.
         idempotent: false,
         blocking: this.method !== 'HEAD',
+        // 0: no undici timers, `deadlines` watches; undefined: the pool's (undici's) timers.
+        headersTimeout: this.#timed ? 0 : undefined,
+        bodyTimeout: this.#timed ? 0 : undefined,
       },
       this,
     );
@@ -163,6 +178,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     this.#written = true;
     this.#abort = abort;
+    if (this.#timed) this.#f.deadlines.track(this);
+  }
+
+  /** A deadline passed (Timed): abort the attempt as undici's own timer would. */
+  deadlinePassed(): void {
+    this.#abort?.(new UpstreamTimeoutError());
   }
 
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
@@ -171,6 +192,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#f.inflight.observe(this.instance!, this.#f.now() - this.#attemptStart);
     this.status = statusCode;
     this.#resume = resume;
+    if (this.phase === HEAD) {
+      this.phase = BODY;
+      this.since = this.#f.deadlines.now;
+    }
     // The fast lane copies the upstream's field bytes as they are; Node's response takes strings.
     if (this.res.writeUpstreamHead?.(statusCode, statusText, rawHeaders, this.requestId, this) !== true) {
       this.res.writeHead(statusCode, statusText || undefined, clientResponseHeaders(rawHeaders, this.requestId, this));
@@ -179,6 +204,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onData(chunk: Buffer): boolean {
+    if (this.phase === BODY) this.since = this.#f.deadlines.now;
     // The usual small response: the whole declared body in the first chunk. One res.end(chunk)
     // sends head and body together, without a separate write and end.
     if (!this.#wroteBody && chunk.length === this.contentLength) {
@@ -187,18 +213,30 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     this.#wroteBody = true;
     if (this.res.write(chunk)) return true;
-    // undici pauses this response until the client has drained its buffer.
-    this.res.once('drain', this.#resume!);
+    // undici pauses this response until the client has drained its buffer; the body deadline
+    // waits too (the upstream is not the one stalling).
+    if (this.phase === BODY) this.phase = PAUSED;
+    this.res.once('drain', (this.#onDrain ??= () => this.#drained()));
     return false;
   }
 
+  #drained(): void {
+    if (this.phase === PAUSED) {
+      this.phase = BODY;
+      this.since = this.#f.deadlines.now;
+    }
+    this.#resume!();
+  }
+
   onComplete(): void {
+    if (this.phase !== UNTRACKED) this.#f.deadlines.untrack(this);
     this.#f.inflight.dec(this.instance!);
     if (!this.res.writableEnded) this.res.end();
     this.#finish();
   }
 
   onError(err: Error): void {
+    if (this.phase !== UNTRACKED) this.#f.deadlines.untrack(this);
     if (this.clientGone) {
       this.#f.inflight.dec(this.instance!);
       return this.#finish();

@@ -151,6 +151,34 @@ test('a stalled upstream gets a 504 after the per-try timeout, also while the cl
   await t.throwsAsync(request(proxy.url + '/stall/mid'));
 });
 
+test('a stalled upstream gets a 504 for a POST too: a whole body (puttu\'s deadlines) and a streamed one (undici\'s timers)', async (t) => {
+  const proxy = await startProxy(zk.connectString, { upstreamTimeoutMs: 300, bodyTimeoutMs: 5_000, maxAttempts: 1 });
+  t.teardown(() => proxy.close());
+  const bodies: number[] = [];
+  const stalled = await startUpstream('stallpost', (req) => {
+    let n = 0;
+    req.on('data', (c: Buffer) => (n += c.length));
+    req.on('end', () => bodies.push(n)); // then never answers
+  });
+  t.teardown(() => stalled.close());
+  const lib = connect(zk.connectString, proxy.basePath);
+  t.teardown(() => lib.close());
+  await lib.register('stallpost', { host: '127.0.0.1', port: stalled.port });
+  await eventually(() => proxy.app.registry!.get('stallpost')?.instances.length === 1);
+  const whole = Date.now();
+  const a = await request(proxy.url + '/stallpost/a', { method: 'POST', body: 'x'.repeat(100), headers: { 'content-length': '100' } });
+  const wholeMs = Date.now() - whole;
+  t.is(a.status, 504);
+  t.is(a.json().error.code, 'PUTTU_UPSTREAM_TIMEOUT');
+  t.true(wholeMs >= 300 && wholeMs < 3_000, `whole body: 504 after ${wholeMs} ms`);
+  const streamed = Date.now();
+  const b = await request(proxy.url + '/stallpost/b', { method: 'POST', body: 'y'.repeat(100), headers: { 'transfer-encoding': 'chunked' } });
+  const streamedMs = Date.now() - streamed;
+  t.is(b.status, 504);
+  t.true(streamedMs >= 300 && streamedMs < 3_000, `streamed body: 504 after ${streamedMs} ms`);
+  t.deepEqual(bodies, [100, 100], 'both bodies reached the upstream whole');
+});
+
 test('client aborts abort the upstream request; sockets return to baseline after 1,000 aborts', async (t) => {
   const proxy = await startProxy(zk.connectString);
   t.teardown(() => proxy.close());
