@@ -259,9 +259,12 @@ test('an operation that timed out while disconnected is never sent later, when t
   await eventually(() => c.state === 'disconnected', { message: 'client noticed the server is gone' });
   await t.throwsAsync(c.create(node, Buffer.from('late'), 'persistent'), { code: 'PUTTU_ZK_TIMEOUT' } as never);
 
+  const restart = Date.now();
   await own.server.start();
+  const restartMs = Date.now() - restart;
   await eventually(() => reconnects.length > 0 || c.generation > 1, { timeoutMs: 40_000, message: 'reconnected' });
-  t.is(c.generation, 1, 'the same session, not a new one');
+  const downMs = Date.now() - restart;
+  t.is(c.generation, 1, `the same session, not a new one (server start ${restartMs} ms, reconnected ${downMs} ms after it; session ${c.sessionTimeoutMs} ms)`);
   // Anything the library had queued is flushed before a request made after the reconnect.
   t.false(await c.exists(node), 'the timed-out create was never sent');
 });
