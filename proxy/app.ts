@@ -23,6 +23,7 @@ import { WsForwarder } from './forward/ws-forwarder.js';
 import { createListener, urlOf, type Listener } from './http/server.js';
 import type { FastLane } from './http/fast-lane.js';
 import { Deadlines } from './forward/deadlines.js';
+import { collectGarbageOnce } from './heap.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { normalizeBasePath } from './registry/paths.js';
 import { Registry, type ServiceSnapshot } from './registry/registry.js';
@@ -112,7 +113,7 @@ export function createApp(deps: AppDeps): App {
     }
     registry = reg;
     const { pools, inflight, outliers, balancerFor } = buildUpstreams(config, { clock, random, logger, metrics, policy });
-    wireRegistry(reg, zk, pools, outliers, metrics, clock);
+    wireRegistry(reg, zk, pools, outliers, metrics, clock, logger);
     if (zk) {
       const nag = nagWhileDisconnected(zk, reg, logger.child({ component: 'zookeeper' }));
       cleanups.push(() => clearInterval(nag));
@@ -197,7 +198,7 @@ export function createApp(deps: AppDeps): App {
 }
 
 /** Registry changes → pools (retain/release origins) and metrics (endpoint gauges, forgotten labels). */
-function wireRegistry(registry: RegistryView, zk: ZkClient | undefined, pools: UpstreamPools, outliers: OutlierDetector, metrics: Metrics, clock: Clock): void {
+function wireRegistry(registry: RegistryView, zk: ZkClient | undefined, pools: UpstreamPools, outliers: OutlierDetector, metrics: Metrics, clock: Clock, logger: Logger): void {
   registry.on('change', (service: string, next: ServiceSnapshot | undefined, prev: ServiceSnapshot | undefined) => {
     const before = new Set(prev?.instances ?? []);
     const after = new Set(next?.instances ?? []);
@@ -219,6 +220,14 @@ function wireRegistry(registry: RegistryView, zk: ZkClient | undefined, pools: U
     else if (kind === 'invalid') metrics.invalidZnode(service);
   });
   registry.on('synced', () => metrics.setSynced(true));
+  // The initial read of a big tree leaves its garbage in the old generation; collected once, it no
+  // longer adds to the peak under load (heap.ts).
+  registry.once('synced', () =>
+    setImmediate(() => {
+      const ms = collectGarbageOnce();
+      logger.debug('collected the garbage of the initial registry read', { pauseMs: Math.round(ms) });
+    }),
+  );
   if (zk) {
     zk.on('state', (state) => metrics.setZkState(state));
     metrics.setZkState(zk.state);

@@ -17,6 +17,7 @@
  */
 import { PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
+import vm from 'node:vm';
 
 export const DEFAULT_MAX_SEMI_SPACE_MIB = 8;
 
@@ -62,4 +63,20 @@ export function capYoungGeneration(maxSemiSpaceMiB = DEFAULT_MAX_SEMI_SPACE_MIB,
       capped = false;
     },
   };
+}
+
+/**
+ * One full garbage collection, now. For after the registry's initial read: reading a tree of
+ * 1,000 services × 10 instances leaves about 10 MB of garbage in the old generation, which V8 would
+ * otherwise carry into the first minutes of load. Measured with `node test/bench/scale.mjs`: peak
+ * RSS under load 108 MiB instead of 117-121, for one pause at startup (returned, in ms).
+ *
+ * V8 exposes `gc` only with --expose-gc; set at runtime, it takes effect in contexts created after
+ * it, hence the one-off context.
+ */
+export function collectGarbageOnce(): number {
+  const started = performance.now();
+  v8.setFlagsFromString('--expose-gc');
+  (vm.runInNewContext('gc') as () => void)();
+  return performance.now() - started;
 }

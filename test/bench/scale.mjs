@@ -3,7 +3,8 @@
  * Scale of the registry (issue 4): SCALE_SERVICES services × SCALE_INSTANCES instances in a real
  * ZooKeeper (defaults 1,000 × 10). Measures puttu's initial sync (process start → /readyz ready with
  * every service read), its RSS once synced and under load, and req/s to one service with the big
- * tree against the same with a one-service tree (interleaved, SCALE_REPEATS × SCALE_SECONDS).
+ * tree against the same with a one-service tree (interleaved, SCALE_REPEATS × SCALE_SECONDS, after
+ * one unmeasured SCALE_WARMUP_SECONDS run each).
  * Prints figures, asserts nothing.
  *
  *   node test/bench/scale.mjs
@@ -25,10 +26,11 @@ const { rawClient } = await import('../../dist/test/helpers/zookeeper.js');
 const SERVICES = Number(process.env.SCALE_SERVICES ?? 1_000);
 const INSTANCES = Number(process.env.SCALE_INSTANCES ?? 10);
 const REPEATS = Number(process.env.SCALE_REPEATS ?? 3);
+const WARMUP = Number(process.env.SCALE_WARMUP_SECONDS ?? 2);
 const SECONDS = Number(process.env.SCALE_SECONDS ?? 5);
 const log = (line) => process.stderr.write(`${line}\n`);
 
-installGuards({ timeBoundMs: (240 + REPEATS * 2 * (SECONDS + 25)) * 1_000, label: 'scale' });
+installGuards({ timeBoundMs: (240 + 2 * (WARMUP + 25) + REPEATS * 2 * (SECONDS + 25)) * 1_000, label: 'scale' });
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'puttu-scale-'));
 onCleanup('temp folder', () => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -66,7 +68,7 @@ async function main() {
     const port = await stack.freePort();
     const adminPort = await stack.freePort();
     const t0 = Date.now();
-    const proc = spawnTracked(`puttu-${name}`, process.execPath, [stack.BIN, 'proxy', '--zk', zk.connectString, '--base-path', base, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--log-level', 'warn'], {
+    const proc = spawnTracked(`puttu-${name}`, process.execPath, [stack.BIN, 'proxy', '--zk', zk.connectString, '--base-path', base, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--log-level', 'debug'], {
       logFile: path.join(dir, `puttu-${name}.log`),
     });
     await waitUntil(async () => {
@@ -76,6 +78,15 @@ async function main() {
     const syncMs = Date.now() - t0;
     proxies[name] = { port, proc, syncMs, syncedRssMiB: rssKiB(proc.pid) / 1024, rps: [], loadRssMiB: [] };
     log(`${name}: synced ${count} services in ${syncMs} ms (process start included), RSS ${proxies[name].syncedRssMiB.toFixed(0)} MiB`);
+  }
+
+  // As in `npm run bench`: one unmeasured run per proxy first (JIT, upstream connections, and the
+  // garbage of the initial sync collected), so the rounds compare steady states.
+  for (const name of ['big', 'small']) {
+    const p = proxies[name];
+    const service = name === 'big' ? `svc${SERVICES - 1}` : 'svc0';
+    await runWrk({ url: `http://127.0.0.1:${p.port}/${service}/small`, connections: 50, threads: 1, seconds: WARMUP, logFile: path.join(dir, `wrk-${name}-warmup.log`) });
+    log(`${name}: warmed up (${WARMUP} s), RSS ${(rssKiB(p.proc.pid) / 1024).toFixed(0)} MiB`);
   }
 
   for (let r = 0; r < REPEATS; r++) {
@@ -94,6 +105,11 @@ async function main() {
 
   const big = proxies.big;
   const small = proxies.small;
+  // The one full GC after the initial read (proxy/heap.ts): how long it paused each proxy.
+  for (const name of ['big', 'small']) {
+    const line = fs.readFileSync(path.join(dir, `puttu-${name}.log`), 'utf8').split('\n').find((l) => l.includes('collected the garbage of the initial registry read'));
+    if (line) log(`${name}: the full GC after the initial read paused it ${JSON.parse(line).pauseMs} ms`);
+  }
   const report = [
     `Scale: ${SERVICES} services × ${INSTANCES} instances (${SERVICES * INSTANCES} znodes), ${REPEATS} × ${SECONDS} s interleaved`,
     '',
