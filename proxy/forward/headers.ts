@@ -27,7 +27,7 @@ const REQUEST_DROP = new Set([
 const TOKEN = /^[\x21-\x7e]+$/;
 
 /** 1-15 ASCII digits as a number, else -1 (per response: a loop, not a regular expression). */
-function plainDecimal(value: string): number {
+export function plainDecimal(value: string): number {
   if (value.length === 0 || value.length > 15) return -1;
   let n = 0;
   for (let i = 0; i < value.length; i++) {

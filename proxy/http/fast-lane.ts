@@ -23,7 +23,7 @@
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
-import type { ResponseFacts } from '../forward/headers.js';
+import { plainDecimal, type ResponseFacts } from '../forward/headers.js';
 
 /** What the proxy handler reads of a request; Node's IncomingMessage has the same. */
 export interface ClientRequest {
@@ -100,18 +100,6 @@ function named(name: string, lower: string): boolean {
   if (name.length !== lower.length) return false;
   for (let i = 0; i < name.length; i++) if ((name.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
   return true;
-}
-
-/** A plain decimal of at most 15 digits, else -1. */
-function decimal(value: string): number {
-  if (value.length === 0 || value.length > 15) return -1;
-  let n = 0;
-  for (let i = 0; i < value.length; i++) {
-    const d = value.charCodeAt(i) - 48;
-    if (d < 0 || d > 9) return -1;
-    n = n * 10 + d;
-  }
-  return n;
 }
 
 class LaneRequest implements ClientRequest {
@@ -206,7 +194,7 @@ export function parseHead(head: string, socket: Socket): Head | undefined {
         break;
       case 14:
         if (named(name, 'content-length')) {
-          if (contentLength !== undefined || decimal(value) < 0) return undefined;
+          if (contentLength !== undefined || plainDecimal(value) < 0) return undefined;
           contentLength = value;
         }
         break;
@@ -218,7 +206,7 @@ export function parseHead(head: string, socket: Socket): Head | undefined {
     pos = eol + 2;
   }
   if (host === undefined) return undefined;
-  return { req: new LaneRequest(method, url, raw, host, requestId, contentLength, socket), length: contentLength === undefined ? 0 : decimal(contentLength), close };
+  return { req: new LaneRequest(method, url, raw, host, requestId, contentLength, socket), length: contentLength === undefined ? 0 : plainDecimal(contentLength), close };
 }
 
 /** The Date field, rebuilt at most once per tick (as Node does, to the second). */
@@ -240,7 +228,7 @@ function bytesNamed(bytes: Buffer, lower: string): boolean {
   return true;
 }
 
-/** A plain decimal of at most 15 digits, else -1 (as `decimal`, on bytes). */
+/** A plain decimal of at most 15 digits, else -1 (`plainDecimal` on bytes). */
 function bytesDecimal(bytes: Buffer): number {
   if (bytes.length === 0 || bytes.length > 15) return -1;
   let n = 0;
@@ -320,7 +308,7 @@ class LaneResponse implements ClientResponse {
       const name = fields[i]!;
       const value = fields[i + 1]!;
       head += `${name}: ${value}\r\n`;
-      if (name.length === 14 && named(name, 'content-length')) length = decimal(value);
+      if (name.length === 14 && named(name, 'content-length')) length = plainDecimal(value);
       else if (name.length === 4 && named(name, 'date')) hasDate = true;
     }
     this.#head = head + this.#ownFields(status, length, hasDate);
