@@ -183,6 +183,7 @@ const TAKEN: Array<[string, string[], number, boolean[]?]> = [
   ['an unknown service', [`GET /nosuch/x HTTP/1.1\r\n${H}\r\n`], 1],
   ['a path without a service', [`GET / HTTP/1.1\r\n${H}\r\n`], 1],
   ['an X-Request-Id that is not a token', [`GET /svc/r HTTP/1.1\r\n${H}X-Request-Id: has space\r\n\r\n`], 1],
+  ['punctuation in the target (quotes, brackets, braces, pipes, carets, backquotes)', ['GET /svc/a"b<c>[d]{e}|f^g`h\\i HTTP/1.1\r\n' + H + '\r\n'], 1],
 ];
 
 /** Requests the lane hands to Node's parser (with whatever came before on the connection). */
@@ -207,6 +208,8 @@ const HANDED: Array<[string, string[], number, boolean[]?]> = [
   ['a CRLF before the request line', [`\r\nGET /svc/a HTTP/1.1\r\n${H}\r\n`], 1],
   ['a body over maxBodyBytes', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: 200000\r\n\r\n${'z'.repeat(1000)}`], 1],
   ['TRACE', [`TRACE /svc/a HTTP/1.1\r\n${H}\r\n`], 1],
+  ['a DEL in a value', [`GET /svc/a HTTP/1.1\r\n${H}X-A: a\u007fb\r\n\r\n`], 1],
+  ['a space inside the target', [`GET /svc/a b HTTP/1.1\r\n${H}\r\n`], 1],
   ['a head in two segments', [`GET /svc/a HTTP/1.1\r\n${H}X-A: 1\r\n`, `X-B: 2\r\n\r\n`], 1],
   ['a body in three segments', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: ${BODY.length}\r\n\r\n${BODY.slice(0, 100)}`, BODY.slice(100, 200), BODY.slice(200)], 1],
   [
