@@ -17,7 +17,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import type { ClientRequest, ClientResponse } from '../http/fast-lane.js';
+import type { ClientRequest, ClientResponse } from './client.js';
 import type { Balancer } from '../balancer/balancer.js';
 import type { Inflight } from '../balancer/inflight.js';
 import type { OutlierDetector } from '../balancer/outliers.js';

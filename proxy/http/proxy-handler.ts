@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
  * The request path: route → snapshot lookup → pick → forward. Synchronous up to the dispatch:
  * it reads the registry's current in-memory snapshot and never waits on ZooKeeper.
  */
-import type { ClientRequest, ClientResponse, LaneHandler } from './fast-lane.js';
+import type { ClientRequest, ClientResponse } from '../forward/client.js';
+import type { LaneHandler } from './fast-lane.js';
 import type { Readable } from 'node:stream';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';

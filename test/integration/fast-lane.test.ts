@@ -10,7 +10,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { connect, type Puttu } from '../../proxy/index.js';
 import { createListener, type Listener } from '../../proxy/http/server.js';
-import type { ClientResponse } from '../../proxy/http/fast-lane.js';
+import type { ClientResponse } from '../../proxy/forward/client.js';
 import { eventually } from '../helpers/eventually.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { startUpstream, type Upstream } from '../helpers/upstreams.js';

@@ -1,0 +1,40 @@
+/**
+ * What the forwarder needs of the client's side of an exchange. Node's IncomingMessage and
+ * ServerResponse have all of it; so do the fast lane's request and response (http/fast-lane.ts),
+ * which is how one forwarder serves both paths.
+ */
+import type { ResponseFacts } from './headers.js';
+
+/** What the proxy handler reads of a request; Node's IncomingMessage has the same. */
+export interface ClientRequest {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  readonly rawHeaders: string[];
+  readonly headers: {
+    readonly host?: string | undefined;
+    readonly 'x-request-id'?: string | string[] | undefined;
+    readonly 'content-length'?: string | undefined;
+    readonly 'transfer-encoding'?: string | undefined;
+  };
+  readonly socket: { readonly remoteAddress?: string | undefined };
+}
+
+/** What the proxy writes to a response; Node's ServerResponse has the same. */
+export interface ClientResponse {
+  readonly headersSent: boolean;
+  readonly writableEnded: boolean;
+  readonly writableFinished: boolean;
+  /** Only Node's responses have it: false closes the connection after the response. */
+  shouldKeepAlive?: boolean;
+  writeHead(statusCode: number, statusMessage: string | undefined, headers: string[]): unknown;
+  /**
+   * Only the fast lane's responses have it: the upstream's head straight from undici's raw field
+   * buffers. False: not taken, use writeHead.
+   */
+  writeUpstreamHead?(statusCode: number, statusText: string, raw: readonly Buffer[], requestId: string, facts: ResponseFacts): boolean;
+  write(chunk: Buffer): boolean;
+  end(chunk?: Buffer | string): unknown;
+  destroy(): unknown;
+  once(event: 'drain', listener: () => void): unknown;
+  on(event: 'close', listener: () => void): unknown;
+}
