@@ -129,6 +129,7 @@ export function createApp(deps: AppDeps): App {
       const { proxy, ws, deadlines } = buildProxyListener(config, proto, { registry: reg, pools, inflight, outliers, balancerFor, metrics, clock, logger });
       const proxyAddress = await proxy.listen(config.port, config.host);
       fastLane = proxy.lane;
+      if (fastLane) metrics.watchFastLane(fastLane);
       // Cleanups run last-in first-out: the deadlines keep watching through the grace period.
       cleanups.push(() => deadlines.close());
       cleanups.push(() => proxy.close(config.shutdownGraceMs));

@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import type client from 'prom-client';
 import type { ConnectionState } from '../registry/zk-client.js';
 import { CONNECTION_STATES } from '../registry/zk-client.js';
-import { DurationHistogram, register, RequestCounter, requestSlot } from './request-metrics.js';
+import { DurationHistogram, ReadCounter, register, RequestCounter, requestSlot } from './request-metrics.js';
 
 // The parts of prom-client used here, not its index: that also loads the Summary (and its
 // t-digest), the Pushgateway (https, zlib) and the cluster aggregator (node:cluster,
@@ -55,6 +55,8 @@ export interface Metrics {
   /** Marks an instance ejected (1) or routable again (series removed). */
   setEjected(service: string, id: string, ejected: boolean): void;
   setStaleness(seconds: number): void;
+  /** Exports the fast lane's own counts (requests it answered, connections it handed to Node). */
+  watchFastLane(lane: { readonly served: number; readonly handedOff: number }): void;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -213,6 +215,10 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     onCollect: (fn) => void collectors.push(fn),
     setSynced: (value) => synced.set(value ? 1 : 0),
     setStaleness: (seconds) => staleness.set(seconds),
+    watchFastLane(lane) {
+      register(registry, new ReadCounter('puttu_fast_lane_requests_total', "Requests read and answered by the fast lane (the others went through Node's HTTP parser).", () => lane.served));
+      register(registry, new ReadCounter('puttu_fast_lane_handoffs_total', "Client connections the fast lane handed to Node's HTTP parser (an unusual, streamed or incomplete request).", () => lane.handedOff));
+    },
     setEjected(service, id, value) {
       if (value) {
         ejected.set({ service, instance_id: id }, 1);

@@ -80,6 +80,33 @@ export class RequestCounter implements MetricShape {
   }
 }
 
+/**
+ * A counter whose value something else keeps (a plain number it increments anyway), read at
+ * scrape time: nothing added to the path that counts. `reset()` (between tests) shifts the zero.
+ */
+export class ReadCounter implements MetricShape {
+  readonly type = 'counter';
+  readonly aggregator = 'sum';
+  readonly #read: () => number;
+  #zero = 0;
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    read: () => number,
+  ) {
+    this.#read = read;
+  }
+
+  reset(): void {
+    this.#zero = this.#read();
+  }
+
+  async get() {
+    return { name: this.name, help: this.help, type: this.type, values: [{ labels: {}, value: this.#read() - this.#zero }], aggregator: this.aggregator };
+  }
+}
+
 /** One service's duration series: counts per bucket (not cumulative), sum and count. */
 export class DurationSeries {
   readonly buckets: Float64Array;

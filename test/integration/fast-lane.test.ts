@@ -250,6 +250,11 @@ test.serial('the lane serves the plain requests itself and hands the others on',
     t.is(l.handedOff, before + 1, `${name}: handed to Node`);
   }
   t.is(node.app.fastLane, undefined);
+  // The same counts on /metrics.
+  const text = await (await fetch(`${lane.adminUrl}/metrics`)).text();
+  t.is(Number(/^puttu_fast_lane_requests_total (\d+)$/m.exec(text)?.[1]), l.served);
+  t.is(Number(/^puttu_fast_lane_handoffs_total (\d+)$/m.exec(text)?.[1]), l.handedOff);
+  t.false((await (await fetch(`${node.adminUrl}/metrics`)).text()).includes('puttu_fast_lane'), 'no lane, no lane metrics');
 });
 
 /** A listener with the lane and a trivial handler: for the lane's own timing and closing. */
