@@ -47,12 +47,21 @@ export function preflight({ tools = ['nginx', 'wrk'] } = {}) {
   return found;
 }
 
-/** The benchmark runs dist/: say so when a source file is newer than the build. */
+/**
+ * The benchmark runs dist/: say so when a source file is newer than its compiled file (each file
+ * against its own output: an incremental build leaves unchanged outputs as they were).
+ */
 function warnIfStale() {
-  const builtAt = fs.statSync(path.join(ROOT, 'dist/proxy/main.js')).mtimeMs;
+  const outputAt = (f) => {
+    try {
+      return fs.statSync(path.join(ROOT, 'dist/proxy', f.replace(/\.ts$/, '.js'))).mtimeMs;
+    } catch {
+      return 0;
+    }
+  };
   const newer = fs
     .readdirSync(path.join(ROOT, 'proxy'), { recursive: true })
-    .filter((f) => f.endsWith('.ts'))
-    .filter((f) => fs.statSync(path.join(ROOT, 'proxy', f)).mtimeMs > builtAt);
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
+    .filter((f) => fs.statSync(path.join(ROOT, 'proxy', f)).mtimeMs > outputAt(f));
   if (newer.length > 0) process.stderr.write(`warning: proxy/${newer[0]} (and ${newer.length - 1} more) changed after the last build; run \`npx tsc -p .\` to measure them\n`);
 }
