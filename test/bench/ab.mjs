@@ -8,6 +8,7 @@
  *
  * TARGET:
  *   nginx | http-proxy | undici        the baselines of `npm run bench` (undici: undici-proxy.mjs)
+ *   nginx-plain                        nginx without the forwarding fields puttu adds (see lib/nginx.mjs)
  *   script:LABEL=FILE                  a baseline-like script (BENCH_ROUTES, --port), e.g. a prototype
  *   puttu[:LABEL][=DIR][,FLAG,...]     puttu from DIR (a built tree, default this one) with extra
  *                                      `puttu proxy` flags, e.g. puttu:p2c,--balancer,p2c; a FLAG
@@ -41,7 +42,7 @@ if (positionals.length === 0) {
   process.stderr.write('usage: node test/bench/ab.mjs [--rounds N] [--seconds S] [--connections C] TARGET ... (see the top of this file)\n');
   process.exit(2);
 }
-const tools = preflight({ tools: positionals.includes('nginx') ? ['nginx', 'wrk'] : ['wrk'] });
+const tools = preflight({ tools: positionals.some((p) => p.startsWith('nginx')) ? ['nginx', 'wrk'] : ['wrk'] });
 const { installGuards, onCleanup, runMain } = await import('./lib/processes.mjs');
 const { startNginx } = await import('./lib/nginx.mjs');
 const { describeRun, idleRssKiB, measure } = await import('./lib/measure.mjs');
@@ -59,7 +60,10 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'puttu-ab-'));
 onCleanup('temp folder', () => fs.rmSync(dir, { recursive: true, force: true }));
 
 async function startTarget(spec, ctx) {
-  if (spec === 'nginx') return { label: 'nginx', ...(await startNginx({ binary: tools.nginx, dir: path.join(dir, 'nginx'), port: await stack.freePort(), routes: ctx.routes, logFile: path.join(dir, 'nginx.log') })) };
+  if (spec === 'nginx' || spec === 'nginx-plain') {
+    const forwarding = spec === 'nginx';
+    return { label: spec, ...(await startNginx({ binary: tools.nginx, dir: path.join(dir, spec), port: await stack.freePort(), routes: ctx.routes, logFile: path.join(dir, `${spec}.log`), forwarding })) };
+  }
   if (spec === 'http-proxy') return { label: 'http-proxy', ...(await stack.startHttpProxy({ dir, routes: ctx.routes })) };
   if (spec === 'undici') return { label: 'undici', ...(await stack.startUndiciProxy({ dir, routes: ctx.routes })) };
   if (spec.startsWith('script:')) {

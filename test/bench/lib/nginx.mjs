@@ -9,8 +9,21 @@ import { adoptPid, onCleanup, spawnTracked } from './processes.mjs';
 import { childPids } from './rss.mjs';
 import { waitUntil } from './wait.mjs';
 
+/**
+ * The fields puttu adds to every request and response (X-Forwarded-For/-Proto/-Host, Via, an
+ * X-Request-Id both ways), set the usual nginx way, so both proxies hand the backends the same
+ * requests and do the same work. `forwarding: false` leaves them out (`ab.mjs nginx-plain`).
+ */
+const FORWARDING = `
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header Via "1.1 nginx";
+      proxy_set_header X-Request-Id $request_id;
+      add_header X-Request-Id $request_id always;`;
+
 /** `routes`: service → backend ports. `/<service>/<rest>` goes to `<backend>/<rest>`. */
-export function nginxConfig({ dir, port, routes }) {
+export function nginxConfig({ dir, port, routes, forwarding = true }) {
   const upstreams = Object.entries(routes).map(
     ([service, ports]) => `
   upstream ${service} {
@@ -24,7 +37,7 @@ ${ports.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
     location /${service}/ {
       proxy_pass http://${service}/;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection "";${forwarding ? FORWARDING : ''}
     }`,
   );
   return `# written by test/bench (puttu benchmark); deleted after the run
@@ -63,10 +76,10 @@ ${locations.join('\n')}
 }
 
 /** Starts nginx and resolves once it answers on `port`; `pids()` lists master and workers. */
-export async function startNginx({ binary, dir, port, routes, logFile }) {
+export async function startNginx({ binary, dir, port, routes, logFile, forwarding = true }) {
   fs.mkdirSync(dir, { recursive: true });
   const conf = path.join(dir, 'nginx.conf');
-  fs.writeFileSync(conf, nginxConfig({ dir, port, routes }));
+  fs.writeFileSync(conf, nginxConfig({ dir, port, routes, forwarding }));
   const proc = spawnTracked('nginx', binary, ['-p', `${dir}/`, '-c', conf, '-e', path.join(dir, 'error.log')], { logFile });
   await waitUntil(async () => {
     if (!proc.alive()) throw new Error(`nginx exited: ${proc.logTail()}\n${readIfExists(path.join(dir, 'error.log'))}`);
