@@ -10,7 +10,8 @@
  * - the request line is `METHOD /target HTTP/1.1`, with a common method and a printable target;
  * - every field name is a token and every value printable ASCII (HTAB allowed);
  * - there is exactly one Host;
- * - there is no Transfer-Encoding, Upgrade or Expect, and Connection is keep-alive or close;
+ * - there is no Transfer-Encoding, Upgrade, Expect or Proxy-Connection, and Connection is
+ *   keep-alive or close;
  * - a Content-Length is one plain decimal, and the whole body is in hand within the body limit.
  *
  * Anything else goes to Node's own parser, on that connection for good, with the unread bytes put
@@ -165,6 +166,10 @@ export function parseHead(head: string, socket: Socket): Head | undefined {
           if (contentLength !== undefined || plainDecimal(value) < 0) return undefined;
           contentLength = value;
         }
+        break;
+      case 16:
+        // Node's parser reads it as Connection (keep-alive or close): Node decides.
+        if (named(name, 'proxy-connection')) return undefined;
         break;
       case 17:
         if (named(name, 'transfer-encoding')) return undefined;
