@@ -9,6 +9,11 @@ import { connectRequest, exchange, int } from './zk-wire.js';
 
 export { ZooKeeperServer } from '../../proxy/dev/local-zookeeper.js';
 
+// ava stops a test process that outlives its timeout with SIGTERM, whose default action skips the
+// 'exit' event on which every JVM this process started is killed (local-zookeeper.ts): they were
+// left running. Exiting on the signal runs that hook.
+process.once('SIGTERM', () => process.exit(143));
+
 function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
