@@ -40,6 +40,25 @@ export function plainDecimal(value: string): number {
 
 const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'x-request-id']);
 
+/** RESPONSE_DROP by name length, for checking a field name's bytes without making a string of it. */
+const RESPONSE_DROP_BY_LENGTH: string[][] = [];
+for (const name of RESPONSE_DROP) (RESPONSE_DROP_BY_LENGTH[name.length] ??= []).push(name);
+
+/** Whether `bytes` (a field name or value) is `lower` (lower-case ASCII) in any case. */
+export function bytesNamed(bytes: Buffer, lower: string): boolean {
+  if (bytes.length !== lower.length) return false;
+  for (let i = 0; i < bytes.length; i++) if ((bytes[i]! | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
+/** `clientResponseHeaders`' drop rule on a raw field name (the fast lane's byte path). */
+export function droppedResponseField(name: Buffer): boolean {
+  const candidates = RESPONSE_DROP_BY_LENGTH[name.length];
+  if (candidates === undefined) return false;
+  for (const lower of candidates) if (bytesNamed(name, lower)) return true;
+  return false;
+}
+
 export interface ForwardInfo {
   /** The client's address, appended to X-Forwarded-For. */
   clientIp: string;

@@ -25,7 +25,7 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { ClientRequest, ClientResponse } from '../forward/client.js';
-import { plainDecimal, type ResponseFacts } from '../forward/headers.js';
+import { bytesNamed, droppedResponseField, plainDecimal, type ResponseFacts } from '../forward/headers.js';
 
 
 /**
@@ -194,13 +194,6 @@ function bodyless(status: number, method: string): boolean {
   return method === 'HEAD' || status === 204 || status === 304 || status < 200;
 }
 
-/** Whether `bytes` (a field name or value) is `lower` in any case. */
-function bytesNamed(bytes: Buffer, lower: string): boolean {
-  if (bytes.length !== lower.length) return false;
-  for (let i = 0; i < bytes.length; i++) if ((bytes[i]! | 0x20) !== lower.charCodeAt(i)) return false;
-  return true;
-}
-
 /** A plain decimal of at most 15 digits, else -1 (`plainDecimal` on bytes). */
 function bytesDecimal(bytes: Buffer): number {
   if (bytes.length === 0 || bytes.length > 15) return -1;
@@ -303,36 +296,10 @@ class LaneResponse implements ClientResponse {
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!;
       const value = raw[i + 1]!;
-      switch (name.length) {
-        case 2:
-          if (bytesNamed(name, 'te')) continue;
-          break;
-        case 4:
-          if (bytesNamed(name, 'date')) hasDate = true;
-          break;
-        case 7:
-          if (bytesNamed(name, 'trailer') || bytesNamed(name, 'upgrade')) continue;
-          break;
-        case 10:
-          if (bytesNamed(name, 'connection')) {
-            if (bytesNamed(value, 'keep-alive') || bytesNamed(value, 'close')) continue;
-            return false;
-          }
-          if (bytesNamed(name, 'keep-alive')) continue;
-          break;
-        case 12:
-          if (bytesNamed(name, 'x-request-id')) continue;
-          break;
-        case 14:
-          if (bytesNamed(name, 'content-length')) length = bytesDecimal(value);
-          break;
-        case 16:
-          if (bytesNamed(name, 'proxy-connection')) continue;
-          break;
-        case 17:
-          if (bytesNamed(name, 'transfer-encoding')) continue;
-          break;
-      }
+      if (bytesNamed(name, 'connection') && !bytesNamed(value, 'keep-alive') && !bytesNamed(value, 'close')) return false;
+      if (droppedResponseField(name)) continue;
+      if (bytesNamed(name, 'content-length')) length = bytesDecimal(value);
+      else if (bytesNamed(name, 'date')) hasDate = true;
       fields.push(name, value);
       size += name.length + value.length + 4;
     }
