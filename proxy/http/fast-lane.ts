@@ -214,7 +214,7 @@ const INLINE_BODY = 4096;
  * when it is written: no string per field, no concatenation.
  */
 interface RawHead {
-  /** The status line. */
+  /** The status line (or, from writeHead, the whole head). */
   lead: string;
   /** Kept fields, name and value buffers alternating. */
   fields: Buffer[];
@@ -222,6 +222,9 @@ interface RawHead {
   tail: string;
   size: number;
 }
+
+/** A head made whole by writeHead (a string): no raw fields. */
+const NO_FIELDS: Buffer[] = [];
 
 /** Writes `raw` into `out` from 0; returns the end offset. */
 function fillRawHead(out: Buffer, raw: RawHead): number {
@@ -249,8 +252,7 @@ class LaneResponse implements ClientResponse {
   writableFinished = false;
   readonly #conn: LaneConnection;
   readonly #method: string;
-  /** The head not yet written (a string, or raw upstream fields), sent with the first body bytes. */
-  #head = '';
+  /** The head not yet written, sent with the first body bytes. */
   #raw: RawHead | null = null;
   #chunked = false;
   #noBody = false;
@@ -277,7 +279,8 @@ class LaneResponse implements ClientResponse {
       if (name.length === 14 && named(name, 'content-length')) length = plainDecimal(value);
       else if (name.length === 4 && named(name, 'date')) hasDate = true;
     }
-    this.#head = head + this.#ownFields(status, length, hasDate);
+    const lead = head + this.#ownFields(status, length, hasDate);
+    this.#raw = { lead, fields: NO_FIELDS, tail: '', size: lead.length };
     this.headersSent = true;
     return this;
   }
@@ -328,33 +331,19 @@ class LaneResponse implements ClientResponse {
     const socket = this.#conn.socket;
     const bodyLength = body === undefined ? 0 : body.length;
     const raw = this.#raw;
-    if (raw !== null) {
-      this.#raw = null;
-      const inline = bodyLength <= INLINE_BODY;
-      const out = Buffer.allocUnsafe(raw.size + pre.length + (inline ? bodyLength + post.length : 0));
-      let pos = fillRawHead(out, raw);
-      if (pre !== '') pos += out.write(pre, pos, 'latin1');
-      if (inline) {
-        if (body !== undefined) out.set(body, pos);
-        if (post !== '') out.write(post, pos + bodyLength, 'latin1');
-        return socket.write(out);
-      }
-      socket.cork();
-      socket.write(out);
-      let ok = socket.write(body!);
-      if (post !== '') ok = socket.write(post, 'latin1');
-      socket.uncork();
-      return ok;
+    if (raw === null && bodyLength === 0) return pre + post === '' || socket.write(pre + post, 'latin1');
+    this.#raw = null;
+    const inline = bodyLength <= INLINE_BODY;
+    const out = Buffer.allocUnsafe((raw === null ? 0 : raw.size) + pre.length + (inline ? bodyLength + post.length : 0));
+    let pos = raw === null ? 0 : fillRawHead(out, raw);
+    if (pre !== '') pos += out.write(pre, pos, 'latin1');
+    if (inline) {
+      if (body !== undefined) out.set(body, pos);
+      if (post !== '') out.write(post, pos + bodyLength, 'latin1');
+      return socket.write(out);
     }
-    const head = this.#head;
-    this.#head = '';
-    if (bodyLength === 0) {
-      const text = head + pre + post;
-      return text === '' || socket.write(text, 'latin1');
-    }
-    if (bodyLength <= 1024) return socket.write(head + pre + body!.toString('latin1') + post, 'latin1');
     socket.cork();
-    if (head !== '' || pre !== '') socket.write(head + pre, 'latin1');
+    if (pos > 0) socket.write(out);
     let ok = socket.write(body!);
     if (post !== '') ok = socket.write(post, 'latin1');
     socket.uncork();
