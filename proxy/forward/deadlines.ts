@@ -85,6 +85,29 @@ export class Deadlines {
     this.#size--;
   }
 
+  /** The response head arrived: from now on the body deadline. */
+  headArrived(t: Timed): void {
+    if (t.phase !== HEAD) return;
+    t.phase = BODY;
+    t.since = this.now;
+  }
+
+  /** A body chunk arrived: the body deadline starts over. */
+  bodyMoved(t: Timed): void {
+    if (t.phase === BODY) t.since = this.now;
+  }
+
+  /** The client stopped reading (undici is paused): no deadline until `resumed`. */
+  paused(t: Timed): void {
+    if (t.phase === BODY) t.phase = PAUSED;
+  }
+
+  resumed(t: Timed): void {
+    if (t.phase !== PAUSED) return;
+    t.phase = BODY;
+    t.since = this.now;
+  }
+
   get size(): number {
     return this.#size;
   }

@@ -26,7 +26,7 @@ import { clientResponseHeaders } from './headers.js';
 import { UpstreamTimeoutError, errorBody, toProxyError, type ProxyError } from './errors.js';
 import type { RetryBudget } from './retry-budget.js';
 import { upstreamPath } from './route.js';
-import { BODY, HEAD, PAUSED, UNTRACKED, type Deadlines, type Phase, type Timed } from './deadlines.js';
+import { UNTRACKED, type Deadlines, type Phase, type Timed } from './deadlines.js';
 import type { UpstreamPools } from './upstream-pools.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -192,10 +192,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
     this.#f.inflight.observe(this.instance!, this.#f.now() - this.#attemptStart);
     this.status = statusCode;
     this.#resume = resume;
-    if (this.phase === HEAD) {
-      this.phase = BODY;
-      this.since = this.#f.deadlines.now;
-    }
+    this.#f.deadlines.headArrived(this);
     // The fast lane copies the upstream's field bytes as they are; Node's response takes strings.
     if (this.res.writeUpstreamHead?.(statusCode, statusText, rawHeaders, this.requestId, this) !== true) {
       this.res.writeHead(statusCode, statusText || undefined, clientResponseHeaders(rawHeaders, this.requestId, this));
@@ -204,7 +201,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
   }
 
   onData(chunk: Buffer): boolean {
-    if (this.phase === BODY) this.since = this.#f.deadlines.now;
+    this.#f.deadlines.bodyMoved(this);
     // The usual small response: the whole declared body in the first chunk. One res.end(chunk)
     // sends head and body together, without a separate write and end.
     if (!this.#wroteBody && chunk.length === this.contentLength) {
@@ -215,28 +212,25 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
     if (this.res.write(chunk)) return true;
     // undici pauses this response until the client has drained its buffer; the body deadline
     // waits too (the upstream is not the one stalling).
-    if (this.phase === BODY) this.phase = PAUSED;
+    this.#f.deadlines.paused(this);
     this.res.once('drain', (this.#onDrain ??= () => this.#drained()));
     return false;
   }
 
   #drained(): void {
-    if (this.phase === PAUSED) {
-      this.phase = BODY;
-      this.since = this.#f.deadlines.now;
-    }
+    this.#f.deadlines.resumed(this);
     this.#resume!();
   }
 
   onComplete(): void {
-    if (this.phase !== UNTRACKED) this.#f.deadlines.untrack(this);
+    this.#f.deadlines.untrack(this);
     this.#f.inflight.dec(this.instance!);
     if (!this.res.writableEnded) this.res.end();
     this.#finish();
   }
 
   onError(err: Error): void {
-    if (this.phase !== UNTRACKED) this.#f.deadlines.untrack(this);
+    this.#f.deadlines.untrack(this);
     if (this.clientGone) {
       this.#f.inflight.dec(this.instance!);
       return this.#finish();

@@ -40,16 +40,18 @@ test('the body deadline counts from the last chunk, and not at all while the cli
   t.teardown(() => d.close());
   const r = new Request();
   d.track(r);
-  r.phase = BODY; // the head arrived
+  d.headArrived(r);
+  t.is(r.phase, BODY);
   d.sweep(1_200);
-  r.since = d.now; // a chunk at 1200
+  d.bodyMoved(r); // a chunk at 1200
   d.sweep(1_500);
   t.deepEqual(r.passed, [], '300 ms after the last chunk is not yet past 300 + a sweep');
-  r.phase = PAUSED;
+  d.paused(r);
+  t.is(r.phase, PAUSED);
   d.sweep(60_000);
   t.deepEqual(r.passed, [], 'paused: no deadline');
-  r.phase = BODY;
-  r.since = d.now;
+  d.resumed(r);
+  t.is(r.phase, BODY);
   d.sweep(60_000 + 310);
   t.deepEqual(r.passed, [BODY]);
 });
