@@ -58,12 +58,13 @@ export function createListener(handler: http.RequestListener, options?: Omit<Lis
 export function createListener(handler: http.RequestListener | LaneHandler, options: ListenerOptions = {}): Listener {
   const create = options.tls ? (o: http.ServerOptions, h: http.RequestListener) => https.createServer({ ...o, ...options.tls }, h) : http.createServer;
   const keepAliveTimeoutMs = options.keepAliveTimeoutMs ?? 5_000;
+  const maxHeaderSize = options.maxHeaderSize ?? 16 * 1024;
   const server: http.Server = create(
     {
       requestTimeout: options.requestTimeoutMs ?? 300_000,
       headersTimeout: options.headersTimeoutMs ?? 10_000,
       keepAliveTimeout: keepAliveTimeoutMs,
-      maxHeaderSize: options.maxHeaderSize ?? 16 * 1024,
+      maxHeaderSize,
       // Parse strictly: no lenient framing a backend might read differently (request smuggling).
       insecureHTTPParser: false,
       // How often the timeouts above are checked (Node's default, 30 s, makes them coarse).
@@ -74,7 +75,7 @@ export function createListener(handler: http.RequestListener | LaneHandler, opti
   server.on('clientError', onClientError);
   const lane: FastLane | undefined =
     options.fastLane && !options.tls
-      ? installFastLane(server, handler as LaneHandler, { maxHeaderSize: options.maxHeaderSize ?? 16 * 1024, keepAliveTimeoutMs, maxBodyBytes: options.fastLane.maxBodyBytes })
+      ? installFastLane(server, handler as LaneHandler, { maxHeaderSize, keepAliveTimeoutMs, maxBodyBytes: options.fastLane.maxBodyBytes })
       : undefined;
   let closing: Promise<void> | undefined;
   return {
