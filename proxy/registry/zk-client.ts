@@ -17,10 +17,16 @@
  * - `close()` always ends, even when no server answers; nothing keeps the process alive after it.
  */
 import { EventEmitter } from 'node:events';
-import zookeeper from 'node-zookeeper-client';
+import { createRequire } from 'node:module';
+import type Zk from 'node-zookeeper-client';
 import type { Logger } from '../logger.js';
 import { PuttuError } from '../errors.js';
 import { closeClient, frameReads, guardReads, leanWatchers } from './zk-connection.js';
+
+// Required, not imported: an ES import of a CommonJS package runs Node's export lexer over it,
+// whose hot loops V8 then optimizes during start-up, leaving compiler memory in the idle proxy
+// (BENCHMARKS.md, "Idle memory"). The types come from the type-only import above.
+const zookeeper = createRequire(import.meta.url)('node-zookeeper-client') as typeof Zk;
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'expired' | 'auth_failed' | 'closed';
 export const CONNECTION_STATES: readonly ConnectionState[] = ['connecting', 'connected', 'disconnected', 'expired', 'auth_failed', 'closed'];
@@ -96,7 +102,7 @@ const CODE_NAMES: Record<number, string> = {
 };
 
 /** The library's own factory of the Event its watchers receive (lib/Event.js; not in its typings). */
-const LibraryEvent = zookeeper.Event as unknown as { create(event: { type: number; path: string }): zookeeper.Event };
+const LibraryEvent = zookeeper.Event as unknown as { create(event: { type: number; path: string }): Zk.Event };
 
 const EVENT_TYPES: Record<number, WatchEventType> = {
   [zookeeper.Event.NODE_CREATED]: 'created',
@@ -120,7 +126,7 @@ const PERMS: Record<AclEntry['perms'][number], number> = {
   all: zookeeper.Permission.ALL,
 };
 
-type Callback<T> = (error: Error | zookeeper.Exception | null, result: T) => void;
+type Callback<T> = (error: Error | Zk.Exception | null, result: T) => void;
 
 export interface ZkClientEvents {
   state: [state: ConnectionState];
@@ -133,14 +139,14 @@ export interface ZkClientEvents {
 export class ZkClient extends EventEmitter<ZkClientEvents> {
   readonly connectString: string;
   #state: ConnectionState = 'connecting';
-  #client: zookeeper.Client | undefined;
+  #client: Zk.Client | undefined;
   #generation = 0;
   #sessionEstablished = false;
   #expiryTimer: NodeJS.Timeout | undefined;
   #stopGuard: (() => void) | undefined;
   #closing: Promise<void> | undefined;
   /** Operations awaiting an answer, by the library client they were sent on. */
-  readonly #pending = new Map<zookeeper.Client, Set<(error: ZkError) => void>>();
+  readonly #pending = new Map<Zk.Client, Set<(error: ZkError) => void>>();
   /** Operations issued while not connected, to be sent once connected. */
   readonly #waiting = new Set<{ send(): void; fail(error: ZkError): void }>();
   readonly #opts: Required<Omit<ZkClientOptions, 'session' | 'auth'>> & Pick<ZkClientOptions, 'session' | 'auth'>;
@@ -210,7 +216,7 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
 
   /** Whether the node exists; with a watcher, also watches its creation/deletion/data. */
   async exists(path: string, watcher?: Watcher): Promise<boolean> {
-    const stat = await this.#call<zookeeper.Stat | null>('exists', path, (c, cb) => (watcher ? c.exists(path, wrapWatcher(watcher), cb) : c.exists(path, cb)));
+    const stat = await this.#call<Zk.Stat | null>('exists', path, (c, cb) => (watcher ? c.exists(path, wrapWatcher(watcher), cb) : c.exists(path, cb)));
     return !!stat;
   }
 
@@ -230,7 +236,7 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
 
   /** The node's ACL, in our terms (`all` when every permission is granted). */
   getAcl(path: string): Promise<AclEntry[]> {
-    return this.#call<zookeeper.ACL[]>('getAcl', path, (c, cb) => c.getACL(path, cb)).then((acls) => acls.map(fromAcl));
+    return this.#call<Zk.ACL[]>('getAcl', path, (c, cb) => c.getACL(path, cb)).then((acls) => acls.map(fromAcl));
   }
 
   setData(path: string, data: Buffer): Promise<void> {
@@ -268,7 +274,7 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
       spinDelay: this.#opts.spinDelayMs,
       retries: 0,
       ...(session ? { sessionId: session.id, sessionPassword: session.password } : {}),
-    } as Partial<zookeeper.Option>);
+    } as Partial<Zk.Option>);
     for (const { scheme, auth } of this.#opts.auth ?? []) client.addAuthInfo(scheme, Buffer.from(auth));
     this.#client = client;
     this.#sessionEstablished = false;
@@ -276,14 +282,14 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
     this.#stopGuard = guardReads(client, this.#opts.sessionTimeoutMs);
     frameReads(client);
     leanWatchers(client, (event) => LibraryEvent.create(event));
-    client.on('state', (s: zookeeper.State) => {
+    client.on('state', (s: Zk.State) => {
       if (this.#client === client) this.#onState(client, s);
     });
     this.#setState('connecting');
     client.connect();
   }
 
-  #onState(client: zookeeper.Client, s: zookeeper.State): void {
+  #onState(client: Zk.Client, s: Zk.State): void {
     const S = zookeeper.State;
     if (s === S.SYNC_CONNECTED || s === S.CONNECTED_READ_ONLY) {
       clearTimeout(this.#expiryTimer);
@@ -321,7 +327,7 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
   }
 
   /** The session is gone: drop the old client and start a fresh session. */
-  #expire(client: zookeeper.Client, reason: string): void {
+  #expire(client: Zk.Client, reason: string): void {
     if (this.#client !== client || this.#closing) return;
     clearTimeout(this.#expiryTimer);
     this.#expiryTimer = undefined;
@@ -341,13 +347,13 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
     this.emit('state', state);
   }
 
-  #failPending(client: zookeeper.Client, zkCode: string, why: string): void {
+  #failPending(client: Zk.Client, zkCode: string, why: string): void {
     const pending = this.#pending.get(client);
     this.#pending.delete(client);
     for (const fail of pending ?? []) fail(new ZkError(zkCode, why));
   }
 
-  #call<T>(op: string, path: string, invoke: (client: zookeeper.Client, cb: Callback<T>) => void): Promise<T> {
+  #call<T>(op: string, path: string, invoke: (client: Zk.Client, cb: Callback<T>) => void): Promise<T> {
     if (!this.#client || this.#closing) return Promise.reject(new ZkError('closed', `${op} ${path}: client is closed`, path));
     return new Promise<T>((resolve, reject) => {
       let pending: Set<(error: ZkError) => void> | undefined;
@@ -382,12 +388,12 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
   }
 }
 
-function wrapWatcher(watcher: Watcher): (event: zookeeper.Event) => void {
+function wrapWatcher(watcher: Watcher): (event: Zk.Event) => void {
   // The library dedupes watchers by function identity per path (WatcherManager); callers pass a
   // stable function, so cache one wrapper per watcher to keep that dedupe working.
   let wrapped = WRAPPERS.get(watcher);
   if (!wrapped) {
-    wrapped = (event: zookeeper.Event) => {
+    wrapped = (event: Zk.Event) => {
       const type = EVENT_TYPES[event.getType()];
       if (type) watcher({ type, path: event.getPath() });
     };
@@ -395,7 +401,7 @@ function wrapWatcher(watcher: Watcher): (event: zookeeper.Event) => void {
   }
   return wrapped;
 }
-const WRAPPERS = new WeakMap<Watcher, (event: zookeeper.Event) => void>();
+const WRAPPERS = new WeakMap<Watcher, (event: Zk.Event) => void>();
 
 function toZkError(op: string, path: string, error: unknown): ZkError {
   if (error instanceof ZkError) return error;
@@ -405,7 +411,7 @@ function toZkError(op: string, path: string, error: unknown): ZkError {
   return new ZkError(name, `${op} ${path}: ${message}`, path);
 }
 
-function fromAcl(acl: zookeeper.ACL): AclEntry {
+function fromAcl(acl: Zk.ACL): AclEntry {
   const { scheme, id } = acl.id as { scheme: AclEntry['scheme']; id: string };
   // The library's field is `permission` (lib/ACL.js); its typings call it `perms`.
   const bits = (acl as unknown as { permission?: number }).permission ?? acl.perms;
@@ -416,7 +422,7 @@ function fromAcl(acl: zookeeper.ACL): AclEntry {
   return { scheme, id, perms };
 }
 
-function toAcls(acl: readonly AclEntry[] | undefined): zookeeper.ACL[] {
+function toAcls(acl: readonly AclEntry[] | undefined): Zk.ACL[] {
   if (!acl || acl.length === 0) return [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('world', 'anyone'))];
   return acl.map((e) => new zookeeper.ACL(e.perms.reduce((m, p) => m | PERMS[p], 0), new zookeeper.Id(e.scheme, e.id)));
 }
