@@ -19,7 +19,49 @@ const load = createRequire(import.meta.url);
 const Registry = load('prom-client/lib/registry') as typeof client.Registry;
 const Counter = load('prom-client/lib/counter') as typeof client.Counter;
 const Gauge = load('prom-client/lib/gauge') as typeof client.Gauge;
-const collectDefaultMetrics = load('prom-client/lib/defaultMetrics') as typeof client.collectDefaultMetrics;
+
+type DefaultMetric = (registry: client.Registry, config: { prefix: string; eventLoopMonitoringPrecision: number }) => void;
+/**
+ * prom-client's default metrics, one module each, registered as its collectDefaultMetrics would,
+ * but for the process CPU module: that one requires `@opentelemetry/api` (51 modules, for exemplars
+ * puttu does not use), so `processCpu` below registers the same three counters. Loading fewer
+ * modules at start is what keeps V8's optimizing compiler out of start-up, and its memory out of
+ * the idle proxy (BENCHMARKS.md, "Idle memory").
+ */
+const DEFAULT_METRICS = ['processStartTime', 'osMemoryHeap', 'processOpenFileDescriptors', 'processMaxFileDescriptors', 'eventLoopLag', 'processResources', 'processHandles', 'processRequests', 'heapSizeAndUsed', 'heapSpacesSizeAndUsed', 'version', 'gc'];
+
+export const LINT_FAILING_DEFAULTS = ['puttu_nodejs_active_handles_total', 'puttu_nodejs_active_requests_total', 'puttu_nodejs_active_resources_total'];
+
+function registerDefaultMetrics(registry: client.Registry, prefix: string): void {
+  const config = { prefix, eventLoopMonitoringPrecision: 10 };
+  for (const name of DEFAULT_METRICS) (load(`prom-client/lib/metrics/${name}`) as DefaultMetric)(registry, config);
+  processCpu(registry, prefix);
+  // `promtool check metrics` rejects these three: gauges whose names end in _total (reserved for
+  // counters). They are the only default metrics that fail the lint, so only they go.
+  for (const name of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(name);
+}
+
+/** process_cpu_{user,system}_seconds_total and their sum, as prom-client's processCpuTotal has them. */
+function processCpu(registry: client.Registry, prefix: string): void {
+  let last = process.cpuUsage();
+  const user = new Counter({
+    name: `${prefix}process_cpu_user_seconds_total`,
+    help: 'Total user CPU time spent in seconds.',
+    registers: [registry],
+    // One collect sets all three: the registry reads them in this order.
+    collect() {
+      const now = process.cpuUsage();
+      const userSeconds = (now.user - last.user) / 1e6;
+      const systemSeconds = (now.system - last.system) / 1e6;
+      last = now;
+      user.inc(userSeconds);
+      system.inc(systemSeconds);
+      total.inc(userSeconds + systemSeconds);
+    },
+  });
+  const system = new Counter({ name: `${prefix}process_cpu_system_seconds_total`, help: 'Total system CPU time spent in seconds.', registers: [registry] });
+  const total = new Counter({ name: `${prefix}process_cpu_seconds_total`, help: 'Total user and system CPU time spent in seconds.', registers: [registry] });
+}
 
 export const UNKNOWN_SERVICE = '_unknown';
 
@@ -28,7 +70,6 @@ export const UNKNOWN_SERVICE = '_unknown';
  * state, ejections): the primary's aggregated /metrics keeps the largest value, not the sum.
  */
 const ONE_PER_CLUSTER = { aggregator: 'max' } as const;
-export const LINT_FAILING_DEFAULTS = ['puttu_nodejs_active_handles_total', 'puttu_nodejs_active_requests_total', 'puttu_nodejs_active_resources_total'];
 
 /** Per-service metric children, resolved once. */
 export interface ServiceMetrics {
@@ -62,10 +103,7 @@ export interface Metrics {
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
   if (options.defaultMetrics !== false) {
-    collectDefaultMetrics({ register: registry, prefix: 'puttu_' });
-    // `promtool check metrics` rejects these three: gauges whose names end in _total (reserved
-    // for counters). They are the only default metrics that fail the lint, so only they go.
-    for (const name of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(name);
+    registerDefaultMetrics(registry, 'puttu_');
   }
   const collectors: Array<() => void> = [];
 

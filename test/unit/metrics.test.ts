@@ -1,5 +1,6 @@
 import test from 'ava';
-import { createMetrics, UNKNOWN_SERVICE, type Metrics } from '../../proxy/metrics/metrics.js';
+import prom from 'prom-client';
+import { createMetrics, LINT_FAILING_DEFAULTS, UNKNOWN_SERVICE, type Metrics } from '../../proxy/metrics/metrics.js';
 import { CONNECTION_STATES } from '../../proxy/registry/zk-client.js';
 
 interface Sample {
@@ -29,6 +30,28 @@ test('defaultMetrics: false registers only puttu metrics; the default adds proce
   t.false(bare.some((m) => m.name === 'puttu_process_cpu_user_seconds_total'));
   const full = await createMetrics().registry.getMetricsAsJSON();
   t.true(full.some((m) => m.name === 'puttu_process_cpu_user_seconds_total'));
+});
+
+test("the default process metrics are prom-client's, less the three that fail promtool's lint", async (t) => {
+  const reference = new prom.Registry();
+  prom.collectDefaultMetrics({ register: reference, prefix: 'puttu_' });
+  const expected = (await reference.getMetricsAsJSON()).map((m) => m.name).filter((n) => !LINT_FAILING_DEFAULTS.includes(n));
+  const ours = new Set((await createMetrics().registry.getMetricsAsJSON()).map((m) => m.name));
+  t.deepEqual(expected.filter((n) => !ours.has(n)), []);
+  t.deepEqual(LINT_FAILING_DEFAULTS.filter((n) => ours.has(n)), []);
+  t.true(ours.has('puttu_process_cpu_seconds_total'));
+});
+
+test('the process CPU counters grow, and the total is user plus system', async (t) => {
+  const m = createMetrics();
+  const read = async () => Object.fromEntries(await Promise.all(['user', 'system', ''].map(async (k) => [k || 'total', (await samples(m, `puttu_process_cpu_${k ? `${k}_` : ''}seconds_total`))[0]?.value ?? -1])));
+  const first = await read();
+  const until = process.cpuUsage().user + 20_000;
+  while (process.cpuUsage().user < until); // burn 20 ms of user CPU
+  const second = await read();
+  t.true(second.user >= first.user + 0.015, `user ${first.user} -> ${second.user}`);
+  t.true(second.system >= first.system);
+  t.true(Math.abs(second.total - (second.user + second.system)) < 1e-9);
 });
 
 test('each createMetrics has its own registry', async (t) => {
