@@ -3,7 +3,7 @@
  * Exit codes: 0 ok (also after SIGTERM/SIGINT), 1 runtime failure, 2 bad usage or configuration,
  * 3 nothing found (ls, get); `register` with a command passes that command's code on.
  */
-import './startup-flags.js';
+import { startupOver } from './startup-flags.js';
 import fs from 'node:fs';
 import { createApp } from './app.js';
 import { helpText, loadConfig } from './config/load.js';
@@ -38,6 +38,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'proxy') return runProxy(rest);
   restoreYoungGenerationGrowth();
+  startupOver();
   const run = COMMANDS[command];
   if (!run) {
     process.stderr.write(`puttu: unknown command "${command}"\n\n${USAGE}\n`);
@@ -123,6 +124,8 @@ async function runProxy(argv: string[]): Promise<number> {
     running = await start();
     // Started small (startup-flags.ts); from here the young generation may grow, up to the cap.
     capYoungGeneration();
+    // Listening: what runs from here on is worth optimizing.
+    startupOver();
   } catch (error) {
     logger.error('puttu proxy failed to start', { error });
     process.stderr.write(`puttu proxy: ${(error as Error).message}\n`);
