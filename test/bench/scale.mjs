@@ -28,11 +28,13 @@ const INSTANCES = Number(process.env.SCALE_INSTANCES ?? 10);
 const REPEATS = Number(process.env.SCALE_REPEATS ?? 3);
 const WARMUP = Number(process.env.SCALE_WARMUP_SECONDS ?? 2);
 const SECONDS = Number(process.env.SCALE_SECONDS ?? 5);
+// Node options for both proxies, e.g. SCALE_NODE_ARGS=--trace-gc (with BENCH_KEEP=1 to keep the logs).
+const NODE_ARGS = (process.env.SCALE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 const log = (line) => process.stderr.write(`${line}\n`);
 
 installGuards({ timeBoundMs: (240 + 2 * (WARMUP + 25) + REPEATS * 2 * (SECONDS + 25)) * 1_000, label: 'scale' });
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'puttu-scale-'));
-onCleanup('temp folder', () => fs.rmSync(dir, { recursive: true, force: true }));
+onCleanup('temp folder', () => (process.env.BENCH_KEEP ? log(`kept ${dir}`) : fs.rmSync(dir, { recursive: true, force: true })));
 
 async function main() {
   const zk = await stack.startZk();
@@ -68,7 +70,7 @@ async function main() {
     const port = await stack.freePort();
     const adminPort = await stack.freePort();
     const t0 = Date.now();
-    const proc = spawnTracked(`puttu-${name}`, process.execPath, [stack.BIN, 'proxy', '--zk', zk.connectString, '--base-path', base, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--log-level', 'debug'], {
+    const proc = spawnTracked(`puttu-${name}`, process.execPath, [...NODE_ARGS, stack.BIN, 'proxy', '--zk', zk.connectString, '--base-path', base, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--log-level', 'debug'], {
       logFile: path.join(dir, `puttu-${name}.log`),
     });
     await waitUntil(async () => {
