@@ -54,3 +54,23 @@ test("an operator's --max-semi-space-size wins: no cap is installed", (t) => {
   t.false(r.installed);
   t.true(r.youngBytes > 2 * 2 * MiB + MiB, 'the young generation grew past the cap the code asked for');
 });
+
+test('collectGarbageOnce runs a full collection: an unreachable old object is gone after it', (t) => {
+  const script = `
+    import { collectGarbageOnce } from ${JSON.stringify(HEAP)};
+    let target = { big: new Array(100000).fill(1) };
+    const ref = new WeakRef(target);
+    // Old enough to have left the young generation: two scavenges' worth of allocation later.
+    for (let i = 0; i < 200000; i++) globalThis.sink = { i };
+    target = undefined;
+    // A WeakRef's target is held until the end of the turn that last read it.
+    setImmediate(() => {
+      const ms = collectGarbageOnce();
+      console.log(JSON.stringify({ collected: ref.deref() === undefined, ms }));
+    });`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, NODE_OPTIONS: '' } });
+  t.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim()) as { collected: boolean; ms: number };
+  t.true(out.collected);
+  t.true(out.ms >= 0);
+});
