@@ -4,7 +4,8 @@
  * ZooKeeper (defaults 1,000 × 10). Measures puttu's initial sync (process start → /readyz ready with
  * every service read), its RSS once synced and under load, and req/s to one service with the big
  * tree against the same with a one-service tree (interleaved, SCALE_REPEATS × SCALE_SECONDS, after
- * one unmeasured SCALE_WARMUP_SECONDS run each).
+ * one unmeasured SCALE_WARMUP_SECONDS run each; defaults 5 × 10 s: under load with the big tree
+ * the old generation's first full collection came ~35 s in, after which a 3 × 5 s run had ended).
  * Prints figures, asserts nothing.
  *
  *   node test/bench/scale.mjs
@@ -25,9 +26,9 @@ const { rawClient } = await import('../../dist/test/helpers/zookeeper.js');
 
 const SERVICES = Number(process.env.SCALE_SERVICES ?? 1_000);
 const INSTANCES = Number(process.env.SCALE_INSTANCES ?? 10);
-const REPEATS = Number(process.env.SCALE_REPEATS ?? 3);
+const REPEATS = Number(process.env.SCALE_REPEATS ?? 5);
 const WARMUP = Number(process.env.SCALE_WARMUP_SECONDS ?? 2);
-const SECONDS = Number(process.env.SCALE_SECONDS ?? 5);
+const SECONDS = Number(process.env.SCALE_SECONDS ?? 10);
 // Node options for both proxies, e.g. SCALE_NODE_ARGS=--trace-gc (with BENCH_KEEP=1 to keep the logs).
 const NODE_ARGS = (process.env.SCALE_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 const log = (line) => process.stderr.write(`${line}\n`);
