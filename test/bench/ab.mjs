@@ -16,6 +16,7 @@
  * Options:
  *   --rounds N (5)  --seconds S (5)  --connections C (50)  --threads T (1)  --path P (/echo/small)
  *   --warmup S (2)  --node-args "A B"  (for every puttu, e.g. "--max-semi-space-size=8")
+ * BENCH_KEEP=1 keeps the temporary folder with every process's log (e.g. with node:--trace-deopt).
  *
  * Example: build a variant into /tmp/b (`git worktree add /tmp/b && cd /tmp/b && npm ci && npx tsc`),
  * then `node test/bench/ab.mjs puttu:main puttu:b=/tmp/b undici nginx`.
@@ -57,7 +58,7 @@ const threads = Math.min(Number(values.threads), scenario.connections);
 installGuards({ timeBoundMs: (positionals.length * (ROUNDS * (SECONDS + 2) + WARMUP + 15) + 120) * 1_000, label: 'ab' });
 const log = (line) => process.stderr.write(`${line}\n`);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'puttu-ab-'));
-onCleanup('temp folder', () => fs.rmSync(dir, { recursive: true, force: true }));
+onCleanup('temp folder', () => (process.env.BENCH_KEEP ? process.stderr.write(`kept ${dir}\n`) : fs.rmSync(dir, { recursive: true, force: true })));
 
 async function startTarget(spec, ctx) {
   if (spec === 'nginx' || spec === 'nginx-plain') {
