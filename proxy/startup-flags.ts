@@ -21,8 +21,8 @@ v8.setFlagsFromString('--semi-space-growth-factor=1');
 // Loading a hundred modules makes Node's resolver (path.resolve, fileURLToPath, the CommonJS
 // resolver) hot enough for TurboFan. Those compiles are of code that runs once: they touch 3 MB of
 // the compiler's own code and leave its zone memory in the malloc arenas of V8's worker threads, so
-// the idle proxy held 4 MB more (BENCHMARKS.md, "Idle memory"). TurboFan is off while the command
-// loads and starts, and on again from `startupOver()`, before any request: the request path is
+// the idle proxy held 3-4 MB more (BENCHMARKS.md, "Idle memory"). TurboFan is off while the
+// command loads and starts, and on again from `startupOver()` once it listens: the request path is
 // optimized as it always was. V8 reads the flag each time a function is due for optimization.
 // An operator's own choice (`--no-opt`, `--jitless`...) is left alone.
 const OPTIMIZER_CHOSEN = /(^|\s)--(no-opt|no-turbofan|turbofan|opt|jitless|max-opt)\b/;
