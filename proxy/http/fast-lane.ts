@@ -12,7 +12,11 @@
  * - there is exactly one Host;
  * - there is no Transfer-Encoding, Upgrade, Expect or Proxy-Connection, and Connection is
  *   keep-alive or close;
- * - a Content-Length is one plain decimal, and the whole body is in hand within the body limit.
+ * - a Content-Length is one plain decimal, within the body limit.
+ *
+ * A body of up to BUFFERED_BODY bytes still arriving after its head is waited for (as nginx buffers
+ * request bodies), for 1-2 s; a larger body, or one slower than that, goes to Node's path, which
+ * streams it.
  *
  * Anything else goes to Node's own parser, on that connection for good, with the unread bytes put
  * back (`socket.unshift`): a slow, odd, hostile or streaming request gets exactly the handling
@@ -48,6 +52,8 @@ export interface FastLane {
   closeAll(): void;
   /** Connections the lane holds (not yet handed to Node). */
   readonly connections: number;
+  /** Of those, the ones whose request body is still arriving (see BUFFERED_BODY). */
+  readonly waiting: number;
   /** Requests the lane has taken. */
   readonly served: number;
   /** Connections handed to Node's parser. */
@@ -55,6 +61,15 @@ export interface FastLane {
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
+/**
+ * The largest request body the lane waits for when it arrives after its head: one socket read's
+ * worth (Node reads up to 64 KiB at a time). Measured with the benchmark's 64 KiB POST
+ * (BENCHMARKS.md, "Fast lane"): on Node's path its stream costs more than the whole request does
+ * here.
+ */
+export const BUFFERED_BODY = 64 * 1024;
+/** Sweeps (1 s apart) a connection waits for the rest of a body before Node's path takes it. */
+const BODY_WAIT_TICKS = 2;
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);
 
 /** RFC 9110 tchar. */
@@ -403,6 +418,14 @@ class LaneConnection {
   closeAfter = false;
   /** The lane's tick when this connection last became idle. */
   idleSince: number;
+  /**
+   * A head whose body is still arriving (see BUFFERED_BODY): `buf` is then the whole request's
+   * size, filled up to `#filled`; the body starts at `#bodyStart`; waiting since `waitingSince`.
+   */
+  #waiting: Head | undefined;
+  #bodyStart = 0;
+  #filled = 0;
+  waitingSince = -1;
   #paused = false;
   readonly #onData = (chunk: Buffer): void => this.data(chunk);
   readonly #onEnd = (): void => this.ended();
@@ -419,6 +442,7 @@ class LaneConnection {
   }
 
   data(chunk: Buffer): void {
+    if (this.#waiting !== undefined) return this.#bodyData(chunk);
     this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
     if (this.res !== undefined) {
       // Pipelined: wait for the response in progress, but hold no more than one head's worth.
@@ -439,12 +463,39 @@ class LaneConnection {
     const end = buf.indexOf(CRLFCRLF);
     if (end < 0 || end + 4 > maxHeaderSize) return this.handOff();
     const head = parseHead(buf.toString('latin1', 0, end), this.socket);
-    if (head === undefined) return this.handOff();
+    if (head === undefined || (maxBodyBytes > 0 && head.length > maxBodyBytes)) return this.handOff();
     const start = end + 4;
-    if (head.length > buf.length - start || (maxBodyBytes > 0 && head.length > maxBodyBytes)) return this.handOff();
+    if (head.length <= buf.length - start) return this.#take(head, start, buf, null);
+    // The body is on its way: wait for a small one, in a buffer of the request's size (each read
+    // copied once), and briefly: the sweep hands a slow one to Node's path.
+    if (head.length > BUFFERED_BODY) return this.handOff();
+    const whole = Buffer.allocUnsafe(start + head.length);
+    buf.copy(whole);
+    this.buf = whole;
+    this.#filled = buf.length;
+    this.#waiting = head;
+    this.#bodyStart = start;
+    this.waitingSince = this.lane.tick;
+  }
+
+  /** More of the body `#waiting` for; the request is taken once it is whole. */
+  #bodyData(chunk: Buffer): void {
+    const whole = this.buf!;
+    const room = whole.length - this.#filled;
+    chunk.copy(whole, this.#filled, 0, Math.min(room, chunk.length));
+    this.#filled += Math.min(room, chunk.length);
+    if (chunk.length < room) return;
+    const head = this.#waiting!;
+    this.#waiting = undefined;
+    this.waitingSince = -1;
+    this.#take(head, this.#bodyStart, whole, chunk.length > room ? chunk.subarray(room) : null);
+  }
+
+  /** Serves `head`, whose body is in `buf` from `start`; `rest`: bytes received after `buf`. */
+  #take(head: Head, start: number, buf: Buffer, rest: Buffer | null): void {
     const bodyEnd = start + head.length;
     const body = head.length > 0 ? buf.subarray(start, bodyEnd) : undefined;
-    this.buf = bodyEnd < buf.length ? buf.subarray(bodyEnd) : null;
+    this.buf = rest ?? (bodyEnd < buf.length ? buf.subarray(bodyEnd) : null);
     if (head.close) this.closeAfter = true;
     const res = new LaneResponse(this, head.req.method);
     this.res = res;
@@ -492,7 +543,9 @@ class LaneConnection {
     this.lane.conns.delete(this);
     this.lane.handedOff++;
     socket.pause();
-    if (this.buf !== null) socket.unshift(this.buf);
+    if (this.buf !== null) socket.unshift(this.#waiting === undefined ? this.buf : this.buf.subarray(0, this.#filled));
+    this.#waiting = undefined;
+    this.waitingSince = -1;
     this.buf = null;
     this.lane.toNode(socket);
     socket.resume();
@@ -529,6 +582,12 @@ class Lane implements FastLane {
     return this.conns.size;
   }
 
+  get waiting(): number {
+    let n = 0;
+    for (const conn of this.conns) if (conn.waitingSince >= 0) n++;
+    return n;
+  }
+
   accept(socket: Socket): void {
     if (this.#closing) {
       socket.destroy();
@@ -540,22 +599,32 @@ class Lane implements FastLane {
   #sweep(): void {
     this.tick++;
     dateField = '';
+    let waiting = 0;
     for (const conn of this.conns) {
+      // A body slower than the lane waits for: Node's path streams it, with its own timeouts.
+      // Not once closing: the server stops taking connections, so it waits out the grace period.
+      if (conn.waitingSince >= 0) {
+        if (!this.#closing && this.tick - conn.waitingSince >= BODY_WAIT_TICKS) conn.handOff();
+        else waiting++;
+        continue;
+      }
       // Idle past the keep-alive timeout (or never sent a byte): closed, as Node closes its own.
       if (conn.res === undefined && this.tick - conn.idleSince > this.#idleTicks) conn.socket.destroy();
     }
+    if (this.#closing && waiting === 0) clearInterval(this.#timer);
   }
 
   close(): void {
     this.#closing = true;
-    clearInterval(this.#timer);
     for (const conn of this.conns) {
-      if (conn.res === undefined) conn.socket.destroy();
+      if (conn.res === undefined && conn.waitingSince < 0) conn.socket.destroy();
+      // Busy, or its body is arriving: served (the sweep keeps waiting), then closed.
       else conn.closeAfter = true;
     }
   }
 
   closeAll(): void {
+    clearInterval(this.#timer);
     for (const conn of this.conns) conn.socket.destroy();
   }
 }

@@ -16,6 +16,7 @@
  * Options:
  *   --rounds N (5)  --seconds S (5)  --connections C (50)  --threads T (1)  --path P (/echo/small)
  *   --warmup S (2)  --node-args "A B"  (for every puttu, e.g. "--max-semi-space-size=8")
+ *   --script FILE  a wrk Lua script, e.g. --script test/bench/post-64k.lua --path /echo/upload
  * BENCH_KEEP=1 keeps the temporary folder with every process's log (e.g. with node:--trace-deopt).
  *
  * Example: build a variant into /tmp/b (`git worktree add /tmp/b && cd /tmp/b && npm ci && npx tsc`),
@@ -37,6 +38,7 @@ const { values, positionals } = parseArgs({
     path: { type: 'string', default: '/echo/small' },
     warmup: { type: 'string', default: '2' },
     'node-args': { type: 'string', default: '' },
+    script: { type: 'string' },
   },
 });
 if (positionals.length === 0) {
@@ -53,7 +55,7 @@ const stack = await import('./lib/stack.mjs');
 const ROUNDS = Number(values.rounds);
 const SECONDS = Number(values.seconds);
 const WARMUP = Number(values.warmup);
-const scenario = { path: values.path, connections: Number(values.connections) };
+const scenario = { path: values.path, connections: Number(values.connections), ...(values.script && { script: path.resolve(values.script) }) };
 const threads = Math.min(Number(values.threads), scenario.connections);
 installGuards({ timeBoundMs: (positionals.length * (ROUNDS * (SECONDS + 2) + WARMUP + 15) + 120) * 1_000, label: 'ab' });
 const log = (line) => process.stderr.write(`${line}\n`);

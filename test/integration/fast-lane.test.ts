@@ -186,6 +186,11 @@ const TAKEN: Array<[string, string[], number, boolean[]?]> = [
   ['a path without a service', [`GET / HTTP/1.1\r\n${H}\r\n`], 1],
   ['an X-Request-Id that is not a token', [`GET /svc/r HTTP/1.1\r\n${H}X-Request-Id: has space\r\n\r\n`], 1],
   ['punctuation in the target (quotes, brackets, braces, pipes, carets, backquotes)', ['GET /svc/a"b<c>[d]{e}|f^g`h\\i HTTP/1.1\r\n' + H + '\r\n'], 1],
+  // Bodies of up to BUFFERED_BODY that arrive after their head: the lane waits for them.
+  ['a body in three segments', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: ${BODY.length}\r\n\r\n${BODY.slice(0, 100)}`, BODY.slice(100, 200), BODY.slice(200)], 1],
+  ['a head alone, then its body', [`PUT /svc/p HTTP/1.1\r\n${H}Content-Length: ${BODY.length}\r\n\r\n`, BODY], 1],
+  ['the rest of a body and a pipelined GET in one segment', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: ${BODY.length}\r\n\r\n${BODY.slice(0, 10)}`, `${BODY.slice(10)}GET /svc/after HTTP/1.1\r\n${H}\r\n`], 2],
+  ['a 64 KiB body (the most the lane waits for) in four segments', [`POST /svc/big HTTP/1.1\r\n${H}Content-Length: 65536\r\n\r\n${'a'.repeat(16384)}`, 'b'.repeat(16384), 'c'.repeat(16384), 'd'.repeat(16384)], 1],
 ];
 
 /** Requests the lane hands to Node's parser (with whatever came before on the connection). */
@@ -214,7 +219,7 @@ const HANDED: Array<[string, string[], number, boolean[]?]> = [
   ['a DEL in a value', [`GET /svc/a HTTP/1.1\r\n${H}X-A: a\u007fb\r\n\r\n`], 1],
   ['a space inside the target', [`GET /svc/a b HTTP/1.1\r\n${H}\r\n`], 1],
   ['a head in two segments', [`GET /svc/a HTTP/1.1\r\n${H}X-A: 1\r\n`, `X-B: 2\r\n\r\n`], 1],
-  ['a body in three segments', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: ${BODY.length}\r\n\r\n${BODY.slice(0, 100)}`, BODY.slice(100, 200), BODY.slice(200)], 1],
+  ['a body one byte over what the lane waits for, arriving after its head', [`POST /svc/big HTTP/1.1\r\n${H}Content-Length: 65537\r\n\r\n${'a'.repeat(1000)}`, 'b'.repeat(64537)], 1],
   [
     'a GET, a chunked POST, a GET: the connection moves to Node mid-way',
     [`GET /svc/1 HTTP/1.1\r\n${H}\r\n`, `POST /svc/2 HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /svc/3 HTTP/1.1\r\n${H}\r\n`],
@@ -421,4 +426,49 @@ test('20,000 pipelined requests in one write are answered in order, one at a tim
   const bodies = text().split('\r\n\r\n').slice(1).map((part) => part.split('HTTP/1.1')[0]);
   t.is(bodies.length, count);
   t.true(bodies.every((b, i) => b === `/${i}`), 'in order');
+});
+
+test('a body that stops arriving is handed to Node after 1-2 s, which serves the request whole', async (t) => {
+  const l = lane.app.fastLane!;
+  const before = { served: l.served, handedOff: l.handedOff };
+  const { port } = new URL(lane.url);
+  const { socket, text } = await openSocket(Number(port));
+  t.teardown(() => socket.destroy());
+  const sent = Date.now();
+  socket.write(`POST /svc/slow HTTP/1.1\r\n${H}Content-Length: ${BODY.length}\r\n\r\n${BODY.slice(0, 100)}`);
+  await eventually(() => l.waiting === 1, { message: 'the lane waits for the body' });
+  await eventually(() => l.handedOff === before.handedOff + 1, { timeoutMs: 5_000, message: 'the lane handed the connection on' });
+  t.is(l.waiting, 0);
+  const waitedMs = Date.now() - sent;
+  // Two sweeps 1 s apart: never less than one second.
+  t.true(waitedMs >= 900, `handed on after ${waitedMs} ms`);
+  t.is(text(), '', 'nothing answered yet');
+  socket.write(BODY.slice(100));
+  const [response] = await eventually(() => (responses(text(), [false], false)?.length ? responses(text(), [false], false) : undefined), { timeoutMs: 5_000, message: 'the response arrived' });
+  t.is(response!.status, 200);
+  const echoed = JSON.parse(response!.body) as { method: string; url: string; length: number; sha: string };
+  t.like(echoed, { method: 'POST', url: '/slow', length: BODY.length, sha: createHash('sha256').update(BODY).digest('hex').slice(0, 16) });
+  t.is(l.served, before.served, 'not served by the lane');
+});
+
+test('close while a body is arriving: the request is still served, then the connection closed', async (t) => {
+  const { listener, port } = await plainListener((res, url) => {
+    res.writeHead(200, undefined, ['content-length', String(url.length)]);
+    res.end(url);
+  }, 60_000);
+  const l = listener.lane!;
+  const { socket, text, closed } = await openSocket(port);
+  socket.write(`POST /upload HTTP/1.1\r\n${H}Content-Length: 10\r\n\r\n12345`);
+  await eventually(() => l.waiting === 1, { message: 'the lane waits for the body' });
+  const closing = listener.close(5_000);
+  // The rest of the body after close(): the lane still waits for it, then answers.
+  await new Promise((r) => setImmediate(r));
+  socket.write('67890');
+  await closed;
+  t.regex(text(), /^HTTP\/1\.1 200 OK\r\n/);
+  t.regex(text(), /\r\nConnection: close\r\n/);
+  t.true(text().endsWith('/upload'));
+  t.is(l.served, 1);
+  t.is(l.handedOff, 0);
+  await closing;
 });
