@@ -74,9 +74,9 @@ export interface ExchangeInit {
   headers: string[];
   /**
    * The request body (null: none, Content-Length 0 included): Node's request stream, or the
-   * whole body the fast lane read.
+   * whole body the fast lane read (in one buffer, or in the buffers of its reads).
    */
-  body: Readable | Buffer | null;
+  body: Readable | Buffer | Buffer[] | null;
   requestId: string;
 }
 
@@ -91,7 +91,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
   readonly #rest: string;
   readonly #query: string;
   readonly #headers: string[];
-  readonly #body: Readable | Buffer | null;
+  readonly #body: Readable | Buffer | Buffer[] | null;
   readonly #balancer: Balancer;
   /** The instance of the current (last) attempt. */
   instance: Instance | undefined;
@@ -135,7 +135,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
     this.#headers = init.headers;
     this.#body = init.body;
     this.#balancer = deps.balancerFor(init.service);
-    this.#timed = init.body === null || Buffer.isBuffer(init.body);
+    this.#timed = init.body === null || Buffer.isBuffer(init.body) || Array.isArray(init.body);
   }
 
   start(): void {
@@ -159,7 +159,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
         path: upstreamPath(instance.api, this.#rest, this.#query),
         method: this.method,
         headers: this.#headers,
-        body: this.#body,
+        // undici takes any iterable of buffers (its types list fewer): it writes them in turn.
+        body: this.#body as Buffer | Readable | null,
         // Retrying is decided here, per method, never silently by undici.
         idempotent: false,
         blocking: this.method !== 'HEAD',

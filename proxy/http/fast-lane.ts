@@ -15,8 +15,8 @@
  * - a Content-Length is one plain decimal, within the body limit.
  *
  * A body of up to BUFFERED_BODY bytes still arriving after its head is waited for (as nginx buffers
- * request bodies), for 1-2 s; a larger body, or one slower than that, goes to Node's path, which
- * streams it.
+ * request bodies), for 1-2 s and up to MAX_BODY_READS reads; a larger body, or one slower than
+ * that, goes to Node's path, which streams it.
  *
  * Anything else goes to Node's own parser, on that connection for good, with the unread bytes put
  * back (`socket.unshift`): a slow, odd, hostile or streaming request gets exactly the handling
@@ -34,9 +34,10 @@ import { bytesNamed, droppedResponseField, plainDecimal, type ResponseFacts } fr
 
 /**
  * A request handler both paths call. `body`: the whole request body when the lane already holds
- * it; undefined for Node's requests, whose body is the request stream itself.
+ * it (the buffers of several reads, in order, when it arrived after its head); undefined for
+ * Node's requests, whose body is the request stream itself.
  */
-export type LaneHandler = (req: ClientRequest, res: ClientResponse, body?: Buffer) => void;
+export type LaneHandler = (req: ClientRequest, res: ClientResponse, body?: Buffer | Buffer[]) => void;
 
 export interface FastLaneOptions {
   maxHeaderSize: number;
@@ -70,6 +71,8 @@ const CRLFCRLF = Buffer.from('\r\n\r\n');
 export const BUFFERED_BODY = 64 * 1024;
 /** Sweeps (1 s apart) a connection waits for the rest of a body before Node's path takes it. */
 const BODY_WAIT_TICKS = 2;
+/** Reads after the head a waited-for body may take; more, and Node's path streams it. */
+const MAX_BODY_READS = 16;
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);
 
 /** RFC 9110 tchar. */
@@ -419,12 +422,14 @@ class LaneConnection {
   /** The lane's tick when this connection last became idle. */
   idleSince: number;
   /**
-   * A head whose body is still arriving (see BUFFERED_BODY): `buf` is then the whole request's
-   * size, filled up to `#filled`; the body starts at `#bodyStart`; waiting since `waitingSince`.
+   * A head whose body is still arriving (see BUFFERED_BODY): `buf` holds the head and the body's
+   * first bytes (from `#bodyStart`), `#parts` the reads since; `#received` body bytes in all;
+   * waiting since the tick `waitingSince` (-1: not waiting).
    */
   #waiting: Head | undefined;
   #bodyStart = 0;
-  #filled = 0;
+  #parts: Buffer[] = [];
+  #received = 0;
   waitingSince = -1;
   #paused = false;
   readonly #onData = (chunk: Buffer): void => this.data(chunk);
@@ -465,37 +470,47 @@ class LaneConnection {
     const head = parseHead(buf.toString('latin1', 0, end), this.socket);
     if (head === undefined || (maxBodyBytes > 0 && head.length > maxBodyBytes)) return this.handOff();
     const start = end + 4;
-    if (head.length <= buf.length - start) return this.#take(head, start, buf, null);
-    // The body is on its way: wait for a small one, in a buffer of the request's size (each read
-    // copied once), and briefly: the sweep hands a slow one to Node's path.
+    if (head.length <= buf.length - start) return this.#take(head, start, buf);
+    // The body is on its way: wait for a small one, briefly (the sweep hands a slow one to Node's
+    // path). The reads are kept as they are, not copied together: a copy of each body doubled the
+    // external memory per request, and with it V8's full collections (BENCHMARKS.md, "Fast lane").
     if (head.length > BUFFERED_BODY) return this.handOff();
-    const whole = Buffer.allocUnsafe(start + head.length);
-    buf.copy(whole);
-    this.buf = whole;
-    this.#filled = buf.length;
     this.#waiting = head;
     this.#bodyStart = start;
+    this.#received = buf.length - start;
     this.waitingSince = this.lane.tick;
   }
 
   /** More of the body `#waiting` for; the request is taken once it is whole. */
   #bodyData(chunk: Buffer): void {
-    const whole = this.buf!;
-    const room = whole.length - this.#filled;
-    chunk.copy(whole, this.#filled, 0, Math.min(room, chunk.length));
-    this.#filled += Math.min(room, chunk.length);
-    if (chunk.length < room) return;
     const head = this.#waiting!;
+    const missing = head.length - this.#received;
+    if (chunk.length < missing) {
+      this.#parts.push(chunk);
+      this.#received += chunk.length;
+      // A body trickling in many small reads is not the everyday kind: Node's path streams it.
+      if (this.#parts.length > MAX_BODY_READS) this.handOff();
+      return;
+    }
+    const buf = this.buf!;
+    const body = this.#parts;
+    if (buf.length > this.#bodyStart) body.unshift(buf.subarray(this.#bodyStart));
+    body.push(missing === chunk.length ? chunk : chunk.subarray(0, missing));
     this.#waiting = undefined;
+    this.#parts = [];
     this.waitingSince = -1;
-    this.#take(head, this.#bodyStart, whole, chunk.length > room ? chunk.subarray(room) : null);
+    this.#serve(head, body.length === 1 ? body[0]! : body, chunk.length > missing ? chunk.subarray(missing) : null);
   }
 
-  /** Serves `head`, whose body is in `buf` from `start`; `rest`: bytes received after `buf`. */
-  #take(head: Head, start: number, buf: Buffer, rest: Buffer | null): void {
+  /** Serves `head`, whose body is in `buf` from `start`; what follows it is the next request's. */
+  #take(head: Head, start: number, buf: Buffer): void {
     const bodyEnd = start + head.length;
-    const body = head.length > 0 ? buf.subarray(start, bodyEnd) : undefined;
-    this.buf = rest ?? (bodyEnd < buf.length ? buf.subarray(bodyEnd) : null);
+    this.#serve(head, head.length > 0 ? buf.subarray(start, bodyEnd) : undefined, bodyEnd < buf.length ? buf.subarray(bodyEnd) : null);
+  }
+
+  /** `rest`: bytes received after the request, kept for the next one. */
+  #serve(head: Head, body: Buffer | Buffer[] | undefined, rest: Buffer | null): void {
+    this.buf = rest;
     if (head.close) this.closeAfter = true;
     const res = new LaneResponse(this, head.req.method);
     this.res = res;
@@ -543,7 +558,8 @@ class LaneConnection {
     this.lane.conns.delete(this);
     this.lane.handedOff++;
     socket.pause();
-    if (this.buf !== null) socket.unshift(this.#waiting === undefined ? this.buf : this.buf.subarray(0, this.#filled));
+    if (this.buf !== null) socket.unshift(this.#parts.length === 0 ? this.buf : Buffer.concat([this.buf, ...this.#parts]));
+    this.#parts = [];
     this.#waiting = undefined;
     this.waitingSince = -1;
     this.buf = null;

@@ -219,6 +219,7 @@ const HANDED: Array<[string, string[], number, boolean[]?]> = [
   ['a DEL in a value', [`GET /svc/a HTTP/1.1\r\n${H}X-A: a\u007fb\r\n\r\n`], 1],
   ['a space inside the target', [`GET /svc/a b HTTP/1.1\r\n${H}\r\n`], 1],
   ['a head in two segments', [`GET /svc/a HTTP/1.1\r\n${H}X-A: 1\r\n`, `X-B: 2\r\n\r\n`], 1],
+  ['a body in 20 reads after its head (more than the lane waits through)', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: ${BODY.length}\r\n\r\n`, ...Array.from({ length: 20 }, (_, i) => BODY.slice(i * 15, i * 15 + 15))], 1],
   ['a body one byte over what the lane waits for, arriving after its head', [`POST /svc/big HTTP/1.1\r\n${H}Content-Length: 65537\r\n\r\n${'a'.repeat(1000)}`, 'b'.repeat(64537)], 1],
   [
     'a GET, a chunked POST, a GET: the connection moves to Node mid-way',
