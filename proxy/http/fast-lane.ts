@@ -71,7 +71,7 @@ const CRLFCRLF = Buffer.from('\r\n\r\n');
 export const BUFFERED_BODY = 64 * 1024;
 /** Sweeps (1 s apart) a connection waits for the rest of a body before Node's path takes it. */
 const BODY_WAIT_TICKS = 2;
-/** Reads after the head a waited-for body may take; more, and Node's path streams it. */
+/** Reads after the head a waited-for body may take (the last one completing it); more, and Node's path streams it. */
 const MAX_BODY_READS = 16;
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);
 
@@ -447,6 +447,8 @@ class LaneConnection {
   }
 
   data(chunk: Buffer): void {
+    // After a response that closes the connection nothing more is read, as Node's server does.
+    if (this.socket.writableEnded) return;
     if (this.#waiting !== undefined) return this.#bodyData(chunk);
     this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
     if (this.res !== undefined) {
@@ -489,7 +491,7 @@ class LaneConnection {
       this.#parts.push(chunk);
       this.#received += chunk.length;
       // A body trickling in many small reads is not the everyday kind: Node's path streams it.
-      if (this.#parts.length > MAX_BODY_READS) this.handOff();
+      if (this.#parts.length >= MAX_BODY_READS) this.handOff();
       return;
     }
     const buf = this.buf!;
@@ -522,7 +524,8 @@ class LaneConnection {
     this.res = undefined;
     this.idleSince = this.lane.tick;
     if (this.closeAfter) {
-      this.socket.end();
+      // Ends our side, and destroys the socket once the response is flushed (Node's server too).
+      this.socket.destroySoon();
       return;
     }
     if (this.#paused) {
@@ -538,6 +541,10 @@ class LaneConnection {
    * request aborted once the socket closes, as Node's server does (no half-open HTTP).
    */
   ended(): void {
+    // A body still awaited will not come: nothing to hand on to Node either.
+    this.#waiting = undefined;
+    this.#parts = [];
+    this.waitingSince = -1;
     this.socket.end();
   }
 

@@ -119,7 +119,8 @@ export function createProxyHandler(deps: ProxyHandlerDeps): LaneHandler {
       res.shouldKeepAlive = false; // Node's path only: the lane passes on every Transfer-Encoding
       return fail(req, res, m, start, requestId, new BadRequestError('only the chunked transfer coding is accepted'));
     }
-    const hasBody = length !== undefined ? length !== '0' : te !== undefined;
+    // Both parsers let only digits through: "00" is no body either.
+    const hasBody = length !== undefined ? Number(length) !== 0 : te !== undefined;
     if (maxBodyBytes > 0 && length !== undefined && Number(length) > maxBodyBytes) {
       res.shouldKeepAlive = false; // the unread body would otherwise be parsed as the next request
       return fail(req, res, m, start, requestId, new PayloadTooLargeError(`request body over ${maxBodyBytes} bytes`));

@@ -182,6 +182,7 @@ const TAKEN: Array<[string, string[], number, boolean[]?]> = [
   ['Connection: close', [`GET /svc/c HTTP/1.1\r\n${H}Connection: close\r\n\r\n`], 1],
   ['an upstream answer without Content-Length', [`GET /svc/chunked HTTP/1.1\r\n${H}\r\n`], 1],
   ['204 and 304 from the upstream', [`GET /svc/status/204 HTTP/1.1\r\n${H}\r\nGET /svc/status/304 HTTP/1.1\r\n${H}\r\n`], 2],
+  ['Content-Length: 00 (no body either)', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: 00\r\n\r\n`], 1],
   ['an unknown service', [`GET /nosuch/x HTTP/1.1\r\n${H}\r\n`], 1],
   ['a path without a service', [`GET / HTTP/1.1\r\n${H}\r\n`], 1],
   ['an X-Request-Id that is not a token', [`GET /svc/r HTTP/1.1\r\n${H}X-Request-Id: has space\r\n\r\n`], 1],
@@ -190,6 +191,7 @@ const TAKEN: Array<[string, string[], number, boolean[]?]> = [
   ['a body in three segments', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: ${BODY.length}\r\n\r\n${BODY.slice(0, 100)}`, BODY.slice(100, 200), BODY.slice(200)], 1],
   ['a head alone, then its body', [`PUT /svc/p HTTP/1.1\r\n${H}Content-Length: ${BODY.length}\r\n\r\n`, BODY], 1],
   ['the rest of a body and a pipelined GET in one segment', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: ${BODY.length}\r\n\r\n${BODY.slice(0, 10)}`, `${BODY.slice(10)}GET /svc/after HTTP/1.1\r\n${H}\r\n`], 2],
+  ['a body in 16 reads after its head (the most the lane waits through)', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: 160\r\n\r\n`, ...Array.from({ length: 16 }, (_, i) => String(i % 10).repeat(10))], 1],
   ['a 64 KiB body (the most the lane waits for) in four segments', [`POST /svc/big HTTP/1.1\r\n${H}Content-Length: 65536\r\n\r\n${'a'.repeat(16384)}`, 'b'.repeat(16384), 'c'.repeat(16384), 'd'.repeat(16384)], 1],
 ];
 
@@ -219,7 +221,7 @@ const HANDED: Array<[string, string[], number, boolean[]?]> = [
   ['a DEL in a value', [`GET /svc/a HTTP/1.1\r\n${H}X-A: a\u007fb\r\n\r\n`], 1],
   ['a space inside the target', [`GET /svc/a b HTTP/1.1\r\n${H}\r\n`], 1],
   ['a head in two segments', [`GET /svc/a HTTP/1.1\r\n${H}X-A: 1\r\n`, `X-B: 2\r\n\r\n`], 1],
-  ['a body in 20 reads after its head (more than the lane waits through)', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: ${BODY.length}\r\n\r\n`, ...Array.from({ length: 20 }, (_, i) => BODY.slice(i * 15, i * 15 + 15))], 1],
+  ['a body in 17 reads after its head (one more than the lane waits through)', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: 170\r\n\r\n`, ...Array.from({ length: 17 }, (_, i) => String(i % 10).repeat(10))], 1],
   ['a body one byte over what the lane waits for, arriving after its head', [`POST /svc/big HTTP/1.1\r\n${H}Content-Length: 65537\r\n\r\n${'a'.repeat(1000)}`, 'b'.repeat(64537)], 1],
   [
     'a GET, a chunked POST, a GET: the connection moves to Node mid-way',
@@ -472,4 +474,40 @@ test('close while a body is arriving: the request is still served, then the conn
   t.is(l.served, 1);
   t.is(l.handedOff, 0);
   await closing;
+});
+
+test('close while a body has stalled: it is not handed on, and is cut when the grace period ends', async (t) => {
+  const { listener, port } = await plainListener((res) => {
+    res.writeHead(200, undefined, ['content-length', '2']);
+    res.end('ok');
+  }, 60_000);
+  const l = listener.lane!;
+  const { socket, text, closed } = await openSocket(port);
+  socket.write(`POST /upload HTTP/1.1\r\n${H}Content-Length: 10\r\n\r\n12345`);
+  await eventually(() => l.waiting === 1, { message: 'the lane waits for the body' });
+  const started = Date.now();
+  await listener.close(2_500);
+  // Past two sweeps: had the sweep handed it to Node while closing, Node would hold it instead.
+  t.true(Date.now() - started >= 2_400, `closed after ${Date.now() - started} ms`);
+  await closed;
+  t.is(l.handedOff, 0);
+  t.is(l.served, 0);
+  t.is(text(), '');
+});
+
+test('after a response that closes the connection, later bytes are not taken as a request', async (t) => {
+  const urls: string[] = [];
+  const { listener, port } = await plainListener((res, url) => {
+    urls.push(url);
+    res.writeHead(200, undefined, ['content-length', '2']);
+    res.end('ok');
+  }, 60_000);
+  t.teardown(() => listener.close(100));
+  const { socket, text, closed } = await openSocket(port);
+  socket.write(`GET /a HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+  await eventually(() => text().endsWith('ok'), { message: 'the response arrived' });
+  socket.write(`POST /b HTTP/1.1\r\n${H}Content-Length: 3\r\n\r\nabc`);
+  await closed;
+  t.deepEqual(urls, ['/a']);
+  t.regex(text(), /\r\nConnection: close\r\n/);
 });
