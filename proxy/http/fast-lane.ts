@@ -73,6 +73,8 @@ export const BUFFERED_BODY = 64 * 1024;
 const BODY_WAIT_TICKS = 2;
 /** Reads after the head a waited-for body may take (the last one completing it); more, and Node's path streams it. */
 const MAX_BODY_READS = 16;
+/** A waited-for body up to this size is copied into one buffer; a larger one stays in its reads'. */
+const COPIED_BODY = 16 * 1024;
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);
 
 /** RFC 9110 tchar. */
@@ -501,7 +503,10 @@ class LaneConnection {
     this.#waiting = undefined;
     this.#parts = [];
     this.waitingSince = -1;
-    this.#serve(head, body.length === 1 ? body[0]! : body, chunk.length > missing ? chunk.subarray(missing) : null);
+    // A small body goes out in one buffer (undici writes an iterable part by part); a large one
+    // is not copied.
+    const whole = body.length === 1 ? body[0]! : head.length <= COPIED_BODY ? Buffer.concat(body, head.length) : body;
+    this.#serve(head, whole, chunk.length > missing ? chunk.subarray(missing) : null);
   }
 
   /** Serves `head`, whose body is in `buf` from `start`; what follows it is the next request's. */
