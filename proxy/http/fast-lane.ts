@@ -65,8 +65,7 @@ const CRLFCRLF = Buffer.from('\r\n\r\n');
 /**
  * The largest request body the lane waits for when it arrives after its head: one socket read's
  * worth (Node reads up to 64 KiB at a time). Measured with the benchmark's 64 KiB POST
- * (BENCHMARKS.md, "Fast lane"): on Node's path its stream costs more than the whole request does
- * here.
+ * (BENCHMARKS.md, "Request bodies in the fast lane"): 1.30× the req/s of Node's path.
  */
 export const BUFFERED_BODY = 64 * 1024;
 /** Sweeps (1 s apart) a connection waits for the rest of a body before Node's path takes it. */
@@ -476,8 +475,9 @@ class LaneConnection {
     const start = end + 4;
     if (head.length <= buf.length - start) return this.#take(head, start, buf);
     // The body is on its way: wait for a small one, briefly (the sweep hands a slow one to Node's
-    // path). The reads are kept as they are, not copied together: a copy of each body doubled the
-    // external memory per request, and with it V8's full collections (BENCHMARKS.md, "Fast lane").
+    // path). The reads of a large one are kept as they are, not copied together: a copy of each
+    // 64 KiB body doubled the external memory per request, and with it V8's full collections
+    // (BENCHMARKS.md, "Request bodies in the fast lane").
     if (head.length > BUFFERED_BODY) return this.handOff();
     this.#waiting = head;
     this.#bodyStart = start;
