@@ -3,14 +3,14 @@
  * session times out), graceful rolling restarts, refused connections, resets, stalls, client aborts.
  * Backends are real `puttu echo` processes; load is bounded and loopback-only.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import http from 'node:http';
 import { connect } from '../../proxy/index.js';
 import { freePort } from '../../proxy/dev/local-zookeeper.js';
 import { eventually } from '../helpers/eventually.js';
 import { startLoad } from '../helpers/load.js';
 import { startEcho, type PuttuProcess } from '../helpers/processes.js';
-import { startProxy } from '../helpers/proxy.js';
+import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { request, startUpstream } from '../helpers/upstreams.js';
 import { startZooKeeper, type TestZooKeeper } from '../helpers/zookeeper.js';
 
@@ -24,6 +24,14 @@ test.after.always(async () => {
   for (const p of procs) p.kill('SIGKILL');
   await zk?.stop();
 });
+
+/** Registers an instance of `service` at each of `ports`, and waits until `proxy` has them all. */
+async function registerAll(t: ExecutionContext, proxy: TestProxy, service: string, ports: number[]): Promise<void> {
+  const lib = connect(zk.connectString, proxy.basePath);
+  t.teardown(() => lib.close());
+  for (const port of ports) await lib.register(service, { host: '127.0.0.1', port });
+  await eventually(() => proxy.app.registry!.get(service)?.instances.length === ports.length);
+}
 
 async function echoes(basePath: string, service: string, n: number, extra: string[] = []) {
   const started = await Promise.all(Array.from({ length: n }, () => startEcho(zk.connectString, basePath, service, extra)));
@@ -86,11 +94,7 @@ test('a refused connection is retried on another instance for any method, body i
     req.on('end', () => res.end(JSON.stringify({ bytes: n })));
   });
   t.teardown(() => live.close());
-  const lib = connect(zk.connectString, proxy.basePath);
-  t.teardown(() => lib.close());
-  await lib.register('mixed', { host: '127.0.0.1', port: await freePort() });
-  await lib.register('mixed', { host: '127.0.0.1', port: live.port });
-  await eventually(() => proxy.app.registry!.get('mixed')?.instances.length === 2);
+  await registerAll(t, proxy, 'mixed', [await freePort(), live.port]);
   const body = Buffer.alloc(50_000, 7);
   for (let i = 0; i < 20; i++) {
     const reply = await request(proxy.url + '/mixed/submit', { method: 'POST', body });
@@ -112,11 +116,7 @@ test('a POST whose request was written is not retried; a GET is', async (t) => {
     });
   const [a, b] = await Promise.all([drop('a'), drop('b')]);
   t.teardown(() => Promise.all([a.close(), b.close()]));
-  const lib = connect(zk.connectString, proxy.basePath);
-  t.teardown(() => lib.close());
-  await lib.register('dropper', { host: '127.0.0.1', port: a.port });
-  await lib.register('dropper', { host: '127.0.0.1', port: b.port });
-  await eventually(() => proxy.app.registry!.get('dropper')?.instances.length === 2);
+  await registerAll(t, proxy, 'dropper', [a.port, b.port]);
 
   const post = await request(proxy.url + '/dropper/x', { method: 'POST', body: 'once' });
   t.is(post.status, 502);
@@ -139,10 +139,7 @@ test('a stalled upstream gets a 504 after the per-try timeout, also while the cl
     }
   });
   t.teardown(() => stalled.close());
-  const lib = connect(zk.connectString, proxy.basePath);
-  t.teardown(() => lib.close());
-  await lib.register('stall', { host: '127.0.0.1', port: stalled.port });
-  await eventually(() => proxy.app.registry!.get('stall')?.instances.length === 1);
+  await registerAll(t, proxy, 'stall', [stalled.port]);
   const started = Date.now();
   const r = await request(proxy.url + '/stall/head');
   t.is(r.status, 504);
@@ -161,10 +158,7 @@ test('a stalled upstream gets a 504 for a POST too: a whole body (puttu\'s deadl
     req.on('end', () => bodies.push(n)); // then never answers
   });
   t.teardown(() => stalled.close());
-  const lib = connect(zk.connectString, proxy.basePath);
-  t.teardown(() => lib.close());
-  await lib.register('stallpost', { host: '127.0.0.1', port: stalled.port });
-  await eventually(() => proxy.app.registry!.get('stallpost')?.instances.length === 1);
+  await registerAll(t, proxy, 'stallpost', [stalled.port]);
   const whole = Date.now();
   const a = await request(proxy.url + '/stallpost/a', { method: 'POST', body: 'x'.repeat(100), headers: { 'content-length': '100' } });
   const wholeMs = Date.now() - whole;
@@ -190,10 +184,7 @@ test('client aborts abort the upstream request; sockets return to baseline after
     setTimeout(() => res.end('late'), 5_000).unref();
   });
   t.teardown(() => slow.close());
-  const lib = connect(zk.connectString, proxy.basePath);
-  t.teardown(() => lib.close());
-  await lib.register('slow', { host: '127.0.0.1', port: slow.port });
-  await eventually(() => proxy.app.registry!.get('slow')?.instances.length === 1);
+  await registerAll(t, proxy, 'slow', [slow.port]);
 
   const connections = () => new Promise<number>((resolve) => slow.server.getConnections((_e, n) => resolve(n)));
   const baselineHeap = process.memoryUsage().heapUsed;
