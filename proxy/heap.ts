@@ -18,6 +18,7 @@
 import { PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import { operatorSetFlag } from './node-flags.js';
 
 export const DEFAULT_MAX_SEMI_SPACE_MIB = 8;
 
@@ -33,8 +34,7 @@ export function restoreYoungGenerationGrowth(): void {
 }
 
 export function capYoungGeneration(maxSemiSpaceMiB = DEFAULT_MAX_SEMI_SPACE_MIB, options: { execArgv?: readonly string[]; nodeOptions?: string } = {}): YoungGenerationCap | undefined {
-  const chosen = [...(options.execArgv ?? process.execArgv), ...(options.nodeOptions ?? process.env.NODE_OPTIONS ?? '').split(/\s+/)];
-  if (chosen.some((a) => /^--max[-_]semi[-_]space[-_]size\b/.test(a))) {
+  if (operatorSetFlag(/^--max[-_]semi[-_]space[-_]size\b/, options.execArgv, options.nodeOptions)) {
     restoreYoungGenerationGrowth();
     return undefined;
   }
@@ -84,7 +84,7 @@ export function capYoungGeneration(maxSemiSpaceMiB = DEFAULT_MAX_SEMI_SPACE_MIB,
 export function collectGarbageOnce(): number {
   const started = performance.now();
   // An operator's own --heap-growing-percent holds throughout.
-  const ownFactor = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => /^--heap[-_]growing[-_]percent\b/.test(a));
+  const ownFactor = operatorSetFlag(/^--heap[-_]growing[-_]percent\b/);
   v8.setFlagsFromString('--expose-gc');
   if (!ownFactor) v8.setFlagsFromString('--heap-growing-percent=50');
   (vm.runInNewContext('gc') as () => void)();

@@ -5,6 +5,7 @@
  * the loading.) main.ts calls `startupOver()` once the command has started.
  */
 import v8 from 'node:v8';
+import { operatorSetFlag } from './node-flags.js';
 
 // V8's allocation-site pretenuring learns from bursts (such as the initial read of a large
 // registry) to allocate request-path objects straight into the old generation; each request's
@@ -25,8 +26,7 @@ v8.setFlagsFromString('--semi-space-growth-factor=1');
 // command loads and starts, and on again from `startupOver()` once it listens: the request path is
 // optimized as it always was. V8 reads the flag each time a function is due for optimization.
 // An operator's own choice (`--no-opt`, `--jitless`...) is left alone.
-const OPTIMIZER_CHOSEN = /(^|\s)--(no-opt|no-turbofan|turbofan|opt|jitless|max-opt)\b/;
-const optimizerChosen = OPTIMIZER_CHOSEN.test([...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' '));
+const optimizerChosen = operatorSetFlag(/^--(no[-_]opt|no[-_]turbofan|turbofan|opt|jitless|max[-_]opt)\b/);
 if (!optimizerChosen) v8.setFlagsFromString('--no-turbofan');
 
 /** Start-up is over: TurboFan back on (the young generation's growth is heap.ts's business). */
