@@ -27,9 +27,12 @@ function managerOf(client: unknown): Manager | undefined {
  * Drops a connection that stopped answering, so the library moves on to the next server. The
  * library has no read timeout: its TCP connect timeout ends when the socket connects, and after
  * that it waits forever for the handshake (a server still starting up, or one that swallows
- * requests) and never notices a frozen server, whose pings go unanswered. The limits follow the
- * Java client (ClientCnxn): the connect timeout for the handshake, two thirds of the session
- * timeout once connected (a ping goes out after a third of it without traffic).
+ * requests) and never notices a frozen server, whose pings go unanswered. Once connected the limit
+ * follows the Java client (ClientCnxn): two thirds of the session timeout (a ping goes out after a
+ * third of it without traffic). A connect or handshake gets a third of the library's connect
+ * timeout (session timeout / servers), at least a second: a healthy server answers in
+ * milliseconds, and a single-server client that waited the whole connect timeout on a server
+ * still starting would lose its session before trying again.
  * Returns a function that stops the guard.
  */
 export function guardReads(client: unknown, sessionTimeoutMs: number, now: () => number = () => performance.now()): () => void {
@@ -40,15 +43,15 @@ export function guardReads(client: unknown, sessionTimeoutMs: number, now: () =>
   const timer = setInterval(
     () => {
       const socket = cm.socket;
-      if (!socket || socket.destroyed || socket.connecting) return; // the library's connect timeout covers this
+      if (!socket || socket.destroyed) return;
       if (!seen.has(socket)) {
         seen.add(socket);
         lastRead = now();
         socket.on('data', () => (lastRead = now()));
         return;
       }
-      const connected = cm.state === 2 || cm.state === 3;
-      const limit = connected ? (cm.sessionTimeout * 2) / 3 : cm.connectTimeout;
+      const connected = !socket.connecting && (cm.state === 2 || cm.state === 3);
+      const limit = connected ? (cm.sessionTimeout * 2) / 3 : Math.max(1_000, cm.connectTimeout / 3);
       if (now() - lastRead > limit) socket.destroy(); // the library then reconnects, to the next server
     },
     Math.min(500, Math.max(25, Math.floor(sessionTimeoutMs / 10))),

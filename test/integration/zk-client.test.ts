@@ -298,6 +298,18 @@ test('a server that accepts but never answers the handshake is dropped and tried
   t.is(c.state, 'connecting');
 });
 
+test('a silent server is given a third of the connect timeout, not all of it, so a lone server gets tried again within the session', async (t) => {
+  // Regression: one server and a 30 s session meant a 30 s wait on a server still starting, and a
+  // lost session although the server was back after two seconds.
+  const silent = await swallower(t);
+  const c = client(silent.address, { sessionTimeoutMs: 9_000 });
+  t.teardown(() => c.close());
+  const started = Date.now();
+  c.connect();
+  await eventually(() => silent.connections() >= 2, { timeoutMs: 6_000, message: 'a second attempt well before the 9 s connect timeout' });
+  t.true(Date.now() - started >= 2_500, 'the first attempt had its 3 s');
+});
+
 test('with a silent server and a live one in the connect string, the client ends up connected', async (t) => {
   const silent = await swallower(t);
   const c = client(`${silent.address},${zk.connectString}`, { sessionTimeoutMs: 2_000 });
