@@ -5,15 +5,8 @@
  * verified against the system roots plus a configured CA bundle; a service may opt out of
  * verification (self-signed development certificates), which gets it pools of its own.
  */
-import { createRequire } from 'node:module';
 import type net from 'node:net';
-import type { Pool as PoolType } from 'undici';
-
-// Only the Pool (and what it needs), not undici's index: that also loads fetch, WebSocket, the
-// cache and more, about 10 MB of resident memory a proxy never uses. undici 7 has no exports map;
-// the path is pinned with the major version in package.json.
-const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof PoolType;
-type Pool = PoolType;
+import { Pool } from '../deps/undici.js';
 import type { Logger } from '../logger.js';
 import type { Instance } from '../registry/instance.js';
 

@@ -5,36 +5,17 @@
  * UPSTREAM_ERROR_CODES. Per-service label children are resolved once and cached, and forgotten
  * when the service leaves the registry, so the number of series follows the live registry.
  */
-import { createRequire } from 'node:module';
 import type client from 'prom-client';
+import { Counter, DEFAULT_METRICS, Gauge, loadDefaultMetric, Registry } from '../deps/prom-client.js';
 import type { ConnectionState } from '../registry/zk-client.js';
 import { CONNECTION_STATES } from '../registry/zk-client.js';
 import { DurationHistogram, ReadCounter, register, RequestCounter, requestSlot } from './request-metrics.js';
-
-// The parts of prom-client used here, not its index: that also loads the Summary (and its
-// t-digest), the Pushgateway (https, zlib) and the cluster aggregator (node:cluster,
-// child_process), 1.5 MB of resident memory a proxy never uses (the cluster primary loads the index
-// itself). prom-client 15 has no exports map; the paths are pinned with the major version.
-const load = createRequire(import.meta.url);
-const Registry = load('prom-client/lib/registry') as typeof client.Registry;
-const Counter = load('prom-client/lib/counter') as typeof client.Counter;
-const Gauge = load('prom-client/lib/gauge') as typeof client.Gauge;
-
-type DefaultMetric = (registry: client.Registry, config: { prefix: string; eventLoopMonitoringPrecision: number }) => void;
-/**
- * prom-client's default metrics, one module each, registered as its collectDefaultMetrics would,
- * but for the process CPU module: that one requires `@opentelemetry/api` (51 modules, for exemplars
- * puttu does not use), so `processCpu` below registers the same three counters. Loading fewer
- * modules at start is what keeps V8's optimizing compiler out of start-up, and its memory out of
- * the idle proxy (BENCHMARKS.md, "Idle memory").
- */
-const DEFAULT_METRICS = ['processStartTime', 'osMemoryHeap', 'processOpenFileDescriptors', 'processMaxFileDescriptors', 'eventLoopLag', 'processResources', 'processHandles', 'processRequests', 'heapSizeAndUsed', 'heapSpacesSizeAndUsed', 'version', 'gc'];
 
 export const LINT_FAILING_DEFAULTS = ['puttu_nodejs_active_handles_total', 'puttu_nodejs_active_requests_total', 'puttu_nodejs_active_resources_total'];
 
 function registerDefaultMetrics(registry: client.Registry, prefix: string): void {
   const config = { prefix, eventLoopMonitoringPrecision: 10 };
-  for (const name of DEFAULT_METRICS) (load(`prom-client/lib/metrics/${name}`) as DefaultMetric)(registry, config);
+  for (const name of DEFAULT_METRICS) loadDefaultMetric(name)(registry, config);
   processCpu(registry, prefix);
   // `promtool check metrics` rejects these three: gauges whose names end in _total (reserved for
   // counters). They are the only default metrics that fail the lint, so only they go.

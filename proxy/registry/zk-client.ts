@@ -1,5 +1,5 @@
 /**
- * The one adapter over `node-zookeeper-client` (STYLE.md §2). It turns callbacks into promises
+ * The one adapter over `node-zookeeper-client`: nothing else in puttu imports the library. It turns callbacks into promises
  * and hides the library's known gaps from the rest of puttu:
  *
  * - Every operation has a timeout: requests queued while disconnected are otherwise never answered
@@ -17,16 +17,11 @@
  * - `close()` always ends, even when no server answers; nothing keeps the process alive after it.
  */
 import { EventEmitter } from 'node:events';
-import { createRequire } from 'node:module';
 import type Zk from 'node-zookeeper-client';
 import type { Logger } from '../logger.js';
 import { PuttuError } from '../errors.js';
-import { closeClient, frameReads, guardReads, leanWatchers } from './zk-connection.js';
+import { closeClient, frameReads, guardReads, leanWatchers, LibraryEvent, zookeeper } from '../deps/zookeeper-client.js';
 
-// Required, not imported: an ES import of a CommonJS package runs Node's export lexer over it,
-// whose hot loops V8 then optimizes during start-up, leaving compiler memory in the idle proxy
-// (BENCHMARKS.md, "Idle memory"). The types come from the type-only import above.
-const zookeeper = createRequire(import.meta.url)('node-zookeeper-client') as typeof Zk;
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'expired' | 'auth_failed' | 'closed';
 export const CONNECTION_STATES: readonly ConnectionState[] = ['connecting', 'connected', 'disconnected', 'expired', 'auth_failed', 'closed'];
@@ -100,9 +95,6 @@ const CODE_NAMES: Record<number, string> = {
   [zookeeper.Exception.NO_CHILDREN_FOR_EPHEMERALS]: 'no_children_for_ephemerals',
   [zookeeper.Exception.OPERATION_TIMEOUT]: 'operation_timeout',
 };
-
-/** The library's own factory of the Event its watchers receive (lib/Event.js; not in its typings). */
-const LibraryEvent = zookeeper.Event as unknown as { create(event: { type: number; path: string }): Zk.Event };
 
 const EVENT_TYPES: Record<number, WatchEventType> = {
   [zookeeper.Event.NODE_CREATED]: 'created',

@@ -112,7 +112,7 @@ for (const fault of ['pause', 'reset'] as const) {
     const recoverMs = back.at - faultAt;
     t.log(`${fault}: left 'connected' after ${detectMs.toFixed(0)} ms, connected again after ${recoverMs.toFixed(0)} ms (session timeout ${zk.sessionTimeoutMs} ms); states: ${states.changes.map((c) => c.state).join(' → ')}`);
     // A silent server is dropped once nothing was read for 2/3 of the session timeout (the read
-    // guard in zk-connection.ts, checked every 500 ms, as the Java client's ClientCnxn); the next
+    // guard in deps/zookeeper-client.ts, checked every 500 ms, as the Java client's ClientCnxn); the next
     // member answers at once. That leaves the last third of the session for the move, so the
     // server has not expired it (1 s of slack for a loaded machine).
     const boundMs = (zk.sessionTimeoutMs * 2) / 3 + 500 + 1_000;

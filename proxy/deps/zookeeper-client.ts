@@ -1,9 +1,39 @@
 /**
- * Workarounds that reach into node-zookeeper-client's ConnectionManager (v1.1.3), kept apart from
- * the adapter proper. They import nothing from the library (STYLE.md §2): they see its client
- * only as the few fields below, and do nothing if those are missing.
+ * node-zookeeper-client (pinned to an exact version in package.json) and every change puttu makes
+ * to it, in one place. The library is used through its public API except for the patches below,
+ * which reach into its private ConnectionManager (`client.connectionManager`) to fix what the
+ * library gets wrong in production: no read timeout (guardReads), quadratic framing (frameReads),
+ * a heavy per-watch structure (leanWatchers), and a close() that can hang or reconnect forever
+ * (closeClient). Each sees the manager only as the few fields named in MANAGER_FIELDS and does
+ * nothing if they are missing; test/unit/dependency-contract.test.ts fails, naming the field, when
+ * an upgrade moves one.
  */
+import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import type Zk from 'node-zookeeper-client';
+
+// Required, not imported: an ES import of a CommonJS package runs Node's export lexer over it,
+// whose hot loops V8 then optimizes during start-up, leaving compiler memory in the idle proxy.
+// The types come from the type-only import above.
+export const zookeeper = createRequire(import.meta.url)('node-zookeeper-client') as typeof Zk;
+
+/** The library's own factory of the Event its watchers receive (lib/Event.js; not in its typings). */
+export const LibraryEvent = zookeeper.Event as unknown as { create(event: { type: number; path: string }): Zk.Event };
+
+/** The private ConnectionManager members the patches below read, call or replace. */
+export const MANAGER_FIELDS = ['socket', 'state', 'sessionTimeout', 'connectTimeout', 'connect', 'connectTimeoutHandler', 'onSocketData', 'watcherManager'] as const;
+
+/** The WatcherManager methods the library calls; leanWatchers' replacement implements each. */
+export const WATCHER_MANAGER_METHODS = [
+  'registerDataWatcher',
+  'registerChildWatcher',
+  'registerExistenceWatcher',
+  'getDataWatcherPaths',
+  'getChildWatcherPaths',
+  'getExistenceWatcherPaths',
+  'isEmpty',
+  'emit',
+] as const;
 
 /** The ConnectionManager fields used here. */
 interface Manager {
