@@ -7,6 +7,13 @@ if (!existsSync(new URL('main.js', dist))) {
   process.stderr.write('puttu: not built yet; run `npm install` (or `npm run build`) in the puttu folder\n');
   process.exit(1);
 }
-// V8 flags first: they must be set before the CLI's modules are loaded (see startup-flags.ts).
-await import(new URL('startup-flags.js', dist).href);
+// The runtime tuning's first step must come before the CLI's modules are loaded (an ES module
+// graph is read and compiled before any of it runs), so it is applied here. main.js parses the
+// flag again and reports a bad value.
+const tuning = await import(new URL('runtime-tuning.js', dist).href);
+let tune = true;
+try {
+  tune = tuning.tuningChoice(process.argv.slice(2), process.env).tune;
+} catch {}
+if (tune) tuning.beforeLoad();
 await import(new URL('main.js', dist).href);

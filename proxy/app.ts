@@ -23,7 +23,6 @@ import { WsForwarder } from './forward/ws-forwarder.js';
 import { createListener, urlOf, type Listener } from './http/server.js';
 import type { FastLane } from './http/fast-lane.js';
 import { Deadlines } from './forward/deadlines.js';
-import { collectGarbageOnce } from './heap.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { normalizeBasePath } from './registry/paths.js';
 import { Registry, type ServiceSnapshot } from './registry/registry.js';
@@ -48,6 +47,11 @@ export interface AppDeps {
   random?: Random;
   /** Folder that relative paths in the config (devZkDir) are resolved against. */
   cwd?: string;
+  /**
+   * Called once, on the turn after the registry's first complete read: the CLI's runtime tuning
+   * collects that read's garbage then (runtime-tuning.ts). The app itself tunes nothing.
+   */
+  afterInitialRead?: () => void;
 }
 
 export interface Started {
@@ -114,6 +118,8 @@ export function createApp(deps: AppDeps): App {
     registry = reg;
     const { pools, inflight, outliers, balancerFor } = buildUpstreams(config, { clock, random, logger, metrics, policy });
     wireRegistry(reg, zk, pools, outliers, metrics, clock, logger);
+    const { afterInitialRead } = deps;
+    if (afterInitialRead) reg.once('synced', () => setImmediate(afterInitialRead));
     if (zk) {
       const nag = nagWhileDisconnected(zk, reg, logger.child({ component: 'zookeeper' }));
       cleanups.push(() => clearInterval(nag));
@@ -221,14 +227,6 @@ function wireRegistry(registry: RegistryView, zk: ZkClient | undefined, pools: U
     else if (kind === 'invalid') metrics.invalidZnode(service);
   });
   registry.on('synced', () => metrics.setSynced(true));
-  // The initial read of a big tree leaves its garbage in the old generation; collected once, it no
-  // longer adds to the peak under load (heap.ts).
-  registry.once('synced', () =>
-    setImmediate(() => {
-      const ms = collectGarbageOnce();
-      logger.debug('collected the garbage of the initial registry read', { pauseMs: Math.round(ms) });
-    }),
-  );
   if (zk) {
     zk.on('state', (state) => metrics.setZkState(state));
     metrics.setZkState(zk.state);

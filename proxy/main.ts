@@ -3,14 +3,13 @@
  * Exit codes: 0 ok (also after SIGTERM/SIGINT), 1 runtime failure, 2 bad usage or configuration,
  * 3 nothing found (ls, get); `register` with a command passes that command's code on.
  */
-import { startupOver } from './startup-flags.js';
 import fs from 'node:fs';
 import { createApp } from './app.js';
 import { helpText, loadConfig } from './config/load.js';
 import { ConfigError } from './config/schema.js';
-import { capYoungGeneration, restoreYoungGenerationGrowth } from './heap.js';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './logger.js';
 import { UsageError } from './cli/args.js';
+import { beforeLoad, capYoungGeneration, collectGarbageOnce, restoreYoungGenerationGrowth, startupOver, TuningUsageError, tuningChoice } from './runtime-tuning.js';
 
 const VERSION = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version as string;
 
@@ -24,10 +23,47 @@ Commands:
   get        print one random live endpoint URL of a service
 
 Each command has --help.
-puttu --version prints the version. Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.`;
+puttu --version prints the version. Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.
 
-async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
+Runtime tuning: puttu sets a few V8 flags in its own process for memory and start-up (see
+docs/ARCHITECTURE.md); --tune-runtime off (or PUTTU_TUNE_RUNTIME=off) leaves node's defaults.`;
+
+/** The runtime tuning this process applies: the functions, or nothing with --tune-runtime off. */
+interface Tuning {
+  startupOver(): void;
+  /** The proxy is started: its young generation may grow, up to the cap. */
+  proxyStarted(): void;
+  otherCommand(): void;
+  /** For the proxy's app: what to run after the registry's initial read, if anything. */
+  afterInitialRead(logger: Logger): (() => void) | undefined;
+}
+
+function runtimeTuning(tune: boolean): Tuning {
+  if (!tune) return { startupOver() {}, proxyStarted() {}, otherCommand() {}, afterInitialRead: () => undefined };
+  // bin/puttu.js applied it before loading this module; `node dist/proxy/main.js` gets it now.
+  beforeLoad();
+  return {
+    startupOver,
+    proxyStarted: () => capYoungGeneration(),
+    otherCommand: restoreYoungGenerationGrowth,
+    afterInitialRead: (logger) => () => {
+      const ms = collectGarbageOnce();
+      logger.debug('collected the garbage of the initial registry read', { pauseMs: Math.round(ms) });
+    },
+  };
+}
+
+async function main(args: string[]): Promise<number> {
+  let choice;
+  try {
+    choice = tuningChoice(args, process.env);
+  } catch (error) {
+    if (!(error instanceof TuningUsageError)) throw error;
+    process.stderr.write(`puttu: ${error.message}\n`);
+    return 2;
+  }
+  const tuning = runtimeTuning(choice.tune);
+  const [command, ...rest] = choice.argv;
   if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
     process.stdout.write(USAGE + '\n');
     return command === undefined ? 2 : 0;
@@ -36,9 +72,9 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(VERSION + '\n');
     return 0;
   }
-  if (command === 'proxy') return runProxy(rest);
-  restoreYoungGenerationGrowth();
-  startupOver();
+  if (command === 'proxy') return runProxy(rest, tuning);
+  tuning.otherCommand();
+  tuning.startupOver();
   const run = COMMANDS[command];
   if (!run) {
     process.stderr.write(`puttu: unknown command "${command}"\n\n${USAGE}\n`);
@@ -66,7 +102,7 @@ const COMMANDS: Record<string, Command> = {
   get: async (...args) => (await import('./cli/ls.js')).getCommand(...args),
 };
 
-async function runProxy(argv: string[]): Promise<number> {
+async function runProxy(argv: string[], tuning: Tuning): Promise<number> {
   let loaded;
   try {
     loaded = loadConfig(argv, process.env, (p) => fs.readFileSync(p, 'utf8'));
@@ -83,14 +119,15 @@ async function runProxy(argv: string[]): Promise<number> {
   }
   const { config } = loaded;
   const logger = createLogger({ level: config.logLevel, bindings: { app: 'puttu' } });
+  const afterInitialRead = tuning.afterInitialRead(logger);
   const role = process.env.PUTTU_CLUSTER_ROLE === 'worker' ? 'worker' : config.workers > 1 ? 'primary' : 'single';
   // One interface for the three shapes: start, then close on a signal.
   let running: { close(): Promise<void> } | undefined;
   const start = async (): Promise<{ close(): Promise<void> }> => {
     // node:cluster only when it is used.
-    if (role === 'primary') return (await import('./cluster/primary.js')).startPrimary(config, logger);
+    if (role === 'primary') return (await import('./cluster/primary.js')).startPrimary(config, logger, afterInitialRead);
     if (role === 'worker') return (await import('./cluster/worker.js')).startWorker(config, logger);
-    const app = createApp({ config, logger });
+    const app = createApp({ config, logger, ...(afterInitialRead && { afterInitialRead }) });
     running = app;
     await app.start();
     return app;
@@ -122,10 +159,10 @@ async function runProxy(argv: string[]): Promise<number> {
 
   try {
     running = await start();
-    // Started small (startup-flags.ts); from here the young generation may grow, up to the cap.
-    capYoungGeneration();
-    // Listening: what runs from here on is worth optimizing.
-    startupOver();
+    // Listening: from here the young generation may grow, up to the cap, and what runs is worth
+    // optimizing.
+    tuning.proxyStarted();
+    tuning.startupOver();
   } catch (error) {
     logger.error('puttu proxy failed to start', { error });
     process.stderr.write(`puttu proxy: ${(error as Error).message}\n`);

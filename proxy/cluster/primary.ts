@@ -17,7 +17,7 @@ export interface Primary {
   close(): Promise<void>;
 }
 
-export async function startPrimary(config: Config, logger: Logger): Promise<Primary> {
+export async function startPrimary(config: Config, logger: Logger, afterInitialRead?: () => void): Promise<Primary> {
   let nextId = 0;
   const waiting = new Map<number, { got: unknown[]; expect: number; done: () => void }>();
   const scrape = async (): Promise<string> => {
@@ -35,7 +35,7 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
     return prom.AggregatorRegistry.aggregate([mine, ...got] as Parameters<typeof prom.AggregatorRegistry.aggregate>[0]).metrics();
   };
 
-  const app = createApp({ config, logger, role: 'primary', scrape });
+  const app = createApp({ config, logger, role: 'primary', scrape, ...(afterInitialRead && { afterInitialRead }) });
   await app.start();
   const registry = app.registry!;
   const wire = (s: ServiceSnapshot): WireSnapshot => ({ name: s.name, instances: [...s.instances], rejected: [...s.rejected] });

@@ -103,6 +103,7 @@ export function helpText(command = 'puttu proxy'): string {
     `  ${'--config <file>'.padEnd(32)} JSON file with any of the keys below (camelCase)\n  ${''.padEnd(32)} env PUTTU_CONFIG`,
     ...rows,
     `  ${'-h, --help'.padEnd(32)} show this help`,
+    `  ${'--tune-runtime on|off'.padEnd(32)} V8 memory and start-up tuning of this process (default on)\n  ${''.padEnd(32)} env PUTTU_TUNE_RUNTIME; not in the config file`,
     '',
     'Precedence: defaults < config file < environment < flags.',
   ].join('\n');

@@ -1,0 +1,176 @@
+/**
+ * All of puttu's runtime tuning: the V8 flags the `puttu` command changes in its own process, and
+ * when. Nothing here runs on import. Only the CLI entry (bin/puttu.js, main.ts) calls these, and
+ * only when tuning is on (the default; `--tune-runtime off` or PUTTU_TUNE_RUNTIME=off turns it
+ * off). An application that embeds the library, or a test runner, keeps its own runtime as it is.
+ * An operator's own node or V8 flag (command line or NODE_OPTIONS) always wins over puttu's.
+ *
+ * The command's life, and what each step sets:
+ * 1. `beforeLoad()`, first thing, before the CLI's modules load: allocation-site pretenuring off,
+ *    young-generation growth held, TurboFan held.
+ * 2. `startupOver()`, once the proxy listens (at once for the other commands): TurboFan on again.
+ * 3. `capYoungGeneration()`, the proxy only: the young generation may grow again, up to a cap.
+ * 4. `collectGarbageOnce()`, the proxy only, after the registry's initial read.
+ * The other commands get `restoreYoungGenerationGrowth()` instead of 3 and 4.
+ */
+import { PerformanceObserver } from 'node:perf_hooks';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+
+/**
+ * Whether the command should tune its runtime: not with `--tune-runtime off` (or `=off`) among its
+ * arguments before any `--`, nor with PUTTU_TUNE_RUNTIME=off. Returns the arguments without that
+ * flag, for the command's own parser.
+ */
+export function tuningChoice(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): { tune: boolean; argv: string[] } {
+  let tune = !/^(off|false|0|no)$/i.test(env.PUTTU_TUNE_RUNTIME ?? '');
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      rest.push(...argv.slice(i));
+      break;
+    }
+    const inline = /^--tune-runtime=(.*)$/.exec(arg);
+    if (inline || arg === '--tune-runtime') {
+      const value = inline ? inline[1]! : (argv[++i] ?? '');
+      if (value !== 'on' && value !== 'off') throw new TuningUsageError(`--tune-runtime takes "on" or "off", not ${JSON.stringify(value)}`);
+      tune = value === 'on';
+      continue;
+    }
+    rest.push(arg);
+  }
+  return { tune, argv: rest };
+}
+
+export class TuningUsageError extends Error {
+  override readonly name = 'TuningUsageError';
+}
+
+/**
+ * Whether the operator set a node or V8 flag themselves, on node's command line or in
+ * NODE_OPTIONS: puttu's own settings then leave it alone.
+ * `flag` is matched against each argument, e.g. /^--max[-_]semi[-_]space[-_]size\b/.
+ */
+export function operatorSetFlag(flag: RegExp, execArgv: readonly string[] = process.execArgv, nodeOptions: string = process.env.NODE_OPTIONS ?? ''): boolean {
+  return [...execArgv, ...nodeOptions.split(/\s+/)].some((arg) => flag.test(arg));
+}
+
+const OPTIMIZER_FLAG = /^--(no[-_]opt|no[-_]turbofan|turbofan|opt|jitless|max[-_]opt)\b/;
+let optimizerHeld = false;
+
+/**
+ * Step 1, before the command's modules load.
+ *
+ * - Allocation-site pretenuring off. V8 learns from bursts (such as the initial read of a large
+ *   registry) to allocate request-path objects straight into the old generation; each request's
+ *   garbage then fills it and forces frequent mark-compacts, which costs a proxy with many
+ *   services a large share of its throughput. V8 reads the flag at each GC.
+ * - Young-generation growth held. Loading modules and reading the registry would otherwise grow
+ *   the semi-spaces to sizes an idle proxy never needs again; they grow back under load, up to
+ *   the cap of step 3.
+ * - TurboFan held. Loading a hundred modules makes Node's resolver hot enough for TurboFan; those
+ *   compiles are of code that runs once, and they leave compiler code and zone memory resident in
+ *   the idle proxy. V8 reads the flag each time a function is due for optimization, so the request
+ *   path is optimized as always once step 2 releases it.
+ */
+export function beforeLoad(): void {
+  v8.setFlagsFromString('--no-allocation-site-pretenuring');
+  v8.setFlagsFromString('--semi-space-growth-factor=1');
+  if (!operatorSetFlag(OPTIMIZER_FLAG)) {
+    v8.setFlagsFromString('--no-turbofan');
+    optimizerHeld = true;
+  }
+}
+
+/** Step 2, start-up is over: TurboFan on again, if step 1 held it. */
+export function startupOver(): void {
+  if (optimizerHeld) v8.setFlagsFromString('--turbofan');
+  optimizerHeld = false;
+}
+
+/*
+ * Step 3, a cap on V8's young generation.
+ *
+ * Under load V8 grows each semi-space of the young generation up to 16 MiB (Node 20's default),
+ * about 32 MiB of resident memory for objects that live one request. Capped at 8 MiB the proxy
+ * keeps its throughput; much lower caps cost it (test/bench/ab.mjs compares).
+ *
+ * `--max-semi-space-size` is read once, when the heap is created, so `v8.setFlagsFromString`
+ * cannot lower it later, and a `bin` that re-executes node with the flag would double the processes.
+ * `--semi-space-growth-factor`, though, is read each time the young generation grows: after every
+ * garbage collection this looks at the young generation's size and sets the factor to 1 (no more
+ * growth) once it reached the cap, back to 2 (V8's default) below it. The observer runs between
+ * event-loop turns, so a single turn that allocates several young generations' worth could still
+ * grow it one step past the cap. An operator who sets `--max-semi-space-size` keeps their choice.
+ */
+export const DEFAULT_MAX_SEMI_SPACE_MIB = 8;
+
+export interface YoungGenerationCap {
+  /** Whether growth is stopped now (the young generation reached the cap). */
+  readonly capped: boolean;
+  stop(): void;
+}
+
+/** V8's own growth again: for the commands other than the proxy, after step 1 held it. */
+export function restoreYoungGenerationGrowth(): void {
+  v8.setFlagsFromString('--semi-space-growth-factor=2');
+}
+
+export function capYoungGeneration(maxSemiSpaceMiB = DEFAULT_MAX_SEMI_SPACE_MIB, options: { execArgv?: readonly string[]; nodeOptions?: string } = {}): YoungGenerationCap | undefined {
+  if (operatorSetFlag(/^--max[-_]semi[-_]space[-_]size\b/, options.execArgv, options.nodeOptions)) {
+    restoreYoungGenerationGrowth();
+    return undefined;
+  }
+  // new_space's size counts both semi-spaces.
+  const limit = 2 * maxSemiSpaceMiB * 1024 * 1024;
+  // Unknown at first: beforeLoad() may have stopped growth before this was called.
+  let capped: boolean | undefined;
+  const check = (): void => {
+    const young = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
+    if (young === undefined) return;
+    const full = young.space_size >= limit;
+    if (full === capped) return;
+    capped = full;
+    v8.setFlagsFromString(`--semi-space-growth-factor=${full ? 1 : 2}`);
+  };
+  const observer = new PerformanceObserver(check);
+  observer.observe({ entryTypes: ['gc'] });
+  check();
+  return {
+    get capped() {
+      return capped === true;
+    },
+    stop() {
+      observer.disconnect();
+      if (capped) v8.setFlagsFromString('--semi-space-growth-factor=2');
+      capped = false;
+    },
+  };
+}
+
+/**
+ * Step 4, one full garbage collection, now: after the registry's initial read, whose garbage (about
+ * 10 MB for 1,000 services × 10 instances) V8 would otherwise carry into the first minutes of
+ * load, for one pause at start-up (returned, in ms).
+ *
+ * V8 exposes `gc` only with --expose-gc; set at runtime, it takes effect in contexts created after
+ * it, hence the one-off context.
+ *
+ * After a full collection V8 sets the old generation's next limit to its live size times a factor
+ * it derives from how fast the program allocates. At start-up the proxy has hardly allocated, so
+ * the factor would come out at its maximum (4) and the old generation would fill with promoted
+ * garbage to four times the live registry before the next collection: the peak RSS under load.
+ * This one collection uses a factor of 1.5; every later one is V8's own again (or the operator's,
+ * who set --heap-growing-percent).
+ */
+export function collectGarbageOnce(): number {
+  const started = performance.now();
+  // An operator's own --heap-growing-percent holds throughout.
+  const ownFactor = operatorSetFlag(/^--heap[-_]growing[-_]percent\b/);
+  v8.setFlagsFromString('--expose-gc');
+  if (!ownFactor) v8.setFlagsFromString('--heap-growing-percent=50');
+  (vm.runInNewContext('gc') as () => void)();
+  if (!ownFactor) v8.setFlagsFromString('--heap-growing-percent=0');
+  return performance.now() - started;
+}

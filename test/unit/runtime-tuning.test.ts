@@ -1,0 +1,208 @@
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import test from 'ava';
+import { TuningUsageError, tuningChoice } from '../../proxy/runtime-tuning.js';
+
+const TUNING = new URL('../../proxy/runtime-tuning.js', import.meta.url).href;
+
+/**
+ * Runs a fresh node that allocates short-lived objects for `ms` (as a busy proxy does) with the
+ * young generation capped at `capMiB` (or not capped), and returns what it saw.
+ */
+function churn(capMiB: number | undefined, nodeArgs: string[] = [], ms = 1_500, startHeld = false): { youngBytes: number; installed: boolean; capped: boolean } {
+  const script = `
+    import v8 from 'node:v8';
+    import { capYoungGeneration } from ${JSON.stringify(TUNING)};
+    // As beforeLoad() does: growth stopped while the program loads.
+    if (${startHeld}) v8.setFlagsFromString('--semi-space-growth-factor=1');
+    const cap = ${capMiB === undefined ? 'undefined' : `capYoungGeneration(${capMiB})`};
+    let keep = [];
+    const end = Date.now() + ${ms};
+    // Timers between bursts: the GC observer is told between them, as in the event loop of a server.
+    const tick = () => {
+      for (let i = 0; i < 2000; i++) { keep.push({ i, s: 'x' + i, a: [i] }); if (keep.length > 5000) keep = []; }
+      if (Date.now() < end) return setImmediate(tick);
+      const young = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size;
+      console.log(JSON.stringify({ youngBytes: young, installed: cap !== undefined, capped: cap?.capped ?? false }));
+      cap?.stop();
+    };
+    tick();`;
+  const r = spawnSync(process.execPath, [...nodeArgs, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, NODE_OPTIONS: '' } });
+  if (r.status !== 0) throw new Error(`node exited ${r.status}: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim());
+}
+
+const MiB = 1024 * 1024;
+
+test('the young generation stops growing at the cap (both semi-spaces: 2 × cap)', (t) => {
+  const free = churn(undefined);
+  // Uncapped, the same allocation grows it past what the cap allows: the check below can fail.
+  t.true(free.youngBytes > 2 * 2 * MiB + MiB, `uncapped young generation ${free.youngBytes} bytes`);
+  const capped = churn(2);
+  t.true(capped.installed);
+  t.true(capped.capped, 'growth was stopped');
+  t.true(capped.youngBytes <= 2 * 2 * MiB + MiB, `capped young generation ${capped.youngBytes} bytes`);
+});
+
+test('started with growth stopped (as the CLI starts), it grows again up to the cap', (t) => {
+  const r = churn(4, [], 1_500, true);
+  t.true(r.installed);
+  t.true(r.youngBytes > 2 * 2 * MiB, `young generation ${r.youngBytes} bytes: it grew past 2 × 2 MiB`);
+  t.true(r.youngBytes <= 2 * 4 * MiB + MiB, `young generation ${r.youngBytes} bytes: at most the cap`);
+});
+
+test("an operator's --max-semi-space-size wins: no cap is installed", (t) => {
+  const r = churn(2, ['--max-semi-space-size=8']);
+  t.false(r.installed);
+  t.true(r.youngBytes > 2 * 2 * MiB + MiB, 'the young generation grew past the cap the code asked for');
+});
+
+test('collectGarbageOnce runs a full collection: an unreachable old object is gone after it', (t) => {
+  const script = `
+    import { collectGarbageOnce } from ${JSON.stringify(TUNING)};
+    let target = { big: new Array(100000).fill(1) };
+    const ref = new WeakRef(target);
+    // Old enough to have left the young generation: two scavenges' worth of allocation later.
+    for (let i = 0; i < 200000; i++) globalThis.sink = { i };
+    target = undefined;
+    // A WeakRef's target is held until the end of the turn that last read it.
+    setImmediate(() => {
+      const ms = collectGarbageOnce();
+      console.log(JSON.stringify({ collected: ref.deref() === undefined, ms }));
+    });`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, NODE_OPTIONS: '' } });
+  t.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim()) as { collected: boolean; ms: number };
+  t.true(out.collected);
+  t.true(out.ms >= 0);
+});
+
+/**
+ * Runs a fresh node that runs beforeLoad() as bin/puttu.js does, makes one function hot before
+ * `startupOver()` and another after it, and returns the names V8's --trace-opt says it optimized.
+ */
+function optimized(nodeArgs: string[] = []): string[] {
+  const script = `
+    const { beforeLoad, startupOver } = await import(${JSON.stringify(TUNING)});
+    beforeLoad();
+    function hotDuringStartup(i) { return (i * 31) ^ (i >>> 3); }
+    function hotAfterStartup(i) { return (i * 17) ^ (i >>> 5); }
+    let sum = 0;
+    const spin = (f) => { for (let round = 0; round < 50; round++) for (let i = 0; i < 20000; i++) sum += f(i); };
+    spin(hotDuringStartup);
+    startupOver();
+    spin(hotAfterStartup);
+    await new Promise((resolve) => setTimeout(resolve, 200)); // concurrent compiles finish
+    spin(hotAfterStartup);
+    console.log('sum', sum);`;
+  const r = spawnSync(process.execPath, ['--trace-opt', ...nodeArgs, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, NODE_OPTIONS: '' } });
+  if (r.status !== 0) throw new Error(`node exited ${r.status}: ${r.stderr}`);
+  return [...r.stdout.matchAll(/completed optimizing .*?<JSFunction (\w+)/g)].map((m) => m[1]!);
+}
+
+test('TurboFan is off while puttu starts and on again after startupOver()', (t) => {
+  const names = optimized();
+  t.false(names.includes('hotDuringStartup'), names.join(' '));
+  t.true(names.includes('hotAfterStartup'), names.join(' '));
+});
+
+test("an operator's --no-opt holds after startupOver()", (t) => {
+  const names = optimized(['--no-opt']);
+  t.deepEqual(names.filter((n) => n.startsWith('hot')), []);
+});
+
+test('without the start-up hold (an operator --opt) the start-up code is optimized too: the first test can fail', (t) => {
+  const names = optimized(['--opt']);
+  t.true(names.includes('hotDuringStartup'), names.join(' '));
+});
+
+/**
+ * Imports `modules` in a fresh node and reports what that changed: the V8 flags set (every call
+ * of v8.setFlagsFromString, which this records), `gc` exposed, heap settings, and the active
+ * resources (timers, handles) a turn after the imports. `then` runs after the imports, to show the
+ * check can fail.
+ */
+function sideEffectsOfImporting(modules: string[], then = ''): { flags: string[]; timers: string[]; gcExposed: boolean; heapBefore: object; heapAfter: object; resourcesBefore: string[]; resourcesAfter: string[] } {
+  const script = `
+    import v8 from 'node:v8';
+    import vm from 'node:vm';
+    const flags = [];
+    const set = v8.setFlagsFromString;
+    v8.setFlagsFromString = (flag) => { flags.push(flag); return set.call(v8, flag); };
+    const settings = () => { const h = v8.getHeapStatistics(); return { heap_size_limit: h.heap_size_limit, does_zap_garbage: h.does_zap_garbage, spaces: v8.getHeapSpaceStatistics().map((s) => s.space_name) }; };
+    const timers = [];
+    for (const name of ['setTimeout', 'setInterval', 'setImmediate']) {
+      const original = globalThis[name];
+      globalThis[name] = (...args) => { if (importing) timers.push(name); return original(...args); };
+    }
+    let importing = false;
+    // The standard streams are created on first use, and node's own node:assert touches stderr
+    // as it loads (internal/util/colors): the process's streams, not a handle a module opened.
+    void process.stdout, process.stderr;
+    const heapBefore = settings();
+    const resourcesBefore = process.getActiveResourcesInfo();
+    importing = true;
+    for (const m of ${JSON.stringify(modules)}) await import(m);
+    ${then}
+    importing = false;
+    await new Promise((resolve) => setImmediate(resolve));
+    const resourcesAfter = process.getActiveResourcesInfo();
+    console.log(JSON.stringify({ flags, timers, gcExposed: vm.runInNewContext('typeof gc') === 'function', heapBefore, heapAfter: settings(), resourcesBefore, resourcesAfter }));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, NODE_OPTIONS: '' } });
+  if (r.status !== 0) throw new Error(`node exited ${r.status}: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+}
+
+/**
+ * The compiled module of every source file under proxy/ but the CLI entry, main.ts, which runs the
+ * command (listed from the sources, so a stale file left in dist/ does not count).
+ */
+function proxyModules(): string[] {
+  const sources = new URL('../../../proxy/', import.meta.url);
+  const compiled = new URL('../../proxy/', import.meta.url);
+  const found: string[] = [];
+  const walk = (relative: string): void => {
+    for (const entry of readdirSync(new URL(relative, sources), { withFileTypes: true })) {
+      if (entry.isDirectory()) walk(`${relative}${entry.name}/`);
+      else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts') && `${relative}${entry.name}` !== 'main.ts') {
+        found.push(new URL(`${relative}${entry.name.replace(/\.ts$/, '.js')}`, compiled).href);
+      }
+    }
+  };
+  walk('');
+  return found.sort();
+}
+
+test('importing the library, or any module under proxy/, changes no V8 flag, exposes no gc and leaves no timer or handle', (t) => {
+  const modules = proxyModules();
+  t.true(modules.length > 40, `${modules.length} modules found`);
+  t.true(modules.some((m) => m.endsWith('/proxy/index.js')));
+  const r = sideEffectsOfImporting(modules);
+  t.deepEqual(r.flags, [], 'V8 flags set on import');
+  t.false(r.gcExposed, '--expose-gc set on import');
+  t.deepEqual(r.heapAfter, r.heapBefore);
+  t.deepEqual(r.timers, [], 'timers started on import (unref()ed ones too)');
+  t.deepEqual(r.resourcesAfter, r.resourcesBefore);
+});
+
+test('the check above sees tuning when it happens: beforeLoad() and a collection set flags and expose gc', (t) => {
+  const tuning = new URL('../../proxy/runtime-tuning.js', import.meta.url).href;
+  const r = sideEffectsOfImporting([tuning], `const t = await import(${JSON.stringify(tuning)}); t.beforeLoad(); t.collectGarbageOnce(); globalThis.keep = setInterval(() => {}, 1000); keep.unref(); globalThis.once = setTimeout(() => {}, 10);`);
+  t.true(r.flags.includes('--no-allocation-site-pretenuring'), r.flags.join(' '));
+  t.true(r.flags.includes('--expose-gc'));
+  t.true(r.gcExposed);
+  t.deepEqual(r.timers, ['setInterval', 'setTimeout']);
+  t.notDeepEqual(r.resourcesAfter, r.resourcesBefore);
+});
+
+test('--tune-runtime off / on and PUTTU_TUNE_RUNTIME choose tuning, and the flag is taken out of the arguments', (t) => {
+  t.deepEqual(tuningChoice(['proxy', '--port', '1'], {}), { tune: true, argv: ['proxy', '--port', '1'] });
+  t.deepEqual(tuningChoice(['--tune-runtime', 'off', 'proxy'], {}), { tune: false, argv: ['proxy'] });
+  t.deepEqual(tuningChoice(['proxy', '--tune-runtime=off'], {}), { tune: false, argv: ['proxy'] });
+  t.deepEqual(tuningChoice(['proxy'], { PUTTU_TUNE_RUNTIME: 'off' }), { tune: false, argv: ['proxy'] });
+  t.deepEqual(tuningChoice(['proxy', '--tune-runtime', 'on'], { PUTTU_TUNE_RUNTIME: 'off' }), { tune: true, argv: ['proxy'] });
+  // After `--` the arguments belong to the command `puttu register` runs.
+  t.deepEqual(tuningChoice(['register', '--', 'app', '--tune-runtime', 'off'], {}), { tune: true, argv: ['register', '--', 'app', '--tune-runtime', 'off'] });
+  t.throws(() => tuningChoice(['--tune-runtime', 'maybe'], {}), { instanceOf: TuningUsageError, message: /"on" or "off"/ });
+  t.throws(() => tuningChoice(['--tune-runtime'], {}), { instanceOf: TuningUsageError });
+});
