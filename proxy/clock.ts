@@ -1,4 +1,4 @@
-/** Time, injected everywhere so tests can pin it (STYLE.md §4). */
+/** Time, passed in (not read from globals) where behaviour depends on it, so tests can pin it. */
 export interface Clock {
   /** Milliseconds since the epoch (wall clock): for timestamps shown to people. */
   now(): number;

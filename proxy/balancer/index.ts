@@ -12,7 +12,7 @@ export interface BalancerDeps {
   inflight: Inflight;
 }
 
-/** Strategies by name (STYLE.md §5); config validates against these names. */
+/** Strategies by name: the one list `--balancer`, `--service-balancers` and config validation read. */
 export const BALANCERS = {
   random: (deps: BalancerDeps): Balancer => createRandomBalancer(deps),
   'round-robin': (deps: BalancerDeps): Balancer => createRoundRobinBalancer(deps),

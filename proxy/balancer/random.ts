@@ -1,7 +1,7 @@
 import { pickIndex, type Random } from '../clock.js';
 import type { Balancer } from './balancer.js';
 
-/** Uniform random choice: O(1), stateless, the seed's default. */
+/** Uniform random choice: O(1), stateless; the default strategy. */
 export function createRandomBalancer(options: { random?: Random } = {}): Balancer {
   const random = options.random ?? Math.random;
   return { pick: (instances) => instances[pickIndex(random, instances.length)]! };
