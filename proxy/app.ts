@@ -339,7 +339,7 @@ function buildProxyListener(config: Config, proto: 'http' | 'https', p: ProxyPar
       ...(config.tlsCert && { tls: { cert: readPem(config.tlsCert, 'tlsCert')[0]!, key: readPem(config.tlsKey, 'tlsKey')[0]! } }),
     },
   );
-  const ws = new WsForwarder({ idleTimeoutMs: config.wsIdleTimeoutMs, connectTimeoutMs: config.connectTimeoutMs, logger: logger.child({ component: 'ws' }) });
+  const ws = new WsForwarder({ idleTimeoutMs: config.wsIdleTimeoutMs, connectTimeoutMs: config.connectTimeoutMs, answerTimeoutMs: config.upstreamTimeoutMs, logger: logger.child({ component: 'ws' }) });
   proxy.server.on('upgrade', createUpgradeHandler({ registry, balancerFor, outliers, ws, metrics, clock, proto, http: proxy.handler }));
   return { proxy, ws, deadlines };
 }

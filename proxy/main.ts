@@ -9,7 +9,7 @@ import { helpText, loadConfig } from './config/load.js';
 import { ConfigError } from './config/schema.js';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './logger.js';
 import { UsageError } from './cli/args.js';
-import { beforeLoad, capYoungGeneration, collectGarbageOnce, restoreYoungGenerationGrowth, startupOver, TuningUsageError, tuningChoice } from './runtime-tuning.js';
+import { beforeLoad, capYoungGeneration, collectGarbageOnce, restoreYoungGenerationGrowth, startupOver, tuningChoice } from './runtime-tuning.js';
 
 const VERSION = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version as string;
 
@@ -58,7 +58,7 @@ async function main(args: string[]): Promise<number> {
   try {
     choice = tuningChoice(args, process.env);
   } catch (error) {
-    if (!(error instanceof TuningUsageError)) throw error;
+    if (!(error instanceof UsageError)) throw error;
     process.stderr.write(`puttu: ${error.message}\n`);
     return 2;
   }

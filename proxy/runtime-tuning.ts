@@ -16,6 +16,7 @@
 import { PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import { UsageError } from './errors.js';
 
 /**
  * Whether the command should tune its runtime: not with `--tune-runtime off` (or `=off`) among its
@@ -34,17 +35,13 @@ export function tuningChoice(argv: readonly string[], env: NodeJS.ProcessEnv = p
     const inline = /^--tune-runtime=(.*)$/.exec(arg);
     if (inline || arg === '--tune-runtime') {
       const value = inline ? inline[1]! : (argv[++i] ?? '');
-      if (value !== 'on' && value !== 'off') throw new TuningUsageError(`--tune-runtime takes "on" or "off", not ${JSON.stringify(value)}`);
+      if (value !== 'on' && value !== 'off') throw new UsageError(`--tune-runtime takes "on" or "off", not ${JSON.stringify(value)}`);
       tune = value === 'on';
       continue;
     }
     rest.push(arg);
   }
   return { tune, argv: rest };
-}
-
-export class TuningUsageError extends Error {
-  override readonly name = 'TuningUsageError';
 }
 
 /**

@@ -1,7 +1,7 @@
 /** Flag parsing for the small commands: `--name value`, `--name=value`, booleans, positionals, `--`. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
+import { UsageError } from '../errors.js';
+
+export { UsageError };
 
 export interface ParsedArgs {
   positionals: string[];

@@ -1,5 +1,6 @@
 /** `puttu ls [service]` and `puttu get <service>`: the registry, read once, for people and scripts. */
 import { connect } from '../index.js';
+import { InvalidRegistrationError, NoEndpointError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { systemClock } from '../clock.js';
 import { normalizeBasePath } from '../registry/paths.js';
@@ -78,7 +79,7 @@ export async function getCommand(argv: string[], env: NodeJS.ProcessEnv, logger:
     return 0;
   } catch (error) {
     process.stderr.write(`puttu get: ${(error as Error).message}\n`);
-    return (error as { code?: string }).code === 'PUTTU_NO_ENDPOINT' ? 3 : (error as { code?: string }).code === 'PUTTU_INVALID_REGISTRATION' ? 2 : 1;
+    return error instanceof NoEndpointError ? 3 : error instanceof InvalidRegistrationError ? 2 : 1;
   } finally {
     await puttu.close();
   }

@@ -3,6 +3,7 @@
  * bad key. Every key can be set in a JSON config file (this name), an environment variable
  * (PUTTU_ + upper snake case) and a flag (--kebab-case), in rising precedence.
  */
+import { ConfigError } from '../errors.js';
 import { LOG_LEVELS, type LogLevel } from '../logger.js';
 import { BALANCER_NAMES, parseServiceBalancers, type BalancerName } from '../balancer/index.js';
 import { DEFAULT_DENY, parseCidrs, parsePorts } from '../security/upstream-policy.js';
@@ -173,14 +174,7 @@ export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } =
 
 export const KEYS = Object.keys(SCHEMA) as Array<keyof Config>;
 
-export class ConfigError extends Error {
-  readonly key: string;
-  constructor(key: string, source: string, message: string) {
-    super(`invalid configuration: ${key} (from ${source}) ${message}`);
-    this.name = 'ConfigError';
-    this.key = key;
-  }
-}
+export { ConfigError };
 
 /** Parses/validates one raw value for `key`; `source` names where it came from in the error. */
 export function coerce<K extends keyof Config>(key: K, raw: unknown, source: string): Config[K] {

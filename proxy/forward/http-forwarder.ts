@@ -23,17 +23,15 @@ import type { Inflight } from '../balancer/inflight.js';
 import type { OutlierDetector } from '../balancer/outliers.js';
 import type { Instance } from '../registry/instance.js';
 import { clientResponseHeaders } from './headers.js';
-import { UpstreamTimeoutError, errorBody, toProxyError, type ProxyError } from './errors.js';
+import { ClientGoneError, UpstreamTimeoutError, errorBody, toProxyError, type PuttuError } from '../errors.js';
 import type { RetryBudget } from './retry-budget.js';
 import { upstreamPath } from './route.js';
+import { pickInstance } from './resolve.js';
 import { UNTRACKED, type Deadlines, type Phase, type Timed } from './deadlines.js';
 import type { UpstreamPools } from './upstream-pools.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
-class ClientGoneError extends Error {
-  readonly code = 'PUTTU_CLIENT_GONE';
-}
 
 /** The exchange a client response belongs to, for the one shared 'close' listener below. */
 const kExchange = Symbol('puttu.exchange');
@@ -56,7 +54,7 @@ export interface ForwarderDeps {
   /** Told once per exchange, when it has ended one way or another. */
   onDone: (exchange: Exchange) => void;
   /** Told of every failed attempt. */
-  onAttemptFailed: (exchange: Exchange, error: ProxyError) => void;
+  onAttemptFailed: (exchange: Exchange, error: PuttuError) => void;
   /** Monotonic milliseconds, for per-instance answer times. */
   now: () => number;
   /** Head and body deadlines of the attempts without a streamed body (the others: undici's timers). */
@@ -99,7 +97,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
   /** Status sent to the client; 0 when the connection was cut after the head. */
   status = 0;
   /** The last upstream failure, if the exchange ended on one. */
-  error: ProxyError | undefined;
+  error: PuttuError | undefined;
   clientGone = false;
   /** Free for the caller (metrics handles, start time). */
   context: unknown;
@@ -142,8 +140,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
     (this.res as TrackedResponse)[kExchange] = this;
     this.res.on('close', onResponseClose);
     this.#f.budget.request();
-    const routable = this.#f.outliers.routable(this.service, this.instances);
-    this.#attempt(this.#balancer.pick(routable));
+    this.#attempt(pickInstance(this.#balancer, this.#f.outliers, this.service, this.instances)!);
   }
 
   #attempt(instance: Instance): void {
@@ -174,7 +171,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
 
   onConnect(abort: (err?: Error) => void): void {
     if (this.clientGone) {
-      abort(new ClientGoneError('client went away'));
+      abort(new ClientGoneError());
       return;
     }
     this.#written = true;
@@ -255,7 +252,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
     this.#finish();
   }
 
-  #retryable(error: ProxyError): boolean {
+  #retryable(error: PuttuError): boolean {
     if (!error.upstream || this.attempts >= this.#f.maxAttempts) return false;
     const safe = !this.#written || (IDEMPOTENT.has(this.method) && this.#body === null);
     return safe && this.#f.budget.tryRetry();
@@ -264,10 +261,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
   /** Another instance than those tried: routable ones first, then any. */
   #nextInstance(failed: Instance): Instance | undefined {
     (this.#tried ??= []).push(failed);
-    const tried = this.#tried;
-    let candidates = this.#f.outliers.routable(this.service, this.instances).filter((i) => !tried.includes(i));
-    if (candidates.length === 0) candidates = this.instances.filter((i) => !tried.includes(i));
-    return candidates.length === 0 ? undefined : this.#balancer.pick(candidates);
+    return pickInstance(this.#balancer, this.#f.outliers, this.service, this.instances, this.#tried);
   }
 
   #finish(): void {
@@ -280,12 +274,12 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
   clientClosed(): void {
     if (this.#settled || this.res.writableFinished) return;
     this.clientGone = true;
-    this.#abort?.(new ClientGoneError('client went away'));
+    this.#abort?.(new ClientGoneError());
   }
 }
 
 /** Writes a JSON error response (no internal details: the body is `errorBody`). */
-export function sendError(res: ClientResponse, error: ProxyError, requestId?: string): void {
+export function sendError(res: ClientResponse, error: PuttuError, requestId?: string): void {
   if (res.headersSent) {
     res.destroy();
     return;

@@ -9,7 +9,7 @@
  * - Encoded slashes and backslashes (`%2f`, `%5c`, `\`) are refused: servers disagree on them.
  * - Empty segments (`//`) collapse. The query passes through verbatim.
  */
-import { BadPathError } from './errors.js';
+import { BadPathError } from '../errors.js';
 
 export interface Route {
   service: string;

@@ -5,6 +5,7 @@
  * - a failed or refused upgrade answers the client and closes it, never throws;
  * - a client that goes away before the upstream answered aborts the upstream request (http-proxy
  *   does not pass client aborts on);
+ * - an upgrade the upstream does not connect or answer in time fails with a 504, as HTTP does;
  * - idle connections close after a configurable timeout; every open tunnel is closed on shutdown.
  */
 import type { IncomingMessage } from 'node:http';
@@ -14,15 +15,18 @@ import { createRequire } from 'node:module';
 import type httpProxy from 'http-proxy';
 import type { Logger } from '../logger.js';
 import type { Instance } from '../registry/instance.js';
-import { errorBody, toProxyError, type ProxyError } from './errors.js';
+import { toProxyError, UpstreamConnectTimeoutError, UpstreamTimeoutError, type PuttuError } from '../errors.js';
+import { endWithError } from '../http/raw-error.js';
 
 export interface WsForwarderOptions {
   idleTimeoutMs: number;
   connectTimeoutMs: number;
+  /** How long the upstream has to answer the upgrade request, connecting included. */
+  answerTimeoutMs: number;
   logger: Logger;
 }
 
-export type WsDone = (status: number, error: ProxyError | undefined) => void;
+export type WsDone = (status: number, error: PuttuError | undefined) => void;
 
 interface Tunnel {
   client: Duplex;
@@ -57,16 +61,39 @@ export class WsForwarder {
     proxy.on('proxyReqWs', (proxyReq, req) => {
       const tunnel = (req as WithTunnel)[kTunnel];
       if (!tunnel) return;
+      // http-proxy has no deadline for an upgrade (its proxyTimeout covers plain requests only):
+      // an upstream that never connects, or accepts and never answers, would hold the client
+      // forever. As for HTTP: connecting has connectTimeoutMs (then 504 connect timeout), the
+      // answer upstreamTimeoutMs (then 504).
+      const abandon = (error: PuttuError) => {
+        this.#fail(tunnel, error);
+        proxyReq.destroy();
+      };
+      let connected = false;
+      proxyReq.once('socket', (socket: Socket) => {
+        if (socket.connecting) socket.once('connect', () => (connected = true));
+        else connected = true;
+      });
+      const connectDeadline = setTimeout(() => connected || abandon(new UpstreamConnectTimeoutError()), this.#o.connectTimeoutMs);
+      const answerDeadline = setTimeout(() => abandon(new UpstreamTimeoutError()), this.#o.answerTimeoutMs);
+      const answered = () => {
+        clearTimeout(connectDeadline);
+        clearTimeout(answerDeadline);
+      };
+      proxyReq.once('close', answered);
       // Client gone before the upstream answered: abort the upstream request too.
       tunnel.client.once('close', () => {
+        answered();
         if (!tunnel.upgraded) proxyReq.destroy();
       });
       proxyReq.once('response', (res) => {
+        answered();
         // A refused upgrade (any status but 101): http-proxy relays it and ends the socket.
         if (!tunnel.settled) this.#finish(tunnel, res.statusCode ?? 502, undefined);
       });
       if (tunnel.client.destroyed) proxyReq.destroy();
       proxyReq.once('upgrade', (proxyRes: IncomingMessage, upstream: Socket) => {
+        answered();
         tunnel.upgraded = true;
         tunnel.upstream = upstream;
         tunnel.release();
@@ -130,14 +157,12 @@ export class WsForwarder {
   #fail(tunnel: Tunnel | undefined, err: Error): void {
     if (!tunnel || tunnel.settled) return;
     const error = toProxyError(err);
-    if (!tunnel.upgraded && tunnel.client.writable) {
-      const body = errorBody(error);
-      tunnel.client.end(`HTTP/1.1 ${error.status} Bad Gateway\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-    } else tunnel.client.destroy();
+    if (tunnel.upgraded) tunnel.client.destroy();
+    else endWithError(tunnel.client, error);
     this.#finish(tunnel, error.status, error);
   }
 
-  #finish(tunnel: Tunnel, status: number, error: ProxyError | undefined): void {
+  #finish(tunnel: Tunnel, status: number, error: PuttuError | undefined): void {
     if (tunnel.settled) return;
     tunnel.settled = true;
     tunnel.done(status, error);

@@ -17,6 +17,7 @@ import type { ServiceSnapshot } from '../registry/registry.js';
 import { byName, type RegistryView } from '../registry/view.js';
 import type { ZkClient } from '../registry/zk-client.js';
 import { STATUS_PAGE } from './status-page.js';
+import { errorBody, InternalError, MethodNotAllowedError, NotFoundError, UnknownServiceError, type PuttuError } from '../errors.js';
 
 export interface AdminDeps {
   registry: RegistryView;
@@ -96,10 +97,10 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
 
   return function handle(req, res) {
     const path = (req.url ?? '/').split('?')[0]!;
-    if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: { code: 'PUTTU_METHOD_NOT_ALLOWED', status: 405 } });
+    if (req.method !== 'GET' && req.method !== 'HEAD') return fail(res, new MethodNotAllowedError('the admin endpoints answer GET and HEAD'));
     if (path.startsWith('/api/services/')) {
       const snapshot = registry.get(decodeURIComponent(path.slice('/api/services/'.length)));
-      return snapshot ? json(res, 200, describe(snapshot)) : json(res, 404, { error: { code: 'PUTTU_UNKNOWN_SERVICE', status: 404, message: 'no such service in the registry' } });
+      return snapshot ? json(res, 200, describe(snapshot)) : fail(res, new UnknownServiceError());
     }
     switch (path) {
       case '/':
@@ -111,7 +112,7 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
             res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' });
             res.end(text);
           },
-          () => json(res, 500, { error: { code: 'PUTTU_INTERNAL', status: 500 } }),
+          () => fail(res, new InternalError()),
         );
         return;
       case '/healthz':
@@ -127,7 +128,7 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
       case '/sd/prometheus':
         return json(res, 200, prometheusTargets());
       default:
-        return json(res, 404, { error: { code: 'PUTTU_NOT_FOUND', status: 404, message: 'admin endpoints: / /metrics /healthz /readyz /api/status /api/services /sd/prometheus' } });
+        return fail(res, new NotFoundError('admin endpoints: / /metrics /healthz /readyz /api/status /api/services /sd/prometheus'));
     }
   };
 }
@@ -138,8 +139,15 @@ function stateOf(kind: string, reason: string): string {
   return 'rejected';
 }
 
+function fail(res: ServerResponse, error: PuttuError): void {
+  send(res, error.status, errorBody(error));
+}
+
 function json(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
+  send(res, status, JSON.stringify(body));
+}
+
+function send(res: ServerResponse, status: number, text: string): void {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
   res.end(text);
 }

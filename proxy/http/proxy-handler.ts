@@ -11,18 +11,10 @@ import type { Logger } from '../logger.js';
 import type { RegistryView } from '../registry/view.js';
 import type { Metrics, ServiceMetrics } from '../metrics/metrics.js';
 import { UNKNOWN_SERVICE } from '../metrics/metrics.js';
-import { parseTarget, type Route } from '../forward/route.js';
+import { isResolved, resolveTarget } from '../forward/resolve.js';
 import { requestIdOf, upstreamRequestHeaders } from '../forward/headers.js';
 import { Exchange, sendError, type ForwarderDeps } from '../forward/http-forwarder.js';
-import {
-  BadRequestError,
-  NoInstancesError,
-  NotReadyError,
-  PayloadTooLargeError,
-  UnknownServiceError,
-  toProxyError,
-  type ProxyError,
-} from '../forward/errors.js';
+import { BadRequestError, PayloadTooLargeError, type PuttuError } from '../errors.js';
 
 export interface ProxyHandlerDeps {
   registry: RegistryView;
@@ -80,7 +72,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): LaneHandler {
     },
   };
 
-  function fail(req: ClientRequest, res: ClientResponse, m: ServiceMetrics, start: number, requestId: string, error: ProxyError): void {
+  function fail(req: ClientRequest, res: ClientResponse, m: ServiceMetrics, start: number, requestId: string, error: PuttuError): void {
     sendError(res, error, requestId);
     const seconds = (clock.monotonic() - start) / 1000;
     m.observe(req.method ?? 'GET', error.status, seconds);
@@ -99,19 +91,13 @@ export function createProxyHandler(deps: ProxyHandlerDeps): LaneHandler {
   return function handle(req, res, body) {
     const start = clock.monotonic();
     const requestId = requestIdOf(req.headers['x-request-id'], newRequestId);
-    let route: Route;
-    try {
-      route = parseTarget(req.url ?? '/');
-    } catch (error) {
-      return fail(req, res, unknown, start, requestId, toProxyError(error));
+    const resolved = resolveTarget(registry, req.url ?? '/');
+    if (!isResolved(resolved)) {
+      return fail(req, res, resolved.service === undefined ? unknown : metrics.forService(resolved.service), start, requestId, resolved.error);
     }
-    const snapshot = registry.get(route.service);
-    if (snapshot === undefined) {
-      return fail(req, res, unknown, start, requestId, registry.synced ? new UnknownServiceError() : new NotReadyError());
-    }
+    const { route, snapshot } = resolved;
     const m = metrics.forService(route.service);
     const instances = snapshot.instances;
-    if (instances.length === 0) return fail(req, res, m, start, requestId, new NoInstancesError());
     const length = req.headers['content-length'];
     const te = req.headers['transfer-encoding'];
     // Node decodes only `chunked`; any other transfer coding would reach the upstream undeclared.

@@ -4,6 +4,8 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { installFastLane, type FastLane, type LaneHandler } from './fast-lane.js';
+import { BadRequestError, HeadersTooLargeError, RequestTimeoutError } from '../errors.js';
+import { endWithError } from './raw-error.js';
 
 export interface Listener {
   readonly server: http.Server;
@@ -41,15 +43,13 @@ function onClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
     socket.destroy();
     return;
   }
-  const [status, code, message] =
+  endWithError(
+    socket,
     error.code === 'HPE_HEADER_OVERFLOW'
-      ? [431, 'PUTTU_HEADERS_TOO_LARGE', 'request headers too large']
+      ? new HeadersTooLargeError()
       : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, 'PUTTU_REQUEST_TIMEOUT', 'request not received in time']
-        : [400, 'PUTTU_BAD_REQUEST', 'malformed HTTP request'];
-  const body = JSON.stringify({ error: { code, status, message } });
-  socket.end(
-    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        ? new RequestTimeoutError()
+        : new BadRequestError('malformed HTTP request'),
   );
 }
 

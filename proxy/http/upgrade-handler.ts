@@ -14,9 +14,11 @@ import type { OutlierDetector } from '../balancer/outliers.js';
 import type { RegistryView } from '../registry/view.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { UNKNOWN_SERVICE } from '../metrics/metrics.js';
-import { parseTarget, upstreamPath } from '../forward/route.js';
+import { upstreamPath } from '../forward/route.js';
+import { isResolved, pickInstance, resolveTarget } from '../forward/resolve.js';
 import { requestIdOf, upstreamRequestHeaders } from '../forward/headers.js';
-import { BadRequestError, NoInstancesError, NotReadyError, UnknownServiceError, errorBody, toProxyError, type ProxyError } from '../forward/errors.js';
+import { BadRequestError, type PuttuError } from '../errors.js';
+import { endWithError } from './raw-error.js';
 import type { WsForwarder } from '../forward/ws-forwarder.js';
 import { randomUUID } from 'node:crypto';
 
@@ -35,11 +37,8 @@ export interface UpgradeDeps {
 export function createUpgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   const { registry, outliers, ws, metrics, clock, proto } = deps;
 
-  function refuse(socket: Duplex, error: ProxyError, service: string, start: number): void {
-    const body = errorBody(error);
-    if (socket.writable) {
-      socket.end(`HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-    }
+  function refuse(socket: Duplex, error: PuttuError, service: string, start: number): void {
+    endWithError(socket, error);
     metrics.forService(service).observe('GET', error.status, (clock.monotonic() - start) / 1000);
   }
 
@@ -48,16 +47,10 @@ export function createUpgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, 
     socket.on('error', () => socket.destroy());
     if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return servePlain(req, socket, deps.http);
     if (req.method !== 'GET') return refuse(socket, new BadRequestError('WebSocket upgrades use GET'), UNKNOWN_SERVICE, start);
-    let route;
-    try {
-      route = parseTarget(req.url ?? '/');
-    } catch (error) {
-      return refuse(socket, toProxyError(error), UNKNOWN_SERVICE, start);
-    }
-    const snapshot = registry.get(route.service);
-    if (snapshot === undefined) return refuse(socket, registry.synced ? new UnknownServiceError() : new NotReadyError(), UNKNOWN_SERVICE, start);
-    if (snapshot.instances.length === 0) return refuse(socket, new NoInstancesError(), route.service, start);
-    const instance = deps.balancerFor(route.service).pick(outliers.routable(route.service, snapshot.instances));
+    const resolved = resolveTarget(registry, req.url ?? '/');
+    if (!isResolved(resolved)) return refuse(socket, resolved.error, resolved.service ?? UNKNOWN_SERVICE, start);
+    const { route, snapshot } = resolved;
+    const instance = pickInstance(deps.balancerFor(route.service), outliers, route.service, snapshot.instances)!;
     const requestId = requestIdOf(req.headers['x-request-id'], randomUUID);
     const list = upstreamRequestHeaders(req.rawHeaders, { clientIp: req.socket.remoteAddress ?? '', proto, host: req.headers.host, requestId });
     const headers: Record<string, string> = { connection: 'Upgrade', upgrade: 'websocket' };
@@ -79,11 +72,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, 
 /** Serves a non-WebSocket upgrade request as plain HTTP on its (detached) socket, then closes it. */
 function servePlain(req: IncomingMessage, socket: Duplex, handler: UpgradeDeps['http']): void {
   const hasBody = (req.headers['content-length'] ?? '0') !== '0' || req.headers['transfer-encoding'] !== undefined;
-  if (hasBody) {
-    const body = errorBody(new BadRequestError('upgrade requests with a body are not accepted'));
-    socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-    return;
-  }
+  if (hasBody) return endWithError(socket, new BadRequestError('upgrade requests with a body are not accepted'));
   const res = new http.ServerResponse(req);
   res.shouldKeepAlive = false;
   res.assignSocket(socket as Socket);

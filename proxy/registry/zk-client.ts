@@ -19,7 +19,9 @@
 import { EventEmitter } from 'node:events';
 import type Zk from 'node-zookeeper-client';
 import type { Logger } from '../logger.js';
-import { PuttuError } from '../errors.js';
+import { ZkError } from '../errors.js';
+
+export { ZkError };
 import { closeClient, frameReads, guardReads, leanWatchers, LibraryEvent, zookeeper } from '../deps/zookeeper-client.js';
 
 
@@ -57,17 +59,6 @@ export interface ZkClientOptions {
   logger: Logger;
   /** Tests reattach to a session to expire it deterministically. */
   session?: { id: Buffer; password: Buffer };
-}
-
-/** ZooKeeper failures with a stable code (ZooKeeper's own names, lower-cased). */
-export class ZkError extends PuttuError {
-  readonly zkCode: string;
-  readonly path: string | undefined;
-  constructor(zkCode: string, message: string, path?: string) {
-    super(`PUTTU_ZK_${zkCode.toUpperCase()}`, message);
-    this.zkCode = zkCode;
-    this.path = path;
-  }
 }
 
 /**

@@ -15,6 +15,7 @@
 import net from 'node:net';
 import dns from 'node:dns';
 import os from 'node:os';
+import { UpstreamPolicyError } from '../errors.js';
 
 export const DEFAULT_DENY = '169.254.0.0/16,fe80::/10,fd00:ec2::254/128,100.100.100.200/32';
 
@@ -104,8 +105,8 @@ function isLocal(ip: string): boolean {
 }
 
 /**
- * A `lookup` for sockets to upstreams: resolves as usual, then refuses (error code
- * PUTTU_UPSTREAM_POLICY) any address the policy forbids, so nothing is dialled.
+ * A `lookup` for sockets to upstreams: resolves as usual, then refuses (UpstreamPolicyError)
+ * any address the policy forbids, so nothing is dialled.
  */
 export function policyLookup(policy: UpstreamPolicy, port: number): net.LookupFunction {
   return ((hostname: string, options: dns.LookupOptions, callback: (err: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void) => {
@@ -113,9 +114,7 @@ export function policyLookup(policy: UpstreamPolicy, port: number): net.LookupFu
       if (err) return callback(err, '', 0);
       const allowed = addresses.filter((a) => policy.checkAddress(a.address, port) === undefined);
       if (allowed.length === 0) {
-        const error: NodeJS.ErrnoException = new Error(`${hostname} resolves only to addresses the upstream policy refuses`);
-        error.code = 'PUTTU_UPSTREAM_POLICY';
-        return callback(error, '', 0);
+        return callback(new UpstreamPolicyError(), '', 0);
       }
       if (options.all) callback(null, allowed);
       else callback(null, allowed[0]!.address, allowed[0]!.family);

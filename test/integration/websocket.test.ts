@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { connect, type Puttu } from '../../proxy/index.js';
 import { freePort } from '../../proxy/dev/local-zookeeper.js';
@@ -105,6 +105,54 @@ test('an unreachable upstream gives 502; an unknown service 404; the process sur
   t.is(await unexpected(wsUrl('/nows/x')), 502);
   t.is(await unexpected(wsUrl('/no-such-service/x')), 404);
   t.is((await request(proxy.adminUrl + '/healthz')).status, 200);
+});
+
+/** What a failed upgrade answered: status, reason phrase and the error code of its JSON body. */
+function refusal(url: string): Promise<{ status: number; reason: string; code: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => {
+        ws.terminate();
+        let code: string | undefined;
+        try {
+          code = (JSON.parse(body) as { error?: { code?: string } }).error?.code;
+        } catch {}
+        resolve({ status: res.statusCode ?? 0, reason: res.statusMessage ?? '', code });
+      });
+    });
+    ws.once('open', () => reject(new Error('the upgrade should have failed')));
+    ws.once('error', () => undefined);
+  });
+}
+
+test('a failed upgrade answers with the status of its cause: 504 timed out, 502 refused, 404 unknown service, 503 no instance', async (t) => {
+  // A proxy of its own, with a short answer deadline, on the same registry tree.
+  const timing = await startProxy(zk.connectString, { basePath: proxy.basePath, connectTimeoutMs: 1_000, upstreamTimeoutMs: 800 });
+  closers.push(() => timing.close());
+  const url = (path: string) => timing.url.replace('http://', 'ws://') + path;
+  // Accepts the connection and reads the handshake, never answers it.
+  const silent = net.createServer((socket) => socket.on('data', () => undefined).on('error', () => undefined));
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  closers.push(() => new Promise((r) => silent.close(r)));
+  await lib.register('silentws', { host: '127.0.0.1', port: (silent.address() as AddressInfo).port });
+  await lib.register('refusedws', { host: '127.0.0.1', port: await freePort() });
+  // A service whose only instance left: its node stays, with no live instance under it.
+  const leaving = connect(zk.connectString, proxy.basePath);
+  await leaving.register('emptyws', { host: '127.0.0.1', port: await freePort() });
+  await eventually(() => timing.app.registry!.get('emptyws')?.instances.length === 1);
+  await leaving.close();
+  await eventually(() => timing.app.registry!.get('silentws')?.instances.length && timing.app.registry!.get('refusedws')?.instances.length && timing.app.registry!.get('emptyws')?.instances.length === 0);
+
+  const started = Date.now();
+  t.deepEqual(await refusal(url('/silentws/x')), { status: 504, reason: 'Gateway Timeout', code: 'PUTTU_UPSTREAM_TIMEOUT' });
+  t.true(Date.now() - started >= 700, `answered after ${Date.now() - started} ms, the deadline is 800`);
+  t.deepEqual(await refusal(url('/refusedws/x')), { status: 502, reason: 'Bad Gateway', code: 'PUTTU_UPSTREAM_REFUSED' });
+  t.deepEqual(await refusal(url('/no-such-service/x')), { status: 404, reason: 'Not Found', code: 'PUTTU_UNKNOWN_SERVICE' });
+  t.deepEqual(await refusal(url('/emptyws/x')), { status: 503, reason: 'Service Unavailable', code: 'PUTTU_NO_INSTANCES' });
 });
 
 test('an upstream that dies mid-stream closes the client socket', async (t) => {

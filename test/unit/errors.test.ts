@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import test from 'ava';
 import { errors as undiciErrors } from 'undici';
 import {
@@ -7,7 +8,7 @@ import {
   NoInstancesError,
   NotReadyError,
   PayloadTooLargeError,
-  ProxyError,
+  PuttuError,
   UPSTREAM_ERROR_CODES,
   UnknownServiceError,
   UpstreamBadResponseError,
@@ -20,14 +21,14 @@ import {
   UpstreamUnreachableError,
   errorBody,
   toProxyError,
-} from '../../proxy/forward/errors.js';
+} from '../../proxy/errors.js';
 
 /** An error as Node's net/dns layer raises it: the message carries the address. */
 function sysError(code: string, address = '10.1.2.3:8080'): Error {
   return Object.assign(new Error(`connect ${code} ${address}`), { code, errno: -111, syscall: 'connect', address: '10.1.2.3', port: 8080 });
 }
 
-type Ctor = abstract new (...args: never[]) => ProxyError;
+type Ctor = abstract new (...args: never[]) => PuttuError;
 const MAPPING: Array<[code: string, cls: Ctor, proxyCode: string, status: number]> = [
   ['ECONNREFUSED', UpstreamRefusedError, 'PUTTU_UPSTREAM_REFUSED', 502],
   ['ECONNRESET', UpstreamResetError, 'PUTTU_UPSTREAM_RESET', 502],
@@ -57,7 +58,7 @@ for (const [code, cls, proxyCode, status] of MAPPING) {
   test(`toProxyError: ${code} → ${proxyCode} ${status}`, (t) => {
     const e = toProxyError(sysError(code));
     t.true(e instanceof cls);
-    t.true(e instanceof ProxyError);
+    t.true(e instanceof PuttuError);
     t.is(e.code, proxyCode);
     t.is(e.status, status);
     t.true(e.upstream);
@@ -91,13 +92,13 @@ test('toProxyError: unknown codes and non-errors become a generic 500', (t) => {
   }
 });
 
-test('toProxyError: a ProxyError passes through as the same object', (t) => {
+test('toProxyError: a PuttuError passes through as the same object', (t) => {
   const errors = [new BadPathError('x'), new UnknownServiceError(), new NotReadyError(), new NoInstancesError(), new PayloadTooLargeError('big'), new UpstreamTimeoutError()];
   for (const e of errors) t.is(toProxyError(e), e);
 });
 
 test('request-side and registry errors: codes, statuses, not upstream', (t) => {
-  const cases: Array<[ProxyError, string, number]> = [
+  const cases: Array<[PuttuError, string, number]> = [
     [new BadRequestError('bad'), 'PUTTU_BAD_REQUEST', 400],
     [new BadPathError('bad'), 'PUTTU_BAD_PATH', 400],
     [new UnknownServiceError(), 'PUTTU_UNKNOWN_SERVICE', 404],
@@ -148,4 +149,40 @@ test('TLS verification and handshake failures map to 502 PUTTU_UPSTREAM_TLS', (t
     t.is(e.code, 'PUTTU_UPSTREAM_TLS', code);
     t.is(e.status, 502, code);
   }
+});
+
+test('the catalogue: every error class is a PuttuError with its own name, a unique code and an HTTP status', async (t) => {
+  const catalogue = (await import('../../proxy/errors.js')) as Record<string, unknown>;
+  const classes = Object.entries(catalogue).filter(([, v]) => typeof v === 'function' && (v as { prototype?: unknown }).prototype instanceof PuttuError);
+  t.true(classes.length >= 25, `${classes.length} classes`);
+  const codes = new Map<string, string>();
+  for (const [name, cls] of classes) {
+    const error = new (cls as new (...args: string[]) => PuttuError)('a', 'b', 'c');
+    t.is(error.name, name);
+    t.true(error instanceof Error);
+    t.regex(error.code, /^PUTTU_[A-Z_]+$/, name);
+    t.true(Number.isInteger(error.status) && error.status >= 400 && error.status <= 599, `${name}: status ${error.status}`);
+    // ZkError's code follows the ZooKeeper reason it carries.
+    if (name !== 'ZkError') {
+      t.false(codes.has(error.code), `${name} and ${codes.get(error.code)} share ${error.code}`);
+      codes.set(error.code, name);
+    }
+  }
+});
+
+test('no error code is minted outside the catalogue: the sources name PUTTU_ codes only in proxy/errors.ts', (t) => {
+  const root = new URL('../../../proxy/', import.meta.url);
+  const offenders: string[] = [];
+  const walk = (relative: string): void => {
+    for (const entry of readdirSync(new URL(relative, root), { withFileTypes: true })) {
+      const path = `${relative}${entry.name}`;
+      if (entry.isDirectory()) walk(`${path}/`);
+      else if (path.endsWith('.ts') && path !== 'errors.ts') {
+        const text = readFileSync(new URL(path, root), 'utf8');
+        for (const m of text.matchAll(/['"]PUTTU_[A-Z][A-Z_]*['"]/g)) offenders.push(`proxy/${path}: ${m[0]}`);
+      }
+    }
+  };
+  walk('');
+  t.deepEqual(offenders, []);
 });

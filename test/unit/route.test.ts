@@ -1,5 +1,5 @@
 import test from 'ava';
-import { BadPathError } from '../../proxy/forward/errors.js';
+import { BadPathError } from '../../proxy/errors.js';
 import { parseTarget, upstreamPath } from '../../proxy/forward/route.js';
 
 const bad = { instanceOf: BadPathError };

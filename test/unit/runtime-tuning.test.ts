@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import test from 'ava';
-import { TuningUsageError, tuningChoice } from '../../proxy/runtime-tuning.js';
+import { UsageError } from '../../proxy/errors.js';
+import { tuningChoice } from '../../proxy/runtime-tuning.js';
 
 const TUNING = new URL('../../proxy/runtime-tuning.js', import.meta.url).href;
 
@@ -203,6 +204,6 @@ test('--tune-runtime off / on and PUTTU_TUNE_RUNTIME choose tuning, and the flag
   t.deepEqual(tuningChoice(['proxy', '--tune-runtime', 'on'], { PUTTU_TUNE_RUNTIME: 'off' }), { tune: true, argv: ['proxy'] });
   // After `--` the arguments belong to the command `puttu register` runs.
   t.deepEqual(tuningChoice(['register', '--', 'app', '--tune-runtime', 'off'], {}), { tune: true, argv: ['register', '--', 'app', '--tune-runtime', 'off'] });
-  t.throws(() => tuningChoice(['--tune-runtime', 'maybe'], {}), { instanceOf: TuningUsageError, message: /"on" or "off"/ });
-  t.throws(() => tuningChoice(['--tune-runtime'], {}), { instanceOf: TuningUsageError });
+  t.throws(() => tuningChoice(['--tune-runtime', 'maybe'], {}), { instanceOf: UsageError, message: /"on" or "off"/ });
+  t.throws(() => tuningChoice(['--tune-runtime'], {}), { instanceOf: UsageError });
 });
