@@ -104,6 +104,23 @@ export function upstreamRequestHeaders(raw: readonly string[], info: ForwardInfo
 }
 
 /**
+ * Whether the request has more than one Host field line. RFC 9112 §3.2: a server must answer 400
+ * to that (and to an HTTP/1.1 request with none, which Node's parser already refuses). Node's
+ * parser lets duplicates through and keeps the first; a cache or an upstream behind the proxy
+ * might read another, so they are refused.
+ */
+export function duplicateHost(raw: readonly string[]): boolean {
+  let seen = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length !== 4 || name.toLowerCase() !== 'host') continue;
+    if (seen) return true;
+    seen = true;
+  }
+  return false;
+}
+
+/**
  * The request id: the client's X-Request-Id when it is a sane token (printable ASCII, at most 128
  * characters), else a new UUID. W3C traceparent/tracestate are not touched: they pass through.
  */

@@ -12,7 +12,7 @@ import type { RegistryView } from '../registry/view.js';
 import type { Metrics, ServiceMetrics } from '../metrics/metrics.js';
 import { UNKNOWN_SERVICE } from '../metrics/metrics.js';
 import { isResolved, resolveTarget } from '../forward/resolve.js';
-import { requestIdOf, upstreamRequestHeaders } from '../forward/headers.js';
+import { duplicateHost, requestIdOf, upstreamRequestHeaders } from '../forward/headers.js';
 import { Exchange, sendError, type ForwarderDeps } from '../forward/http-forwarder.js';
 import { BadRequestError, PayloadTooLargeError, type PuttuError } from '../errors.js';
 
@@ -91,6 +91,10 @@ export function createProxyHandler(deps: ProxyHandlerDeps): LaneHandler {
   return function handle(req, res, body) {
     const start = clock.monotonic();
     const requestId = requestIdOf(req.headers['x-request-id'], newRequestId);
+    if (duplicateHost(req.rawHeaders)) {
+      res.shouldKeepAlive = false;
+      return fail(req, res, unknown, start, requestId, new BadRequestError('a request must not have more than one Host header'));
+    }
     const resolved = resolveTarget(registry, req.url ?? '/');
     if (!isResolved(resolved)) {
       return fail(req, res, resolved.service === undefined ? unknown : metrics.forService(resolved.service), start, requestId, resolved.error);

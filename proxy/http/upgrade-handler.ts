@@ -16,7 +16,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import { UNKNOWN_SERVICE } from '../metrics/metrics.js';
 import { upstreamPath } from '../forward/route.js';
 import { isResolved, pickInstance, resolveTarget } from '../forward/resolve.js';
-import { requestIdOf, upstreamRequestHeaders } from '../forward/headers.js';
+import { duplicateHost, requestIdOf, upstreamRequestHeaders } from '../forward/headers.js';
 import { BadRequestError, type PuttuError } from '../errors.js';
 import { endWithError } from './raw-error.js';
 import type { WsForwarder } from '../forward/ws-forwarder.js';
@@ -47,6 +47,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, 
     socket.on('error', () => socket.destroy());
     if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return servePlain(req, socket, deps.http);
     if (req.method !== 'GET') return refuse(socket, new BadRequestError('WebSocket upgrades use GET'), UNKNOWN_SERVICE, start);
+    if (duplicateHost(req.rawHeaders)) return refuse(socket, new BadRequestError('a request must not have more than one Host header'), UNKNOWN_SERVICE, start);
     const resolved = resolveTarget(registry, req.url ?? '/');
     if (!isResolved(resolved)) return refuse(socket, resolved.error, resolved.service ?? UNKNOWN_SERVICE, start);
     const { route, snapshot } = resolved;

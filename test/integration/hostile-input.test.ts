@@ -136,3 +136,35 @@ test.serial('Expect: 100-continue is answered by the proxy and the body still ar
   t.is(svc.seen.at(-1)!.headers.expect, undefined);
   t.is(svc.seen.at(-1)!.headers['content-length'], String(body.length));
 });
+
+test('a request with two Host fields gets 400 and the connection closes, with the fast lane on or off, for upgrades too; it never reaches an upstream', async (t) => {
+  const laneOff = await startProxy(zk.connectString, { basePath: proxy.basePath, fastLane: 'off' });
+  t.teardown(() => laneOff.close());
+  await eventually(() => laneOff.app.registry!.get('svc')?.instances.length === 1);
+  const send = (url: string, text: string) =>
+    new Promise<string>((resolve) => {
+      const socket = net.connect(Number(new URL(url).port), '127.0.0.1');
+      let out = '';
+      socket.on('data', (d) => (out += d));
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve(out));
+      socket.write(text);
+      setTimeout(() => socket.destroy(), 3_000);
+    });
+  const before = seenBoth();
+  for (const url of [proxy.url, laneOff.url]) {
+    for (const text of [
+      'GET /svc/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n',
+      'GET /svc/x HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n',
+      'GET /svc/x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nHost: b\r\n\r\n',
+    ]) {
+      const response = await send(url, text);
+      t.is(status(response), 400, `${url}: ${JSON.stringify(text)} → ${response.split('\r\n')[0]}`);
+      t.regex(response, /"code":"PUTTU_BAD_REQUEST"/);
+      t.regex(response, /\r\nConnection: close\r\n/i);
+    }
+  }
+  t.is(seenBoth(), before, 'nothing reached an upstream');
+  // One Host is served as ever.
+  t.is(status(await send(proxy.url, 'GET /svc/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')), 200);
+});
