@@ -51,12 +51,45 @@ export function bytesNamed(bytes: Buffer, lower: string): boolean {
   return true;
 }
 
-/** `clientResponseHeaders`' drop rule on a raw field name (the fast lane's byte path). */
-export function droppedResponseField(name: Buffer): boolean {
+/** A plain decimal of at most 15 digits, else -1 (`plainDecimal` on bytes). */
+export function bytesDecimal(bytes: Buffer): number {
+  if (bytes.length === 0 || bytes.length > 15) return -1;
+  let n = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    const d = bytes[i]! - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+/** What the response-header policy does with one upstream field (see `responseField`). */
+export const RELAY = 0;
+export const DROP = 1;
+/** Relayed; it declares the body's length. */
+export const RELAY_CONTENT_LENGTH = 2;
+/** Relayed; the client then needs no Date of the proxy's. */
+export const RELAY_DATE = 3;
+/** Dropped, and it names other fields that must go too (RFC 9110 §7.6.1). */
+export const DROP_NAMING = 4;
+export type FieldAction = typeof RELAY | typeof DROP | typeof RELAY_CONTENT_LENGTH | typeof RELAY_DATE | typeof DROP_NAMING;
+
+/**
+ * The response-header policy, for Node's path (`clientResponseHeaders`) and the fast lane's byte
+ * writer alike: hop-by-hop fields and the upstream's X-Request-Id are dropped (ours is added), the
+ * rest relayed as they came. Works on undici's raw field bytes without making strings of them.
+ */
+export function responseField(name: Buffer, value: Buffer): FieldAction {
   const candidates = RESPONSE_DROP_BY_LENGTH[name.length];
-  if (candidates === undefined) return false;
-  for (const lower of candidates) if (bytesNamed(name, lower)) return true;
-  return false;
+  if (candidates !== undefined) {
+    for (const lower of candidates) {
+      if (!bytesNamed(name, lower)) continue;
+      return lower === 'connection' && !bytesNamed(value, 'keep-alive') && !bytesNamed(value, 'close') ? DROP_NAMING : DROP;
+    }
+  }
+  if (bytesNamed(name, 'content-length')) return RELAY_CONTENT_LENGTH;
+  if (bytesNamed(name, 'date')) return RELAY_DATE;
+  return RELAY;
 }
 
 export interface ForwardInfo {
@@ -145,13 +178,14 @@ export function clientResponseHeaders(raw: readonly Buffer[], requestId: string,
   const out: string[] = [];
   let named: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1');
-    const lower = name.toLowerCase();
-    const value = raw[i + 1]!.toString('latin1');
-    if (lower === 'connection') named = addConnectionTokens(value, named);
-    else if (facts !== undefined && lower === 'content-length') facts.contentLength = plainDecimal(value);
-    if (RESPONSE_DROP.has(lower)) continue;
-    out.push(name, value);
+    const action = responseField(raw[i]!, raw[i + 1]!);
+    if (action === DROP) continue;
+    if (action === DROP_NAMING) {
+      named = addConnectionTokens(raw[i + 1]!.toString('latin1'), named);
+      continue;
+    }
+    if (action === RELAY_CONTENT_LENGTH && facts !== undefined) facts.contentLength = bytesDecimal(raw[i + 1]!);
+    out.push(raw[i]!.toString('latin1'), raw[i + 1]!.toString('latin1'));
   }
   const kept = named === undefined ? out : withoutFields(out, named);
   kept.push('x-request-id', requestId);

@@ -29,7 +29,7 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { ClientRequest, ClientResponse } from '../forward/client.js';
-import { bytesNamed, droppedResponseField, plainDecimal, type ResponseFacts } from '../forward/headers.js';
+import { bytesDecimal, DROP, DROP_NAMING, RELAY_CONTENT_LENGTH, RELAY_DATE, plainDecimal, responseField, type ResponseFacts } from '../forward/headers.js';
 
 
 /**
@@ -213,18 +213,6 @@ function bodyless(status: number, method: string): boolean {
   return method === 'HEAD' || status === 204 || status === 304 || status < 200;
 }
 
-/** A plain decimal of at most 15 digits, else -1 (`plainDecimal` on bytes). */
-function bytesDecimal(bytes: Buffer): number {
-  if (bytes.length === 0 || bytes.length > 15) return -1;
-  let n = 0;
-  for (let i = 0; i < bytes.length; i++) {
-    const d = bytes[i]! - 48;
-    if (d < 0 || d > 9) return -1;
-    n = n * 10 + d;
-  }
-  return n;
-}
-
 /** Bodies up to this size go out in the same buffer as the head (one copy, one write). */
 const INLINE_BODY = 4096;
 
@@ -318,10 +306,11 @@ class LaneResponse implements ClientResponse {
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!;
       const value = raw[i + 1]!;
-      if (bytesNamed(name, 'connection') && !bytesNamed(value, 'keep-alive') && !bytesNamed(value, 'close')) return false;
-      if (droppedResponseField(name)) continue;
-      if (bytesNamed(name, 'content-length')) length = bytesDecimal(value);
-      else if (bytesNamed(name, 'date')) hasDate = true;
+      const action = responseField(name, value);
+      if (action === DROP) continue;
+      if (action === DROP_NAMING) return false;
+      if (action === RELAY_CONTENT_LENGTH) length = bytesDecimal(value);
+      else if (action === RELAY_DATE) hasDate = true;
       fields.push(name, value);
       size += name.length + value.length + 4;
     }

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { clientResponseHeaders, connectionTokens, requestIdOf, upstreamRequestHeaders, type ForwardInfo } from '../../proxy/forward/headers.js';
+import { bytesDecimal, clientResponseHeaders, connectionTokens, DROP, DROP_NAMING, RELAY, RELAY_CONTENT_LENGTH, RELAY_DATE, requestIdOf, responseField, upstreamRequestHeaders, type ForwardInfo } from '../../proxy/forward/headers.js';
 
 const info: ForwardInfo = { clientIp: '203.0.113.7', proto: 'http', host: 'proxy.example', requestId: 'rid-1' };
 const RID = ['x-request-id', 'rid-1'];
@@ -168,4 +168,19 @@ test('request id: a sane client X-Request-Id is kept, anything else replaced; on
 
 test('response: an upstream X-Request-Id is replaced by ours', (t) => {
   t.deepEqual(clientResponseHeaders(buffers(['X-Request-Id', 'theirs', 'A', '1']), 'rid-1'), ['A', '1', ...RID]);
+});
+
+test('responseField: the one response-header policy both writers apply, on raw bytes in any case', (t) => {
+  const b = (s: string) => Buffer.from(s, 'latin1');
+  for (const name of ['Connection', 'keep-alive', 'Proxy-Connection', 'Transfer-Encoding', 'TE', 'Trailer', 'Upgrade', 'X-Request-Id']) {
+    t.is(responseField(b(name), b('close')), DROP, name);
+  }
+  t.is(responseField(b('connection'), b('Keep-Alive')), DROP);
+  t.is(responseField(b('Connection'), b('x-secret')), DROP_NAMING, 'a Connection naming fields: they go too');
+  t.is(responseField(b('Content-Length'), b('12')), RELAY_CONTENT_LENGTH);
+  t.is(responseField(b('DATE'), b('Sun, 06 Dec 2026 10:00:00 GMT')), RELAY_DATE);
+  t.is(responseField(b('content-type'), b('text/plain')), RELAY);
+  t.is(responseField(b('x-request'), b('1')), RELAY, 'a prefix of a dropped name is relayed');
+  t.is(bytesDecimal(b('0012')), 12);
+  t.is(bytesDecimal(b('1e3')), -1);
 });
