@@ -1,6 +1,6 @@
 import type { Random } from '../clock.js';
 import type { Balancer } from './balancer.js';
-import type { Inflight } from './inflight.js';
+import type { LoadSignals } from './balancer.js';
 import { createP2cBalancer } from './p2c.js';
 import { createRandomBalancer } from './random.js';
 import { createRoundRobinBalancer } from './round-robin.js';
@@ -9,7 +9,7 @@ export type { Balancer } from './balancer.js';
 
 export interface BalancerDeps {
   random: Random;
-  inflight: Inflight;
+  inflight: LoadSignals;
 }
 
 /** Strategies by name: the one list `--balancer`, `--service-balancers` and config validation read. */

@@ -1,6 +1,6 @@
 import { pickIndex, type Random } from '../clock.js';
 import type { Balancer } from './balancer.js';
-import type { Inflight } from './inflight.js';
+import type { LoadSignals } from './balancer.js';
 
 /**
  * Power of two choices (Mitzenmacher): two distinct instances at random, the one with fewer
@@ -9,11 +9,11 @@ import type { Inflight } from './inflight.js';
  * have nothing in flight) go to the one that has been answering faster (a moving average), so a
  * slow instance does not get half of the ties.
  */
-export function createP2cBalancer(options: { random?: Random; inflight: Inflight }): Balancer {
+export function createP2cBalancer(options: { random?: Random; inflight: LoadSignals }): Balancer {
   const random = options.random ?? Math.random;
   const { inflight } = options;
   return {
-    pick(instances) {
+    pick<T extends object>(instances: readonly T[]): T {
       const n = instances.length;
       if (n === 1) return instances[0]!;
       const i = pickIndex(random, n);

@@ -1,5 +1,4 @@
 import { pickIndex, type Random } from '../clock.js';
-import type { Instance } from '../registry/instance.js';
 import type { Balancer } from './balancer.js';
 
 /**
@@ -8,9 +7,9 @@ import type { Balancer } from './balancer.js';
  */
 export function createRoundRobinBalancer(options: { random?: Random } = {}): Balancer {
   const random = options.random ?? Math.random;
-  const cursors = new WeakMap<readonly Instance[], number>();
+  const cursors = new WeakMap<readonly object[], number>();
   return {
-    pick(instances) {
+    pick<T extends object>(instances: readonly T[]): T {
       const n = cursors.get(instances) ?? pickIndex(random, instances.length);
       cursors.set(instances, n + 1);
       return instances[n % instances.length]!;

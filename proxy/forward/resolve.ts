@@ -4,7 +4,7 @@
  * the client gets. Synchronous: it reads the in-memory snapshot, never ZooKeeper.
  */
 import type { Balancer } from '../balancer/balancer.js';
-import type { OutlierDetector } from '../balancer/outliers.js';
+import type { OutlierDetector } from '../health/outliers.js';
 import { NoInstancesError, NotReadyError, toProxyError, UnknownServiceError, type PuttuError } from '../errors.js';
 import type { Instance } from '../registry/instance.js';
 import type { ServiceSnapshot } from '../registry/service-cache.js';

@@ -10,8 +10,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock } from '../clock.js';
-import type { Inflight } from '../balancer/inflight.js';
-import type { OutlierDetector } from '../balancer/outliers.js';
+import type { Inflight } from '../health/inflight.js';
+import type { OutlierDetector } from '../health/outliers.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { ServiceSnapshot } from '../registry/registry.js';
 import { byName, type RegistryView } from '../registry/view.js';

@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Clock } from '../clock.js';
 import type { Balancer } from '../balancer/balancer.js';
-import type { OutlierDetector } from '../balancer/outliers.js';
+import type { OutlierDetector } from '../health/outliers.js';
 import type { RegistryView } from '../registry/view.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { UNKNOWN_SERVICE } from '../metrics/metrics.js';

@@ -1,5 +1,6 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import test from 'ava';
-import { Inflight } from '../../proxy/balancer/inflight.js';
+import { Inflight } from '../../proxy/health/inflight.js';
 import { createRoundRobinBalancer } from '../../proxy/balancer/round-robin.js';
 import { createP2cBalancer } from '../../proxy/balancer/p2c.js';
 import { parseServiceBalancers } from '../../proxy/balancer/index.js';
@@ -128,4 +129,16 @@ test('p2c: a tie in flight goes to the instance that has been answering faster',
   }
   t.is(p2c.pick([a, b, c]), a);
   t.true(inflight.latency(c) > 60 && inflight.latency(a) < 5);
+});
+
+test('balancers are pure choices: no module under proxy/balancer imports the registry or the health state', (t) => {
+  const dir = new URL('../../../proxy/balancer/', import.meta.url);
+  const imports = readdirSync(dir)
+    .filter((f) => f.endsWith('.ts'))
+    .flatMap((f) => [...readFileSync(new URL(f, dir), 'utf8').matchAll(/from '([^']+)'/g)].map((m) => `${f}: ${m[1]}`));
+  t.true(imports.length > 5);
+  t.deepEqual(
+    imports.filter((i) => /\/(registry|health)\//.test(i)),
+    [],
+  );
 });

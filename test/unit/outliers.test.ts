@@ -1,5 +1,5 @@
 import test from 'ava';
-import { OUTLIER_DEFAULTS, OutlierDetector } from '../../proxy/balancer/outliers.js';
+import { OUTLIER_DEFAULTS, OutlierDetector } from '../../proxy/health/outliers.js';
 import { makeInstance, type Instance } from '../../proxy/registry/instance.js';
 import { silentLogger } from '../../proxy/logger.js';
 import { fakeClock } from '../helpers/fakes.js';
