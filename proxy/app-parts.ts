@@ -26,7 +26,14 @@ import type { RegistryView } from './registry/view.js';
 import type { ZkClient } from './registry/zk-client.js';
 
 /** Registry changes → pools (retain/release origins) and metrics (endpoint gauges, forgotten labels). */
-export function wireRegistry(registry: RegistryView, zk: ZkClient | undefined, pools: UpstreamPools, outliers: OutlierDetector, metrics: Metrics, clock: Clock, logger: Logger): void {
+export function wireRegistry(
+  registry: RegistryView,
+  zk: ZkClient | undefined,
+  pools: UpstreamPools,
+  outliers: OutlierDetector,
+  metrics: Metrics,
+  clock: Clock,
+): void {
   registry.on('change', (service: string, next: ServiceSnapshot | undefined, prev: ServiceSnapshot | undefined) => {
     const before = new Set(prev?.instances ?? []);
     const after = new Set(next?.instances ?? []);
@@ -95,7 +102,10 @@ export function nagWhileDisconnected(zk: ZkClient, registry: RegistryView, logge
 }
 
 /** The upstream side: pools, per-instance load, passive health and the balancers. */
-export function buildUpstreams(config: Config, deps: { clock: Clock; random: Random; logger: Logger; metrics: Metrics; policy: UpstreamPolicy }) {
+export function buildUpstreams(
+  config: Config,
+  deps: { clock: Clock; random: Random; logger: Logger; metrics: Metrics; policy: UpstreamPolicy },
+) {
   const { clock, random, logger, metrics, policy } = deps;
   const pools = new UpstreamPools(
     {
@@ -105,7 +115,12 @@ export function buildUpstreams(config: Config, deps: { clock: Clock; random: Ran
       bodyTimeoutMs: config.bodyTimeoutMs,
       lookupFor: (port) => policyLookup(policy, port),
       ...(config.upstreamCa && { ca: [...tls.rootCertificates, ...readPem(config.upstreamCa, 'upstreamCa')] }),
-      insecureServices: new Set(config.insecureServices.split(',').map((s) => s.trim()).filter(Boolean)),
+      insecureServices: new Set(
+        config.insecureServices
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+      ),
     },
     logger,
   );
@@ -131,7 +146,11 @@ interface ProxyParts {
 }
 
 /** The proxy listener: HTTP requests and WebSocket upgrades (not yet listening). */
-export function buildProxyListener(config: Config, proto: 'http' | 'https', p: ProxyParts): { proxy: Listener; ws: WsForwarder; deadlines: Deadlines } {
+export function buildProxyListener(
+  config: Config,
+  proto: 'http' | 'https',
+  p: ProxyParts,
+): { proxy: Listener; ws: WsForwarder; deadlines: Deadlines } {
   const { registry, pools, inflight, outliers, balancerFor, metrics, clock, logger } = p;
   const deadlines = new Deadlines({ headMs: config.upstreamTimeoutMs, bodyMs: config.bodyTimeoutMs });
   const proxy = createListener(
@@ -160,17 +179,27 @@ export function buildProxyListener(config: Config, proto: 'http' | 'https', p: P
       ...(config.tlsCert && { tls: { cert: readPem(config.tlsCert, 'tlsCert')[0]!, key: readPem(config.tlsKey, 'tlsKey')[0]! } }),
     },
   );
-  const ws = new WsForwarder({ idleTimeoutMs: config.wsIdleTimeoutMs, connectTimeoutMs: config.connectTimeoutMs, answerTimeoutMs: config.upstreamTimeoutMs, logger: logger.child({ component: 'ws' }) });
+  const ws = new WsForwarder({
+    idleTimeoutMs: config.wsIdleTimeoutMs,
+    connectTimeoutMs: config.connectTimeoutMs,
+    answerTimeoutMs: config.upstreamTimeoutMs,
+    logger: logger.child({ component: 'ws' }),
+  });
   proxy.server.on('upgrade', createUpgradeHandler({ registry, balancerFor, outliers, ws, metrics, clock, proto, http: proxy.handler }));
   return { proxy, ws, deadlines };
 }
 
 /** Where things are, and how to try them: what a newcomer reads first. */
-export function logStartup(logger: Logger, s: { proxyUrl: string; adminUrl: string | undefined; connectString: string; basePath: string; balancer: string }): void {
+export function logStartup(
+  logger: Logger,
+  s: { proxyUrl: string; adminUrl: string | undefined; connectString: string; basePath: string; balancer: string },
+): void {
   const { proxyUrl, adminUrl, connectString, basePath, balancer } = s;
   logger.info('puttu proxy listening', { proxyUrl, adminUrl, zookeeper: connectString, basePath, balancer });
   const zkFlags = `--zk ${connectString}${basePath === '/services' ? '' : ` --base-path ${basePath}`}`;
-  logger.info(`route requests as ${proxyUrl}/<service>/<path>; instances register under ${basePath}/<service>/ in ZooKeeper ${connectString}`);
+  logger.info(
+    `route requests as ${proxyUrl}/<service>/<path>; instances register under ${basePath}/<service>/ in ZooKeeper ${connectString}`,
+  );
   logger.info(
     `try it: start a demo backend with \`node bin/puttu.js echo --service hello ${zkFlags}\`, then \`curl ${proxyUrl}/hello/\`; ` +
       `register any program with \`node bin/puttu.js register <service> --port <port> --host 127.0.0.1 ${zkFlags} -- <command>\``,

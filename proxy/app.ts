@@ -105,11 +105,18 @@ export function createApp(deps: AppDeps): App {
         logger: logger.child({ component: 'zookeeper' }),
         ...(config.zkAuth && { auth: [{ scheme: 'digest', auth: config.zkAuth }] }),
       });
-      reg = new Registry({ zk, basePath, logger: logger.child({ component: 'registry' }), clock, mode: 'all', accept: (i) => policy.check(i.host, i.port) });
+      reg = new Registry({
+        zk,
+        basePath,
+        logger: logger.child({ component: 'registry' }),
+        clock,
+        mode: 'all',
+        accept: (i) => policy.check(i.host, i.port),
+      });
     }
     registry = reg;
     const { pools, inflight, outliers, balancerFor } = buildUpstreams(config, { clock, random, logger, metrics, policy });
-    wireRegistry(reg, zk, pools, outliers, metrics, clock, logger);
+    wireRegistry(reg, zk, pools, outliers, metrics, clock);
     const { afterInitialRead } = deps;
     if (afterInitialRead) reg.once('synced', () => setImmediate(afterInitialRead));
     if (zk) {
@@ -124,7 +131,16 @@ export function createApp(deps: AppDeps): App {
     let proxyUrl = '';
     let proxyPort = config.port;
     if (role !== 'primary') {
-      const { proxy, ws, deadlines } = buildProxyListener(config, proto, { registry: reg, pools, inflight, outliers, balancerFor, metrics, clock, logger });
+      const { proxy, ws, deadlines } = buildProxyListener(config, proto, {
+        registry: reg,
+        pools,
+        inflight,
+        outliers,
+        balancerFor,
+        metrics,
+        clock,
+        logger,
+      });
       const proxyAddress = await proxy.listen(config.port, config.host);
       fastLane = proxy.lane;
       if (fastLane) metrics.watchFastLane(fastLane);
@@ -140,7 +156,18 @@ export function createApp(deps: AppDeps): App {
     let adminUrl: string | undefined;
     let adminPort: number | undefined = role === 'worker' ? config.adminPort : undefined;
     if (role !== 'worker' && zk && config.adminPort >= 0) {
-      const admin = createListener(createAdminHandler({ registry: reg, zk, metrics, clock, outliers, inflight, version: VERSION, ...(deps.scrape && { scrape: deps.scrape }) }));
+      const admin = createListener(
+        createAdminHandler({
+          registry: reg,
+          zk,
+          metrics,
+          clock,
+          outliers,
+          inflight,
+          version: VERSION,
+          ...(deps.scrape && { scrape: deps.scrape }),
+        }),
+      );
       const address = await admin.listen(config.adminPort, config.adminHost);
       adminPort = address.port;
       adminUrl = urlOf(address);
@@ -151,7 +178,12 @@ export function createApp(deps: AppDeps): App {
     reg.start();
     zk?.connect();
     if (role === 'single') logStartup(logger, { proxyUrl, adminUrl, connectString, basePath, balancer: config.balancer });
-    else if (role === 'primary') logger.info('puttu cluster primary: one ZooKeeper session, snapshots sent to the workers', { adminUrl, zookeeper: connectString, basePath });
+    else if (role === 'primary')
+      logger.info('puttu cluster primary: one ZooKeeper session, snapshots sent to the workers', {
+        adminUrl,
+        zookeeper: connectString,
+        basePath,
+      });
     else logger.info('puttu worker listening', { proxyUrl, pid: process.pid });
     return { proxyUrl, adminUrl, zkConnectString: connectString, devZooKeeper: dev !== undefined };
   }

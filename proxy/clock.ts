@@ -17,5 +17,5 @@ export type Random = () => number;
 /** An index in [0, n) chosen uniformly; clamps a source that returns 1 by mistake. */
 export function pickIndex(random: Random, n: number): number {
   const i = Math.floor(random() * n);
-  return i >= n ? n - 1 : i < 0 ? 0 : i;
+  return Math.min(n - 1, Math.max(0, i));
 }

@@ -268,7 +268,11 @@ export function toProxyError(error: unknown): PuttuError {
   if (error instanceof PuttuError) return error;
   const code = (error as { code?: unknown } | null)?.code;
   // Object.hasOwn: a code such as "constructor" must not find Object.prototype's members.
-  const make = typeof code === 'string' ? ((Object.hasOwn(BY_ERRNO, code) ? BY_ERRNO[code] : undefined) ?? (code.startsWith('HPE_') ? BY_ERRNO.HPE_INVALID_CONSTANT : undefined)) : undefined;
+  const make =
+    typeof code === 'string'
+      ? ((Object.hasOwn(BY_ERRNO, code) ? BY_ERRNO[code] : undefined) ??
+        (code.startsWith('HPE_') ? BY_ERRNO.HPE_INVALID_CONSTANT : undefined))
+      : undefined;
   if (make) return make();
   return typeof code === 'string' && TLS_CODE.test(code) ? new UpstreamTlsError() : new InternalError();
 }

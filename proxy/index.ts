@@ -121,7 +121,13 @@ export function connect(connectString: string, basePath: string, options: Connec
     ...(auth.length > 0 && { auth }),
   });
   const registry = new Registry({ zk, basePath: base, logger, clock: systemClock, mode: 'lazy' });
-  const registrar = new Registrar({ zk, basePath: base, logger, ...(acl && { acl }), ...(credentials && { parentAcl: sharedParentAcl(credentials) }) });
+  const registrar = new Registrar({
+    zk,
+    basePath: base,
+    logger,
+    ...(acl && { acl }),
+    ...(credentials && { parentAcl: sharedParentAcl(credentials) }),
+  });
   let closing: Promise<void> | undefined;
   registry.start();
   zk.connect();
@@ -194,7 +200,9 @@ export function connect(connectString: string, basePath: string, options: Connec
 
 function checkName(service: string): void {
   if (!isValidServiceName(service)) {
-    throw new InvalidRegistrationError(`service name ${JSON.stringify(service)} is not usable: letters, digits, '.', '_', '~' and '-' only`);
+    throw new InvalidRegistrationError(
+      `service name ${JSON.stringify(service)} is not usable: letters, digits, '.', '_', '~' and '-' only`,
+    );
   }
 }
 

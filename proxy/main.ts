@@ -9,7 +9,14 @@ import { helpText, loadConfig } from './config/load.js';
 import { ConfigError } from './config/schema.js';
 import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from './logger.js';
 import { UsageError } from './cli/args.js';
-import { beforeLoad, capYoungGeneration, collectGarbageOnce, restoreYoungGenerationGrowth, startupOver, tuningChoice } from './runtime-tuning.js';
+import {
+  beforeLoad,
+  capYoungGeneration,
+  collectGarbageOnce,
+  restoreYoungGenerationGrowth,
+  startupOver,
+  tuningChoice,
+} from './runtime-tuning.js';
 
 const VERSION = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version as string;
 
@@ -54,7 +61,7 @@ function runtimeTuning(tune: boolean): Tuning {
 }
 
 async function main(args: string[]): Promise<number> {
-  let choice;
+  let choice: ReturnType<typeof tuningChoice>;
   try {
     choice = tuningChoice(args, process.env);
   } catch (error) {
@@ -81,7 +88,10 @@ async function main(args: string[]): Promise<number> {
     return 2;
   }
   const level = process.env.PUTTU_LOG_LEVEL;
-  const logger = createLogger({ level: level && (LOG_LEVELS as string[]).includes(level) ? (level as LogLevel) : 'info', bindings: { app: 'puttu', command } });
+  const logger = createLogger({
+    level: level && (LOG_LEVELS as string[]).includes(level) ? (level as LogLevel) : 'info',
+    bindings: { app: 'puttu', command },
+  });
   try {
     return await run(rest, process.env, logger);
   } catch (error) {
@@ -103,7 +113,7 @@ const COMMANDS: Record<string, Command> = {
 };
 
 async function runProxy(argv: string[], tuning: Tuning): Promise<number> {
-  let loaded;
+  let loaded: ReturnType<typeof loadConfig>;
   try {
     loaded = loadConfig(argv, process.env, (p) => fs.readFileSync(p, 'utf8'));
   } catch (error) {

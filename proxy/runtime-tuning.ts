@@ -49,7 +49,11 @@ export function tuningChoice(argv: readonly string[], env: NodeJS.ProcessEnv = p
  * NODE_OPTIONS: puttu's own settings then leave it alone.
  * `flag` is matched against each argument, e.g. /^--max[-_]semi[-_]space[-_]size\b/.
  */
-export function operatorSetFlag(flag: RegExp, execArgv: readonly string[] = process.execArgv, nodeOptions: string = process.env.NODE_OPTIONS ?? ''): boolean {
+export function operatorSetFlag(
+  flag: RegExp,
+  execArgv: readonly string[] = process.execArgv,
+  nodeOptions: string = process.env.NODE_OPTIONS ?? '',
+): boolean {
   return [...execArgv, ...nodeOptions.split(/\s+/)].some((arg) => flag.test(arg));
 }
 
@@ -114,7 +118,10 @@ export function restoreYoungGenerationGrowth(): void {
   v8.setFlagsFromString('--semi-space-growth-factor=2');
 }
 
-export function capYoungGeneration(maxSemiSpaceMiB = DEFAULT_MAX_SEMI_SPACE_MIB, options: { execArgv?: readonly string[]; nodeOptions?: string } = {}): YoungGenerationCap | undefined {
+export function capYoungGeneration(
+  maxSemiSpaceMiB = DEFAULT_MAX_SEMI_SPACE_MIB,
+  options: { execArgv?: readonly string[]; nodeOptions?: string } = {},
+): YoungGenerationCap | undefined {
   if (operatorSetFlag(/^--max[-_]semi[-_]space[-_]size\b/, options.execArgv, options.nodeOptions)) {
     restoreYoungGenerationGrowth();
     return undefined;

@@ -25,7 +25,10 @@ export const BALANCER_NAMES = Object.keys(BALANCERS) as BalancerName[];
 /** `svc=p2c,other=round-robin` → map; throws naming the bad entry. */
 export function parseServiceBalancers(spec: string): Map<string, BalancerName> {
   const map = new Map<string, BalancerName>();
-  for (const entry of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const entry of spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const [service, name] = entry.split('=').map((s) => s.trim());
     if (!service || !name || !(BALANCER_NAMES as string[]).includes(name)) {
       throw new Error(`"${entry}" is not service=strategy with a strategy among ${BALANCER_NAMES.join(', ')}`);

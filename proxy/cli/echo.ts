@@ -79,7 +79,12 @@ export async function echoCommand(argv: string[], env: NodeJS.ProcessEnv, logger
   try {
     const reg = await puttu.register(service, { port: actualPort, api, ...(host && { host }) }, iface);
     instance = reg.path.slice(reg.path.lastIndexOf('/') + 1);
-    logger.info('echo backend registered', { service, instance, listening: actualPort, url: `http://${reg.endpoint.host}:${actualPort}${api}` });
+    logger.info('echo backend registered', {
+      service,
+      instance,
+      listening: actualPort,
+      url: `http://${reg.endpoint.host}:${actualPort}${api}`,
+    });
   } catch (error) {
     process.stderr.write(`puttu echo: ${(error as Error).message}\n`);
     server.close();

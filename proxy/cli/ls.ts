@@ -88,8 +88,21 @@ export async function getCommand(argv: string[], env: NodeJS.ProcessEnv, logger:
 function toJson(s: ServiceSnapshot) {
   return {
     name: s.name,
-    instances: s.instances.map((i) => ({ id: i.id, url: i.url, protocol: i.protocol, host: i.host, port: i.port, api: i.api, format: i.format })),
-    rejected: s.rejected.map((r) => ({ id: r.id, kind: r.kind, reason: r.reason, ...(r.instance && { url: r.instance.url, format: r.instance.format }) })),
+    instances: s.instances.map((i) => ({
+      id: i.id,
+      url: i.url,
+      protocol: i.protocol,
+      host: i.host,
+      port: i.port,
+      api: i.api,
+      format: i.format,
+    })),
+    rejected: s.rejected.map((r) => ({
+      id: r.id,
+      kind: r.kind,
+      reason: r.reason,
+      ...(r.instance && { url: r.instance.url, format: r.instance.format }),
+    })),
   };
 }
 
@@ -99,7 +112,8 @@ function table(services: ServiceSnapshot[]): string {
     if (s.instances.length === 0 && s.rejected.length === 0) rows.push([s.name, '-', '-', '-', 'no instances']);
     for (const i of s.instances) rows.push([s.name, i.id, i.url, i.format, 'ok']);
     for (const r of s.rejected) {
-      const state = r.kind === 'inactive' ? (/DRAINING/i.test(r.reason) ? 'draining' : 'disabled') : r.kind === 'refused' ? 'refused' : 'rejected';
+      const state =
+        r.kind === 'inactive' ? (/DRAINING/i.test(r.reason) ? 'draining' : 'disabled') : r.kind === 'refused' ? 'refused' : 'rejected';
       rows.push([s.name, r.id, r.instance?.url ?? '-', r.instance?.format ?? '-', `${state}: ${r.reason}`]);
     }
   }

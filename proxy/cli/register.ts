@@ -71,11 +71,19 @@ export async function registerCommand(argv: string[], env: NodeJS.ProcessEnv, lo
 
   try {
     if (child) {
-      const ready = await Promise.race([waitForPort(data.host ?? '127.0.0.1', port, waitMs).then(() => true), childExit!.then(() => false), signalled.then(() => false)]);
+      const ready = await Promise.race([
+        waitForPort(data.host ?? '127.0.0.1', port, waitMs).then(() => true),
+        childExit!.then(() => false),
+        signalled.then(() => false),
+      ]);
       if (!ready) return await finish();
     }
     const reg = await puttu.register(service, data, args.flags.get('interface'));
-    logger.info('registered; reach it through the proxy at /' + service + '/', { service, path: reg.path, url: `${reg.endpoint.protocol}://${reg.endpoint.host}:${reg.endpoint.port}${reg.endpoint.api}` });
+    logger.info('registered; reach it through the proxy at /' + service + '/', {
+      service,
+      path: reg.path,
+      url: `${reg.endpoint.protocol}://${reg.endpoint.host}:${reg.endpoint.port}${reg.endpoint.api}`,
+    });
   } catch (error) {
     process.stderr.write(`puttu register: ${(error as Error).message}\n`);
     child?.kill('SIGTERM');
@@ -85,7 +93,10 @@ export async function registerCommand(argv: string[], env: NodeJS.ProcessEnv, lo
   return finish();
 
   async function finish(): Promise<number> {
-    const outcome = await Promise.race([signalled.then((s) => ({ signal: s })), ...(childExit ? [childExit.then((code) => ({ code }))] : [])]);
+    const outcome = await Promise.race([
+      signalled.then((s) => ({ signal: s })),
+      ...(childExit ? [childExit.then((code) => ({ code }))] : []),
+    ]);
     if ('code' in outcome) {
       await puttu.close();
       return outcome.code;

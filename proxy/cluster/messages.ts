@@ -18,4 +18,5 @@ export type ToWorker =
 
 export type ToPrimary = { puttu: 'ready' } | { puttu: 'metrics'; id: number; json: unknown };
 
-export const isPuttuMessage = (m: unknown): m is { puttu: string } => typeof m === 'object' && m !== null && typeof (m as { puttu?: unknown }).puttu === 'string';
+export const isPuttuMessage = (m: unknown): m is { puttu: string } =>
+  typeof m === 'object' && m !== null && typeof (m as { puttu?: unknown }).puttu === 'string';

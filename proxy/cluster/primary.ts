@@ -26,7 +26,14 @@ export async function startPrimary(config: Config, logger: Logger, afterInitialR
     const got: unknown[] = [];
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, 2_000);
-      waiting.set(id, { got, expect: workers.length, done: () => (clearTimeout(timer), resolve()) });
+      waiting.set(id, {
+        got,
+        expect: workers.length,
+        done: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      });
       for (const w of workers) send(w, { puttu: 'metrics?', id });
       if (workers.length === 0) resolve();
     });
@@ -66,7 +73,10 @@ export async function startPrimary(config: Config, logger: Logger, afterInitialR
     fork();
   });
   for (let i = 0; i < config.workers; i++) fork();
-  logger.info('puttu proxy listening', { proxyUrl: `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${config.port}`, workers: config.workers });
+  logger.info('puttu proxy listening', {
+    proxyUrl: `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${config.port}`,
+    workers: config.workers,
+  });
 
   function fork(): void {
     cluster.fork({ PUTTU_CLUSTER_ROLE: 'worker' });
@@ -92,7 +102,10 @@ export async function startPrimary(config: Config, logger: Logger, afterInitialR
             new Promise<void>((resolve) => {
               if (w.isDead()) return resolve();
               const timer = setTimeout(() => w.process.kill('SIGKILL'), config.shutdownGraceMs + 2_000);
-              w.once('exit', () => (clearTimeout(timer), resolve()));
+              w.once('exit', () => {
+                clearTimeout(timer);
+                resolve();
+              });
               w.process.kill('SIGTERM');
             }),
         ),

@@ -80,6 +80,10 @@ export class RemoteRegistry extends EventEmitter<RegistryEvents> implements Regi
     });
     const ids = new Set(wire.instances.map((i) => `${wire.name}/${i.id}`));
     for (const key of this.#instances.keys()) if (key.startsWith(`${wire.name}/`) && !ids.has(key)) this.#instances.delete(key);
-    return Object.freeze({ name: wire.name, instances: Object.freeze(instances), rejected: Object.freeze(wire.rejected.map((r) => Object.freeze({ ...r }))) });
+    return Object.freeze({
+      name: wire.name,
+      instances: Object.freeze(instances),
+      rejected: Object.freeze(wire.rejected.map((r) => Object.freeze({ ...r }))),
+    });
   }
 }

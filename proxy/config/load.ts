@@ -28,7 +28,11 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv, read
     set(config, key, value, `--${name}`);
   }
   if ((config.tlsCert === '') !== (config.tlsKey === '')) {
-    throw new ConfigError(config.tlsCert === '' ? 'tlsCert' : 'tlsKey', 'configuration', 'is required when the other of tlsCert/tlsKey is set');
+    throw new ConfigError(
+      config.tlsCert === '' ? 'tlsCert' : 'tlsKey',
+      'configuration',
+      'is required when the other of tlsCert/tlsKey is set',
+    );
   }
   return { config, help: false };
 }

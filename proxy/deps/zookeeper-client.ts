@@ -21,7 +21,16 @@ export const zookeeper = createRequire(import.meta.url)('node-zookeeper-client')
 export const LibraryEvent = zookeeper.Event as unknown as { create(event: { type: number; path: string }): Zk.Event };
 
 /** The private ConnectionManager members the patches below read, call or replace. */
-export const MANAGER_FIELDS = ['socket', 'state', 'sessionTimeout', 'connectTimeout', 'connect', 'connectTimeoutHandler', 'onSocketData', 'watcherManager'] as const;
+export const MANAGER_FIELDS = [
+  'socket',
+  'state',
+  'sessionTimeout',
+  'connectTimeout',
+  'connect',
+  'connectTimeoutHandler',
+  'onSocketData',
+  'watcherManager',
+] as const;
 
 /** The WatcherManager methods the library calls; leanWatchers' replacement implements each. */
 export const WATCHER_MANAGER_METHODS = [

@@ -24,10 +24,15 @@ export function ensureZooKeeperInstalled(logger: Logger): void {
   if (zooKeeperInstalled()) return;
   const canInstall = process.getuid?.() === 0 && spawnSync('apt-get', ['--version'], { stdio: 'ignore' }).status === 0;
   if (!canInstall) {
-    throw new Error(`ZooKeeper is not installed. Install it with:\n  sudo sh -c '${INSTALL_COMMAND}'\nor point puttu at a running ZooKeeper with --zk host:port`);
+    throw new Error(
+      `ZooKeeper is not installed. Install it with:\n  sudo sh -c '${INSTALL_COMMAND}'\nor point puttu at a running ZooKeeper with --zk host:port`,
+    );
   }
   logger.info('ZooKeeper is not installed; installing Debian package "zookeeper"', { command: INSTALL_COMMAND });
-  const result = spawnSync('sh', ['-c', `${INSTALL_COMMAND} >&2`], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  const result = spawnSync('sh', ['-c', `${INSTALL_COMMAND} >&2`], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
   if (result.status !== 0 || !zooKeeperInstalled()) {
     throw new Error(`installing ZooKeeper failed (exit ${result.status}); run it yourself:\n  ${INSTALL_COMMAND}`);
   }
@@ -130,7 +135,16 @@ export class ZooKeeperServer {
     const log = fs.openSync(path.join(o.dir, 'server.log'), 'a');
     const child = spawn(
       'java',
-      ['-Xmx192m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-Dzookeeper.admin.enableServer=false', '-cp', CLASSPATH, 'org.apache.zookeeper.server.quorum.QuorumPeerMain', cfg],
+      [
+        '-Xmx192m',
+        '-XX:+UseSerialGC',
+        '-XX:TieredStopAtLevel=1',
+        '-Dzookeeper.admin.enableServer=false',
+        '-cp',
+        CLASSPATH,
+        'org.apache.zookeeper.server.quorum.QuorumPeerMain',
+        cfg,
+      ],
       { stdio: ['ignore', log, log] },
     );
     fs.closeSync(log);
@@ -143,7 +157,8 @@ export class ZooKeeperServer {
   async waitServing(timeoutMs = this.options.startTimeoutMs): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      if (!this.running) throw new Error(`ZooKeeper on port ${this.options.clientPort} exited; see ${path.join(this.options.dir, 'server.log')}`);
+      if (!this.running)
+        throw new Error(`ZooKeeper on port ${this.options.clientPort} exited; see ${path.join(this.options.dir, 'server.log')}`);
       const answer = await fourLetter(this.options.clientPort, 'srvr', this.options.host);
       if (answer.includes('Mode:')) return;
       if (Date.now() > deadline) throw new Error(`ZooKeeper on port ${this.options.clientPort} did not start within ${timeoutMs} ms`);

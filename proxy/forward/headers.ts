@@ -38,7 +38,16 @@ export function plainDecimal(value: string): number {
   return n;
 }
 
-const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'x-request-id']);
+const RESPONSE_DROP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'x-request-id',
+]);
 
 /** RESPONSE_DROP by name length, for checking a field name's bytes without making a string of it. */
 const RESPONSE_DROP_BY_LENGTH: string[][] = [];
@@ -116,7 +125,7 @@ export function upstreamRequestHeaders(raw: readonly string[], info: ForwardInfo
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const lower = name.toLowerCase();
-    if (REQUEST_DROP.has(lower) || (named !== undefined && named.has(lower))) continue;
+    if (REQUEST_DROP.has(lower) || named?.has(lower)) continue;
     const value = raw[i + 1]!;
     if (lower === 'x-forwarded-for') {
       xff = xff === undefined ? value : `${xff}, ${value}`;

@@ -32,7 +32,6 @@ import type { UpstreamPools } from './upstream-pools.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
-
 /** The exchange a client response belongs to, for the one shared 'close' listener below. */
 const kExchange = Symbol('puttu.exchange');
 type TrackedResponse = ClientResponse & { [kExchange]?: Exchange };
@@ -285,7 +284,14 @@ export function sendError(res: ClientResponse, error: PuttuError, requestId?: st
     return;
   }
   const body = errorBody(error);
-  const fields = ['content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(body)), 'cache-control', 'no-store'];
+  const fields = [
+    'content-type',
+    'application/json; charset=utf-8',
+    'content-length',
+    String(Buffer.byteLength(body)),
+    'cache-control',
+    'no-store',
+  ];
   if (requestId !== undefined) fields.push('x-request-id', requestId);
   res.writeHead(error.status, undefined, fields);
   res.end(body);

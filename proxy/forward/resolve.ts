@@ -47,7 +47,13 @@ export const isResolved = (r: Resolved | Unresolved): r is Resolved => (r as Res
  * `tried`; when every untried one is ejected, among those anyway (an ejected instance beats no
  * answer). Undefined when every instance was tried.
  */
-export function pickInstance(balancer: Balancer, outliers: OutlierDetector, service: string, instances: readonly Instance[], tried?: readonly Instance[]): Instance | undefined {
+export function pickInstance(
+  balancer: Balancer,
+  outliers: OutlierDetector,
+  service: string,
+  instances: readonly Instance[],
+  tried?: readonly Instance[],
+): Instance | undefined {
   const routable = outliers.routable(service, instances);
   if (tried === undefined) return balancer.pick(routable);
   let candidates = routable.filter((i) => !tried.includes(i));

@@ -41,7 +41,9 @@ export function parseTarget(target: string): Route {
   // Fast path: nothing to normalise in the common case.
   if (!needsNormalising(clean)) {
     const slash = clean.indexOf('/', 1);
-    return slash === -1 ? { service: clean.slice(1), rest: '', query } : { service: clean.slice(1, slash), rest: clean.slice(slash), query };
+    return slash === -1
+      ? { service: clean.slice(1), rest: '', query }
+      : { service: clean.slice(1, slash), rest: clean.slice(slash), query };
   }
   return normalise(clean, query);
 }

@@ -41,7 +41,9 @@ export class UpstreamPools {
   }
 
   #key(instance: Instance): string {
-    return instance.protocol === 'https' && this.#o.insecureServices?.has(instance.service) ? `${instance.origin}#insecure` : instance.origin;
+    return instance.protocol === 'https' && this.#o.insecureServices?.has(instance.service)
+      ? `${instance.origin}#insecure`
+      : instance.origin;
   }
 
   get(instance: Instance): Pool {

@@ -114,7 +114,15 @@ export class WsForwarder {
     return this.#open.size;
   }
 
-  forward(req: IncomingMessage, client: Duplex, head: Buffer, instance: Instance, path: string, headers: Record<string, string>, done: WsDone): void {
+  forward(
+    req: IncomingMessage,
+    client: Duplex,
+    head: Buffer,
+    instance: Instance,
+    path: string,
+    headers: Record<string, string>,
+    done: WsDone,
+  ): void {
     // Until the upstream answers, the client socket is read (bytes held, then put back): a paused
     // socket never sees the client's FIN, so a client leaving mid-handshake would go unnoticed.
     const held: Buffer[] = [];

@@ -71,7 +71,12 @@ export class OutlierDetector {
     if (cached !== undefined && cached.instances === instances && cached.epoch === this.#epoch) return cached.routable;
     const healthy = instances.filter((i) => !this.#ejected.has(i));
     const panic = healthy.length * 100 < instances.length * this.#o.panicPercent;
-    if (panic && !cached?.panic) this.#log.warn('too few healthy instances: routing to all of them (panic mode)', { service, healthy: healthy.length, instances: instances.length });
+    if (panic && !cached?.panic)
+      this.#log.warn('too few healthy instances: routing to all of them (panic mode)', {
+        service,
+        healthy: healthy.length,
+        instances: instances.length,
+      });
     const routable = panic ? instances : healthy;
     this.#cache.set(service, { instances, epoch: this.#epoch, routable, panic });
     return routable;

@@ -97,14 +97,19 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
 
   return function handle(req, res) {
     const path = (req.url ?? '/').split('?')[0]!;
-    if (req.method !== 'GET' && req.method !== 'HEAD') return fail(res, new MethodNotAllowedError('the admin endpoints answer GET and HEAD'));
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      return fail(res, new MethodNotAllowedError('the admin endpoints answer GET and HEAD'));
     if (path.startsWith('/api/services/')) {
       const snapshot = registry.get(decodeURIComponent(path.slice('/api/services/'.length)));
       return snapshot ? json(res, 200, describe(snapshot)) : fail(res, new UnknownServiceError());
     }
     switch (path) {
       case '/':
-        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'" });
+        res.writeHead(200, {
+          'content-type': 'text/html; charset=utf-8',
+          'cache-control': 'no-store',
+          'content-security-policy': "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+        });
         return void res.end(STATUS_PAGE);
       case '/metrics':
         (deps.scrape ?? (() => metrics.registry.metrics()))().then(
@@ -148,6 +153,10 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 }
 
 function send(res: ServerResponse, status: number, text: string): void {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
   res.end(text);
 }

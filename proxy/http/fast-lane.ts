@@ -29,8 +29,16 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { ClientRequest, ClientResponse } from '../forward/client.js';
-import { bytesDecimal, DROP, DROP_NAMING, RELAY_CONTENT_LENGTH, RELAY_DATE, plainDecimal, responseField, type ResponseFacts } from '../forward/headers.js';
-
+import {
+  bytesDecimal,
+  DROP,
+  DROP_NAMING,
+  RELAY_CONTENT_LENGTH,
+  RELAY_DATE,
+  plainDecimal,
+  responseField,
+  type ResponseFacts,
+} from '../forward/headers.js';
 
 /**
  * A request handler both paths call. `body`: the whole request body when the lane already holds
@@ -198,7 +206,11 @@ export function parseHead(head: string, socket: Socket): Head | undefined {
     pos = eol + 2;
   }
   if (host === undefined) return undefined;
-  return { req: new LaneRequest(method, url, raw, host, requestId, contentLength, socket), length: contentLength === undefined ? 0 : plainDecimal(contentLength), close };
+  return {
+    req: new LaneRequest(method, url, raw, host, requestId, contentLength, socket),
+    length: contentLength === undefined ? 0 : plainDecimal(contentLength),
+    close,
+  };
 }
 
 /** The Date field, rebuilt at most once per tick (as Node does, to the second). */

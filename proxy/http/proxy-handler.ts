@@ -68,7 +68,13 @@ export function createProxyHandler(deps: ProxyHandlerDeps): LaneHandler {
     },
     onAttemptFailed(exchange, error) {
       (exchange.context as RequestContext).metrics.upstreamError(error.code);
-      if (logger.isLevelEnabled('debug')) logger.debug('upstream attempt failed', { service: exchange.service, id: exchange.instance?.id, attempt: exchange.attempts, code: error.code });
+      if (logger.isLevelEnabled('debug'))
+        logger.debug('upstream attempt failed', {
+          service: exchange.service,
+          id: exchange.instance?.id,
+          attempt: exchange.attempts,
+          code: error.code,
+        });
     },
   };
 
@@ -97,7 +103,14 @@ export function createProxyHandler(deps: ProxyHandlerDeps): LaneHandler {
     }
     const resolved = resolveTarget(registry, req.url ?? '/');
     if (!isResolved(resolved)) {
-      return fail(req, res, resolved.service === undefined ? unknown : metrics.forService(resolved.service), start, requestId, resolved.error);
+      return fail(
+        req,
+        res,
+        resolved.service === undefined ? unknown : metrics.forService(resolved.service),
+        start,
+        requestId,
+        resolved.error,
+      );
     }
     const { route, snapshot } = resolved;
     const m = metrics.forService(route.service);
@@ -121,7 +134,17 @@ export function createProxyHandler(deps: ProxyHandlerDeps): LaneHandler {
       host: req.headers.host,
       requestId,
     });
-    const exchange = new Exchange(forwarder, { req, res, service: route.service, instances, rest: route.rest, query: route.query, headers, body: hasBody ? (body ?? (req as ClientRequest & Readable)) : null, requestId });
+    const exchange = new Exchange(forwarder, {
+      req,
+      res,
+      service: route.service,
+      instances,
+      rest: route.rest,
+      query: route.query,
+      headers,
+      body: hasBody ? (body ?? (req as ClientRequest & Readable)) : null,
+      requestId,
+    });
     exchange.context = { metrics: m, start } satisfies RequestContext;
     exchange.start();
   };

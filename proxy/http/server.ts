@@ -56,7 +56,9 @@ function onClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
 export function createListener(handler: LaneHandler, options: ListenerOptions): Listener;
 export function createListener(handler: http.RequestListener, options?: Omit<ListenerOptions, 'fastLane'>): Listener;
 export function createListener(handler: http.RequestListener | LaneHandler, options: ListenerOptions = {}): Listener {
-  const create = options.tls ? (o: http.ServerOptions, h: http.RequestListener) => https.createServer({ ...o, ...options.tls }, h) : http.createServer;
+  const create = options.tls
+    ? (o: http.ServerOptions, h: http.RequestListener) => https.createServer({ ...o, ...options.tls }, h)
+    : http.createServer;
   const keepAliveTimeoutMs = options.keepAliveTimeoutMs ?? 5_000;
   const maxHeaderSize = options.maxHeaderSize ?? 16 * 1024;
   const server: http.Server = create(

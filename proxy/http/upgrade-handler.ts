@@ -47,13 +47,19 @@ export function createUpgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, 
     socket.on('error', () => socket.destroy());
     if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return servePlain(req, socket, deps.http);
     if (req.method !== 'GET') return refuse(socket, new BadRequestError('WebSocket upgrades use GET'), UNKNOWN_SERVICE, start);
-    if (duplicateHost(req.rawHeaders)) return refuse(socket, new BadRequestError('a request must not have more than one Host header'), UNKNOWN_SERVICE, start);
+    if (duplicateHost(req.rawHeaders))
+      return refuse(socket, new BadRequestError('a request must not have more than one Host header'), UNKNOWN_SERVICE, start);
     const resolved = resolveTarget(registry, req.url ?? '/');
     if (!isResolved(resolved)) return refuse(socket, resolved.error, resolved.service ?? UNKNOWN_SERVICE, start);
     const { route, snapshot } = resolved;
     const instance = pickInstance(deps.balancerFor(route.service), outliers, route.service, snapshot.instances)!;
     const requestId = requestIdOf(req.headers['x-request-id'], randomUUID);
-    const list = upstreamRequestHeaders(req.rawHeaders, { clientIp: req.socket.remoteAddress ?? '', proto, host: req.headers.host, requestId });
+    const list = upstreamRequestHeaders(req.rawHeaders, {
+      clientIp: req.socket.remoteAddress ?? '',
+      proto,
+      host: req.headers.host,
+      requestId,
+    });
     const headers: Record<string, string> = { connection: 'Upgrade', upgrade: 'websocket' };
     for (let i = 0; i < list.length; i += 2) {
       const name = list[i]!.toLowerCase();

@@ -11,7 +11,11 @@ import type { ConnectionState } from '../registry/zk-client.js';
 import { CONNECTION_STATES } from '../registry/zk-client.js';
 import { DurationHistogram, ReadCounter, register, RequestCounter, requestSlot } from './request-metrics.js';
 
-export const LINT_FAILING_DEFAULTS = ['puttu_nodejs_active_handles_total', 'puttu_nodejs_active_requests_total', 'puttu_nodejs_active_resources_total'];
+export const LINT_FAILING_DEFAULTS = [
+  'puttu_nodejs_active_handles_total',
+  'puttu_nodejs_active_requests_total',
+  'puttu_nodejs_active_resources_total',
+];
 
 function registerDefaultMetrics(registry: client.Registry, prefix: string): void {
   const config = { prefix, eventLoopMonitoringPrecision: 10 };
@@ -40,8 +44,16 @@ function processCpu(registry: client.Registry, prefix: string): void {
       total.inc(userSeconds + systemSeconds);
     },
   });
-  const system = new Counter({ name: `${prefix}process_cpu_system_seconds_total`, help: 'Total system CPU time spent in seconds.', registers: [registry] });
-  const total = new Counter({ name: `${prefix}process_cpu_seconds_total`, help: 'Total user and system CPU time spent in seconds.', registers: [registry] });
+  const system = new Counter({
+    name: `${prefix}process_cpu_system_seconds_total`,
+    help: 'Total system CPU time spent in seconds.',
+    registers: [registry],
+  });
+  const total = new Counter({
+    name: `${prefix}process_cpu_seconds_total`,
+    help: 'Total user and system CPU time spent in seconds.',
+    registers: [registry],
+  });
 }
 
 export const UNKNOWN_SERVICE = '_unknown';
@@ -235,8 +247,22 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     setSynced: (value) => synced.set(value ? 1 : 0),
     setStaleness: (seconds) => staleness.set(seconds),
     watchFastLane(lane) {
-      register(registry, new ReadCounter('puttu_fast_lane_requests_total', "Requests read and answered by the fast lane (the others went through Node's HTTP parser).", () => lane.served));
-      register(registry, new ReadCounter('puttu_fast_lane_handoffs_total', "Client connections the fast lane handed to Node's HTTP parser (an unusual, streamed or incomplete request).", () => lane.handedOff));
+      register(
+        registry,
+        new ReadCounter(
+          'puttu_fast_lane_requests_total',
+          "Requests read and answered by the fast lane (the others went through Node's HTTP parser).",
+          () => lane.served,
+        ),
+      );
+      register(
+        registry,
+        new ReadCounter(
+          'puttu_fast_lane_handoffs_total',
+          "Client connections the fast lane handed to Node's HTTP parser (an unusual, streamed or incomplete request).",
+          () => lane.handedOff,
+        ),
+      );
     },
     setEjected(service, id, value) {
       if (value) {

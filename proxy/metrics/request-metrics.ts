@@ -73,7 +73,10 @@ export class RequestCounter implements MetricShape {
       for (let i = 0; i < counts.length; i++) {
         if (counts[i] === 0) continue;
         const m = Math.floor(i / STATUS_CLASSES.length);
-        values.push({ labels: { service, method: m === OTHER_METHOD ? 'OTHER' : METHODS[m]!, status_class: STATUS_CLASSES[i % STATUS_CLASSES.length]! }, value: counts[i]! });
+        values.push({
+          labels: { service, method: m === OTHER_METHOD ? 'OTHER' : METHODS[m]!, status_class: STATUS_CLASSES[i % STATUS_CLASSES.length]! },
+          value: counts[i]!,
+        });
       }
     }
     return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
@@ -103,7 +106,13 @@ export class ReadCounter implements MetricShape {
   }
 
   async get() {
-    return { name: this.name, help: this.help, type: this.type, values: [{ labels: {}, value: this.#read() - this.#zero }], aggregator: this.aggregator };
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      values: [{ labels: {}, value: this.#read() - this.#zero }],
+      aggregator: this.aggregator,
+    };
   }
 }
 

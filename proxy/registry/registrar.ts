@@ -182,11 +182,16 @@ export class Registrar {
       if (isNoAuth(error)) {
         // ZooKeeper checks DELETE on the parent: a service node owned by another identity refuses
         // it for good. Retrying cannot help; the ephemeral node goes when the session ends.
-        logger.error('deregistration refused: the service node does not grant this identity DELETE; the node goes with the session', { path: entry.path });
+        logger.error('deregistration refused: the service node does not grant this identity DELETE; the node goes with the session', {
+          path: entry.path,
+        });
         return;
       }
       const retry = !this.#closed && zk.generation === entry.generation;
-      logger.warn(retry ? 'deregistration failed; retrying' : 'deregistration failed; the node goes with the session', { path: entry.path, error });
+      logger.warn(retry ? 'deregistration failed; retrying' : 'deregistration failed; the node goes with the session', {
+        path: entry.path,
+        error,
+      });
       if (!retry) return;
       entry.retry = setTimeout(() => {
         entry.chain = entry.chain.then(() => this.#remove(entry));
@@ -233,7 +238,12 @@ export class Registrar {
         // able to create its node under the service node (see acl.ts, sharedParentAcl).
         await zk.mkdirp(servicePath(basePath, entry.service), this.#o.parentAcl);
         if (recover) await this.#deleteOwn(entry);
-        const path = await zk.create(instancePrefix(basePath, entry.service), encodeRegistration(entry.record), 'ephemeral_sequential', acl);
+        const path = await zk.create(
+          instancePrefix(basePath, entry.service),
+          encodeRegistration(entry.record),
+          'ephemeral_sequential',
+          acl,
+        );
         entry.path = path;
         // The session that answered, not the one seen at the start: a write sent while the first
         // session was being established (generation 0) belongs to that session, and recording 0
@@ -283,7 +293,8 @@ export class Registrar {
           } catch (error) {
             if (isNoNode(error)) return;
             // Not ours to delete (see #remove); it vanishes when its old session expires on the server.
-            if (isNoAuth(error)) return this.#o.logger.warn('a stale node of this registration cannot be deleted (ACL); it goes with its session', { path });
+            if (isNoAuth(error))
+              return this.#o.logger.warn('a stale node of this registration cannot be deleted (ACL); it goes with its session', { path });
             throw error;
           }
         }),

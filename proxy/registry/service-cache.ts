@@ -82,10 +82,7 @@ export class ServiceCache {
     this.path = servicePath(options.basePath, options.name);
     this.#snapshot = Object.freeze({ name: this.name, instances: Object.freeze([]), rejected: Object.freeze([]) });
     const limiter = options.limiter;
-    this.#refresh = createCoalescer(
-      limiter ? () => limiter.run(() => this.#read()) : () => this.#read(),
-      (error) => this.#failed(error),
-    );
+    this.#refresh = createCoalescer(limiter ? () => limiter.run(() => this.#read()) : () => this.#read(), (error) => this.#failed(error));
   }
 
   get snapshot(): ServiceSnapshot {
@@ -159,7 +156,8 @@ export class ServiceCache {
         const id = batch[i]!;
         this.#stale.delete(id);
         if (result.status === 'fulfilled') this.#accept(id, result.value);
-        else if (isNoNode(result.reason)) this.#entries.delete(id); // gone meanwhile; the child watch fires
+        else if (isNoNode(result.reason))
+          this.#entries.delete(id); // gone meanwhile; the child watch fires
         else {
           this.#stale.add(id);
           failure ??= result.reason;
@@ -214,7 +212,8 @@ export class ServiceCache {
     }
     const changed = !sameInstances(this.#snapshot.instances, instances) || !sameRejected(this.#snapshot.rejected, rejected);
     const first = !this.#synced;
-    if (changed) this.#snapshot = Object.freeze({ name: this.name, instances: Object.freeze(instances), rejected: Object.freeze(rejected) });
+    if (changed)
+      this.#snapshot = Object.freeze({ name: this.name, instances: Object.freeze(instances), rejected: Object.freeze(rejected) });
     this.#resolveSync();
     if (changed || first) this.#o.onSnapshot(this.#snapshot);
   }

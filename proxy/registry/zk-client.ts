@@ -24,9 +24,15 @@ import { ZkError } from '../errors.js';
 export { ZkError };
 import { closeClient, frameReads, guardReads, leanWatchers, LibraryEvent, zookeeper } from '../deps/zookeeper-client.js';
 
-
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'expired' | 'auth_failed' | 'closed';
-export const CONNECTION_STATES: readonly ConnectionState[] = ['connecting', 'connected', 'disconnected', 'expired', 'auth_failed', 'closed'];
+export const CONNECTION_STATES: readonly ConnectionState[] = [
+  'connecting',
+  'connected',
+  'disconnected',
+  'expired',
+  'auth_failed',
+  'closed',
+];
 
 export type CreateMode = 'persistent' | 'ephemeral' | 'ephemeral_sequential';
 export type WatchEventType = 'created' | 'deleted' | 'data' | 'children';
@@ -172,7 +178,10 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
     if (this.#state === 'connected') return Promise.resolve();
     if (this.#state === 'closed' || this.#closing) return Promise.reject(new ZkError('closed', 'ZooKeeper client closed'));
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => done(new ZkError('timeout', `not connected to ZooKeeper (${this.connectString}) within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => done(new ZkError('timeout', `not connected to ZooKeeper (${this.connectString}) within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       const onState = (s: ConnectionState) => {
         if (s === 'connected') done();
         else if (s === 'closed' || s === 'auth_failed') done(new ZkError(s, `ZooKeeper client ${s}`));
@@ -187,7 +196,9 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
   }
 
   getChildren(path: string, watcher?: Watcher): Promise<string[]> {
-    return this.#call<string[]>('getChildren', path, (c, cb) => (watcher ? c.getChildren(path, wrapWatcher(watcher), cb) : c.getChildren(path, cb)));
+    return this.#call<string[]>('getChildren', path, (c, cb) =>
+      watcher ? c.getChildren(path, wrapWatcher(watcher), cb) : c.getChildren(path, cb),
+    );
   }
 
   /** The node's data (an empty buffer for none). */
@@ -199,7 +210,9 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
 
   /** Whether the node exists; with a watcher, also watches its creation/deletion/data. */
   async exists(path: string, watcher?: Watcher): Promise<boolean> {
-    const stat = await this.#call<Zk.Stat | null>('exists', path, (c, cb) => (watcher ? c.exists(path, wrapWatcher(watcher), cb) : c.exists(path, cb)));
+    const stat = await this.#call<Zk.Stat | null>('exists', path, (c, cb) =>
+      watcher ? c.exists(path, wrapWatcher(watcher), cb) : c.exists(path, cb),
+    );
     return !!stat;
   }
 
@@ -298,7 +311,10 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
       // The server expires a session it has not heard from for its timeout; a client cut off that
       // long cannot learn of it until it reconnects, so it treats the session as gone itself.
       if (this.#sessionEstablished && !this.#expiryTimer) {
-        this.#expiryTimer = setTimeout(() => this.#expire(client, 'disconnected longer than the session timeout'), client.getSessionTimeout());
+        this.#expiryTimer = setTimeout(
+          () => this.#expire(client, 'disconnected longer than the session timeout'),
+          client.getSessionTimeout(),
+        );
         this.#expiryTimer.unref();
       }
     } else if (s === S.EXPIRED) {
@@ -407,5 +423,11 @@ function fromAcl(acl: Zk.ACL): AclEntry {
 
 function toAcls(acl: readonly AclEntry[] | undefined): Zk.ACL[] {
   if (!acl || acl.length === 0) return [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('world', 'anyone'))];
-  return acl.map((e) => new zookeeper.ACL(e.perms.reduce((m, p) => m | PERMS[p], 0), new zookeeper.Id(e.scheme, e.id)));
+  return acl.map(
+    (e) =>
+      new zookeeper.ACL(
+        e.perms.reduce((m, p) => m | PERMS[p], 0),
+        new zookeeper.Id(e.scheme, e.id),
+      ),
+  );
 }

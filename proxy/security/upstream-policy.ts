@@ -39,7 +39,10 @@ export interface UpstreamPolicy {
 
 export function parseCidrs(list: string, key: string): net.BlockList {
   const block = new net.BlockList();
-  for (const raw of list.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const raw of list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const [ip, prefix] = raw.split('/');
     const family = net.isIP(ip ?? '');
     const bits = prefix === undefined ? (family === 6 ? 128 : 32) : Number(prefix);
@@ -53,7 +56,10 @@ export function parseCidrs(list: string, key: string): net.BlockList {
 
 export function parsePorts(list: string, key: string): Array<[number, number]> {
   const ranges: Array<[number, number]> = [];
-  for (const raw of list.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const raw of list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(raw);
     const lo = Number(m?.[1]);
     const hi = m?.[2] === undefined ? lo : Number(m[2]);
@@ -109,7 +115,11 @@ function isLocal(ip: string): boolean {
  * any address the policy forbids, so nothing is dialled.
  */
 export function policyLookup(policy: UpstreamPolicy, port: number): net.LookupFunction {
-  return ((hostname: string, options: dns.LookupOptions, callback: (err: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void) => {
+  return ((
+    hostname: string,
+    options: dns.LookupOptions,
+    callback: (err: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void,
+  ) => {
     dns.lookup(hostname, { ...options, all: true }, (err, addresses) => {
       if (err) return callback(err, '', 0);
       const allowed = addresses.filter((a) => policy.checkAddress(a.address, port) === undefined);

@@ -42,7 +42,9 @@ const { values, positionals } = parseArgs({
   },
 });
 if (positionals.length === 0) {
-  process.stderr.write('usage: node test/bench/ab.mjs [--rounds N] [--seconds S] [--connections C] TARGET ... (see the top of this file)\n');
+  process.stderr.write(
+    'usage: node test/bench/ab.mjs [--rounds N] [--seconds S] [--connections C] TARGET ... (see the top of this file)\n',
+  );
   process.exit(2);
 }
 const tools = preflight({ tools: positionals.some((p) => p.startsWith('nginx')) ? ['nginx', 'wrk'] : ['wrk'] });
@@ -55,17 +57,33 @@ const stack = await import('./lib/stack.mjs');
 const ROUNDS = Number(values.rounds);
 const SECONDS = Number(values.seconds);
 const WARMUP = Number(values.warmup);
-const scenario = { path: values.path, connections: Number(values.connections), ...(values.script && { script: path.resolve(values.script) }) };
+const scenario = {
+  path: values.path,
+  connections: Number(values.connections),
+  ...(values.script && { script: path.resolve(values.script) }),
+};
 const threads = Math.min(Number(values.threads), scenario.connections);
 installGuards({ timeBoundMs: (positionals.length * (ROUNDS * (SECONDS + 2) + WARMUP + 15) + 120) * 1_000, label: 'ab' });
 const log = (line) => process.stderr.write(`${line}\n`);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'puttu-ab-'));
-onCleanup('temp folder', () => (process.env.BENCH_KEEP ? process.stderr.write(`kept ${dir}\n`) : fs.rmSync(dir, { recursive: true, force: true })));
+onCleanup('temp folder', () =>
+  process.env.BENCH_KEEP ? process.stderr.write(`kept ${dir}\n`) : fs.rmSync(dir, { recursive: true, force: true }),
+);
 
 async function startTarget(spec, ctx) {
   if (spec === 'nginx' || spec === 'nginx-plain') {
     const forwarding = spec === 'nginx';
-    return { label: spec, ...(await startNginx({ binary: tools.nginx, dir: path.join(dir, spec), port: await stack.freePort(), routes: ctx.routes, logFile: path.join(dir, `${spec}.log`), forwarding })) };
+    return {
+      label: spec,
+      ...(await startNginx({
+        binary: tools.nginx,
+        dir: path.join(dir, spec),
+        port: await stack.freePort(),
+        routes: ctx.routes,
+        logFile: path.join(dir, `${spec}.log`),
+        forwarding,
+      })),
+    };
   }
   if (spec === 'http-proxy') return { label: 'http-proxy', ...(await stack.startHttpProxy({ dir, routes: ctx.routes })) };
   if (spec === 'undici') return { label: 'undici', ...(await stack.startUndiciProxy({ dir, routes: ctx.routes })) };
@@ -80,7 +98,18 @@ async function startTarget(spec, ctx) {
   const all = m[3] ? m[3].slice(1).split(',') : [];
   const flags = all.filter((f) => !f.startsWith('node:'));
   const nodeArgs = [...values['node-args'].split(' ').filter(Boolean), ...all.filter((f) => f.startsWith('node:')).map((f) => f.slice(5))];
-  return { label, ...(await stack.startPuttu({ dir, zk: ctx.zk, name: label, flags, nodeArgs, expect: { echo: 2 }, ...(tree && { bin: path.join(tree, 'bin/puttu.js') }) })) };
+  return {
+    label,
+    ...(await stack.startPuttu({
+      dir,
+      zk: ctx.zk,
+      name: label,
+      flags,
+      nodeArgs,
+      expect: { echo: 2 },
+      ...(tree && { bin: path.join(tree, 'bin/puttu.js') }),
+    })),
+  };
 }
 
 async function main() {
@@ -91,7 +120,8 @@ async function main() {
   const targets = [];
   for (const spec of positionals) targets.push(await startTarget(spec, ctx));
   for (const t of targets) t.idleKiB = await idleRssKiB(t);
-  for (const t of targets) if (WARMUP > 0) await measure({ target: t, scenario, seconds: WARMUP, threads, logFile: path.join(dir, 'warmup.log') });
+  for (const t of targets)
+    if (WARMUP > 0) await measure({ target: t, scenario, seconds: WARMUP, threads, logFile: path.join(dir, 'warmup.log') });
   const runs = new Map(targets.map((t) => [t, []]));
   for (let r = 0; r < ROUNDS; r++) {
     // Rotate the order each round, so no target always runs right after the same neighbour.
@@ -120,10 +150,23 @@ async function main() {
       (med((x) => x.foreign) * 100).toFixed(0) + '%',
     ];
   });
-  const head = ['target', 'req/s', `vs ${targets[0].label}`, 'runs (k req/s)', 'p50 ms', 'p99 ms', 'CPU µs/req', 'idle MB', 'peak MB', 'others'];
+  const head = [
+    'target',
+    'req/s',
+    `vs ${targets[0].label}`,
+    'runs (k req/s)',
+    'p50 ms',
+    'p99 ms',
+    'CPU µs/req',
+    'idle MB',
+    'peak MB',
+    'others',
+  ];
   const lines = [head, ...rows].map((r) => `| ${r.join(' | ')} |`);
   lines.splice(1, 0, `|${head.map(() => ' --- ').join('|')}|`);
-  process.stdout.write(`wrk -t${threads} -c${scenario.connections} ${scenario.path}, ${ROUNDS} rounds × ${SECONDS} s, medians\n${lines.join('\n')}\n`);
+  process.stdout.write(
+    `wrk -t${threads} -c${scenario.connections} ${scenario.path}, ${ROUNDS} rounds × ${SECONDS} s, medians\n${lines.join('\n')}\n`,
+  );
 }
 
 await runMain(main, 'ab', log);

@@ -13,7 +13,10 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SPECIAL = new Set(['(idle)', '(program)', '(garbage collector)', '(root)']);
 
 function shortUrl(url) {
-  return url.replace(/^file:\/\//, '').replace(ROOT, '').replace(/^.*\/node_modules\//, 'node_modules/');
+  return url
+    .replace(/^file:\/\//, '')
+    .replace(ROOT, '')
+    .replace(/^.*\/node_modules\//, 'node_modules/');
 }
 
 export function originOf({ functionName, url }) {
@@ -73,11 +76,17 @@ export function renderSummary(summary, top = 15) {
     '',
     '| self ms | self % | function | where |',
     '| --: | --: | --- | --- |',
-    ...summary.functions.filter((f) => f.name !== '(idle)').slice(0, top).map((f) => `| ${ms(f.us)} | ${pct(f.us)} | \`${f.name}\` | ${f.location || f.origin} |`),
+    ...summary.functions
+      .filter((f) => f.name !== '(idle)')
+      .slice(0, top)
+      .map((f) => `| ${ms(f.us)} | ${pct(f.us)} | \`${f.name}\` | ${f.location || f.origin} |`),
     '',
     '| by origin | self ms | self % |',
     '| --- | --: | --: |',
-    ...summary.origins.filter((o) => o.origin !== '(idle)').slice(0, 12).map((o) => `| ${o.origin} | ${ms(o.us)} | ${pct(o.us)} |`),
+    ...summary.origins
+      .filter((o) => o.origin !== '(idle)')
+      .slice(0, 12)
+      .map((o) => `| ${o.origin} | ${ms(o.us)} | ${pct(o.us)} |`),
   ];
   return lines.join('\n');
 }

@@ -9,7 +9,9 @@
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { port: { type: 'string' }, host: { type: 'string', default: '127.0.0.1' }, 'delay-ms': { type: 'string', default: '0' } } });
+const { values } = parseArgs({
+  options: { port: { type: 'string' }, host: { type: 'string', default: '127.0.0.1' }, 'delay-ms': { type: 'string', default: '0' } },
+});
 const delayMs = Number(values['delay-ms']);
 const SMALL = Buffer.from('hello from the puttu bench backend\n');
 const LARGE = Buffer.alloc(256 * 1024, 'x');

@@ -13,7 +13,11 @@ const agent = new http.Agent({ keepAlive: true, maxFreeSockets: 256 });
 const proxy = httpProxy.createProxyServer({ agent });
 proxy.on('error', (_error, _req, res) => badGateway(res));
 
-startBaseline('http-proxy', (url) => url, (req, res, target, path) => {
-  req.url = path;
-  proxy.web(req, res, { target });
-});
+startBaseline(
+  'http-proxy',
+  (url) => url,
+  (req, res, target, path) => {
+    req.url = path;
+    proxy.web(req, res, { target });
+  },
+);

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { preflight } from './lib/preflight.mjs';
 
-const tools = preflight({ tools: ['wrk'] });
+preflight({ tools: ['wrk'] });
 const { installGuards, onCleanup, runMain } = await import('./lib/processes.mjs');
 const { runWrk } = await import('./lib/wrk.mjs');
 const { cpuSeconds, schedstat, syscallCounts } = await import('./lib/cpu.mjs');
@@ -33,7 +33,12 @@ async function main() {
   const fast = await Promise.all([stack.startBackend({ dir, name: 'a' }), stack.startBackend({ dir, name: 'b' })]);
   await stack.registerBackends(zk.connectString, { echo: fast });
   const profDir = path.join(dir, 'profile');
-  const puttu = await stack.startPuttu({ dir, zk: zk.connectString, expect: { echo: 2 }, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir] });
+  const puttu = await stack.startPuttu({
+    dir,
+    zk: zk.connectString,
+    expect: { echo: 2 },
+    nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir],
+  });
   const url = `http://127.0.0.1:${puttu.port}/echo/small`;
   await runWrk({ url, connections: 50, threads: THREADS, seconds: 2, logFile: path.join(dir, 'warmup.log') });
   const pid = puttu.proc.pid;

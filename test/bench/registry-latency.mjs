@@ -34,7 +34,7 @@ const WINDOW_MS = Number(process.env.LATENCY_WINDOW_MS ?? 500);
 const SERVICE = 'lat';
 const log = (line) => process.stderr.write(`${line}\n`);
 
-installGuards({ timeBoundMs: (90 + TRIALS * (WINDOW_MS + 3_200) / 1_000) * 1_000, label: 'registry-latency' });
+installGuards({ timeBoundMs: (90 + (TRIALS * (WINDOW_MS + 3_200)) / 1_000) * 1_000, label: 'registry-latency' });
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'puttu-latency-'));
 onCleanup('temp folder', () => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -65,7 +65,11 @@ async function trial(zk) {
   const created = performance.now();
   const node = await zk.create(`${stack.BASE_PATH}/${SERVICE}/${SERVICE}`, data, 'ephemeral_sequential');
   const ack = performance.now() - created;
-  const first = await waitUntil(() => instance.arrivals[0], { timeoutMs: 3_000, what: 'the new instance to be routed to', intervalMs: 1 }).catch(() => undefined);
+  const first = await waitUntil(() => instance.arrivals[0], {
+    timeoutMs: 3_000,
+    what: 'the new instance to be routed to',
+    intervalMs: 1,
+  }).catch(() => undefined);
   await sleep(50); // routed for a moment, as a real instance would be
   const deleted = performance.now();
   await zk.remove(node);
@@ -75,7 +79,15 @@ async function trial(zk) {
   await instance.close();
   const add = first === undefined ? Infinity : first - created;
   const remove = Math.max(0, last - deleted);
-  return { ack, add, addAfterAck: add - ack, removedAck, remove, removeAfterAck: Math.max(0, remove - removedAck), lateRequests: instance.arrivals.filter((t) => t > deleted).length };
+  return {
+    ack,
+    add,
+    addAfterAck: add - ack,
+    removedAck,
+    remove,
+    removeAfterAck: Math.max(0, remove - removedAck),
+    lateRequests: instance.arrivals.filter((t) => t > deleted).length,
+  };
 }
 
 function figures(values) {

@@ -51,7 +51,15 @@ const SCENARIOS = selectScenarios(process.env.BENCH_SCENARIOS);
 const BALANCERS = stack.balancers();
 
 const targetCount = (s) => (s.perBalancer ? 2 + BALANCERS.names.length : 4);
-const estimateS = 60 + SCENARIOS.reduce((sum, s) => sum + targetCount(s) * (REPEATS * (SECONDS + 1.5 + (s.perBalancer ? PROBE_SECONDS : 0)) + WARMUP + 1) + (s.perBalancer ? 15 * BALANCERS.names.length : 0), 0);
+const estimateS =
+  60 +
+  SCENARIOS.reduce(
+    (sum, s) =>
+      sum +
+      targetCount(s) * (REPEATS * (SECONDS + 1.5 + (s.perBalancer ? PROBE_SECONDS : 0)) + WARMUP + 1) +
+      (s.perBalancer ? 15 * BALANCERS.names.length : 0),
+    0,
+  );
 // Room for the retries of disturbed runs; a hung run still ends the whole thing in bounded time.
 installGuards({ timeBoundMs: (estimateS * (1.5 + RETRIES) + 180) * 1_000, label: 'bench' });
 
@@ -68,17 +76,38 @@ async function startEverything() {
   await stack.registerBackends(zk.connectString, { echo: fast, mixed: [...fast, slow] });
   const routes = { echo: fast.map((b) => b.port), mixed: [...fast, slow].map((b) => b.port) };
   const expect = { echo: 2, mixed: 3 };
-  const nginx = { label: 'nginx', ...(await startNginx({ binary: tools.nginx, dir: path.join(dir, 'nginx'), port: await stack.freePort(), routes, logFile: path.join(dir, 'nginx.log') })) };
+  const nginx = {
+    label: 'nginx',
+    ...(await startNginx({
+      binary: tools.nginx,
+      dir: path.join(dir, 'nginx'),
+      port: await stack.freePort(),
+      routes,
+      logFile: path.join(dir, 'nginx.log'),
+    })),
+  };
   const httpProxy = { label: 'http-proxy', ...(await stack.startHttpProxy({ dir, routes })) };
   const undici = { label: 'undici', ...(await stack.startUndiciProxy({ dir, routes })) };
   const puttu = { label: 'puttu', ...(await stack.startPuttu({ dir, zk: zk.connectString, expect })) };
-  const startPuttu = async (balancer) => ({ label: `puttu (${balancer})`, ...(await stack.startPuttu({ dir, zk: zk.connectString, name: `puttu-${balancer}`, flags: ['--balancer', balancer], expect })) });
+  const startPuttu = async (balancer) => ({
+    label: `puttu (${balancer})`,
+    ...(await stack.startPuttu({ dir, zk: zk.connectString, name: `puttu-${balancer}`, flags: ['--balancer', balancer], expect })),
+  });
   return { slow, nginx, httpProxy, undici, puttu, startPuttu };
 }
 
 /** The proxies a scenario measures, in the interleaving order, and which ratios to report. */
 async function targetsOf(scenario, { nginx, httpProxy, undici, puttu, startPuttu }) {
-  if (!scenario.perBalancer) return { targets: [nginx, httpProxy, undici, puttu], extra: [], comparisons: [['puttu', 'nginx'], ['puttu', 'http-proxy'], ['puttu', 'undici']] };
+  if (!scenario.perBalancer)
+    return {
+      targets: [nginx, httpProxy, undici, puttu],
+      extra: [],
+      comparisons: [
+        ['puttu', 'nginx'],
+        ['puttu', 'http-proxy'],
+        ['puttu', 'undici'],
+      ],
+    };
   const main = `puttu (${BALANCERS.defaultName})`;
   const byBalancer = [];
   const extra = [];
@@ -97,7 +126,10 @@ async function targetsOf(scenario, { nginx, httpProxy, undici, puttu, startPuttu
 /** Uncorrected per-request latency through `target`, and the share the slow instance got meanwhile. */
 async function probe(target, scenario, slow) {
   const before = await slow.served();
-  const result = await probeLatency(`http://127.0.0.1:${target.port}${scenario.path}`, { connections: scenario.connections, seconds: PROBE_SECONDS });
+  const result = await probeLatency(`http://127.0.0.1:${target.port}${scenario.path}`, {
+    connections: scenario.connections,
+    seconds: PROBE_SECONDS,
+  });
   return { ...result, toSlow: ((await slow.served()) - before) / result.requests };
 }
 
@@ -105,7 +137,8 @@ async function runScenario(scenario, started) {
   const { targets, extra, comparisons } = await targetsOf(scenario, started);
   const slow = scenario.perBalancer ? started.slow : undefined;
   let runNo = 0;
-  const once = (target, seconds) => measure({ target, scenario, seconds, threads: THREADS, slow, logFile: path.join(dir, `wrk-${scenario.id}-${++runNo}.log`) });
+  const once = (target, seconds) =>
+    measure({ target, scenario, seconds, threads: THREADS, slow, logFile: path.join(dir, `wrk-${scenario.id}-${++runNo}.log`) });
   for (const t of targets) await checkScenario(t, scenario);
   if (WARMUP > 0) for (const t of targets) await once(t, WARMUP);
   const entry = { scenario, comparisons, targets: targets.map((t) => ({ label: t.label, runs: [] })) };
@@ -113,7 +146,9 @@ async function runScenario(scenario, started) {
     for (const [i, t] of targets.entries()) {
       let run = await once(t, SECONDS);
       for (let retry = 1; run.foreign > MAX_FOREIGN && retry <= RETRIES; retry++) {
-        log(`[${scenario.id} ${r + 1}/${REPEATS}] ${t.label.padEnd(20)} disturbed: others used ${Math.round(run.foreign * 100)}% of a core; again (${retry}/${RETRIES})`);
+        log(
+          `[${scenario.id} ${r + 1}/${REPEATS}] ${t.label.padEnd(20)} disturbed: others used ${Math.round(run.foreign * 100)}% of a core; again (${retry}/${RETRIES})`,
+        );
         run = { ...(await once(t, SECONDS)), retries: retry };
       }
       if (slow) run.probe = await probe(t, scenario, slow);
@@ -127,10 +162,17 @@ async function runScenario(scenario, started) {
 
 async function main() {
   const m = machine(tools);
-  log(`${describeMachine(m)}\nscenarios: ${SCENARIOS.map((s) => s.id).join(', ')}; ${REPEATS} × ${SECONDS} s each (+${WARMUP} s warm-up), wrk -t${THREADS}; about ${Math.round(estimateS / 60)} min`);
+  log(
+    `${describeMachine(m)}\nscenarios: ${SCENARIOS.map((s) => s.id).join(', ')}; ${REPEATS} × ${SECONDS} s each (+${WARMUP} s warm-up), wrk -t${THREADS}; about ${Math.round(estimateS / 60)} min`,
+  );
   const started = await startEverything();
   const { nginx, httpProxy, undici, puttu } = started;
-  const idle = { puttu: await idleRssKiB(puttu), nginx: await idleRssKiB(nginx), 'http-proxy': await idleRssKiB(httpProxy), undici: await idleRssKiB(undici) };
+  const idle = {
+    puttu: await idleRssKiB(puttu),
+    nginx: await idleRssKiB(nginx),
+    'http-proxy': await idleRssKiB(httpProxy),
+    undici: await idleRssKiB(undici),
+  };
   log(`idle RSS: puttu ${mb(idle.puttu)}, nginx ${mb(idle.nginx)}, http-proxy ${mb(idle['http-proxy'])}, undici ${mb(idle.undici)}`);
   const results = [];
   for (const scenario of SCENARIOS) results.push(await runScenario(scenario, started));
@@ -151,7 +193,11 @@ async function main() {
     foreignNote(results, MAX_FOREIGN),
   ].join('\n');
   process.stdout.write(`\n${report}\n`);
-  if (process.env.BENCH_JSON) fs.writeFileSync(process.env.BENCH_JSON, JSON.stringify({ machine: m, idle, seconds: SECONDS, repeats: REPEATS, threads: THREADS, results }, null, 2));
+  if (process.env.BENCH_JSON)
+    fs.writeFileSync(
+      process.env.BENCH_JSON,
+      JSON.stringify({ machine: m, idle, seconds: SECONDS, repeats: REPEATS, threads: THREADS, results }, null, 2),
+    );
 }
 
 await runMain(main, 'bench', log);

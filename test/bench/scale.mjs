@@ -54,7 +54,11 @@ async function main() {
           await raw.mkdirp(`/big/svc${k}`);
           await Promise.all(
             Array.from({ length: INSTANCES }, (_, i) =>
-              raw.create(`/big/svc${k}/i${i}`, Buffer.from(JSON.stringify({ protocol: 'http', host: '127.0.0.1', port: backends[i % 2].port, api: '' })), 'persistent'),
+              raw.create(
+                `/big/svc${k}/i${i}`,
+                Buffer.from(JSON.stringify({ protocol: 'http', host: '127.0.0.1', port: backends[i % 2].port, api: '' })),
+                'persistent',
+              ),
             ),
           );
         })(),
@@ -63,21 +67,55 @@ async function main() {
     await Promise.all(batch);
   }
   await raw.mkdirp('/small/svc0');
-  for (let i = 0; i < INSTANCES; i++) await raw.create(`/small/svc0/i${i}`, Buffer.from(JSON.stringify({ protocol: 'http', host: '127.0.0.1', port: backends[i % 2].port, api: '' })), 'persistent');
+  for (let i = 0; i < INSTANCES; i++)
+    await raw.create(
+      `/small/svc0/i${i}`,
+      Buffer.from(JSON.stringify({ protocol: 'http', host: '127.0.0.1', port: backends[i % 2].port, api: '' })),
+      'persistent',
+    );
   log(`tree written in ${Date.now() - started} ms`);
 
   const proxies = {};
-  for (const [name, base, count] of [['big', '/big', SERVICES], ['small', '/small', 1]]) {
+  for (const [name, base, count] of [
+    ['big', '/big', SERVICES],
+    ['small', '/small', 1],
+  ]) {
     const port = await stack.freePort();
     const adminPort = await stack.freePort();
     const t0 = Date.now();
-    const proc = spawnTracked(`puttu-${name}`, process.execPath, [...NODE_ARGS, stack.BIN, 'proxy', '--zk', zk.connectString, '--base-path', base, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--log-level', 'debug'], {
-      logFile: path.join(dir, `puttu-${name}.log`),
-    });
-    await waitUntil(async () => {
-      const snap = await fetch(`http://127.0.0.1:${adminPort}/api/status`).then((r) => r.json()).catch(() => undefined);
-      return snap?.ready === true && snap.services === count;
-    }, { timeoutMs: 60_000, intervalMs: 20, what: `puttu (${name}) synced` });
+    const proc = spawnTracked(
+      `puttu-${name}`,
+      process.execPath,
+      [
+        ...NODE_ARGS,
+        stack.BIN,
+        'proxy',
+        '--zk',
+        zk.connectString,
+        '--base-path',
+        base,
+        '--port',
+        String(port),
+        '--admin-port',
+        String(adminPort),
+        '--host',
+        '127.0.0.1',
+        '--log-level',
+        'debug',
+      ],
+      {
+        logFile: path.join(dir, `puttu-${name}.log`),
+      },
+    );
+    await waitUntil(
+      async () => {
+        const snap = await fetch(`http://127.0.0.1:${adminPort}/api/status`)
+          .then((r) => r.json())
+          .catch(() => undefined);
+        return snap?.ready === true && snap.services === count;
+      },
+      { timeoutMs: 60_000, intervalMs: 20, what: `puttu (${name}) synced` },
+    );
     const syncMs = Date.now() - t0;
     proxies[name] = { port, proc, syncMs, syncedRssMiB: rssKiB(proc.pid) / 1024, rps: [], loadRssMiB: [] };
     log(`${name}: synced ${count} services in ${syncMs} ms (process start included), RSS ${proxies[name].syncedRssMiB.toFixed(0)} MiB`);
@@ -88,7 +126,13 @@ async function main() {
   for (const name of ['big', 'small']) {
     const p = proxies[name];
     const service = name === 'big' ? `svc${SERVICES - 1}` : 'svc0';
-    await runWrk({ url: `http://127.0.0.1:${p.port}/${service}/small`, connections: 50, threads: 1, seconds: WARMUP, logFile: path.join(dir, `wrk-${name}-warmup.log`) });
+    await runWrk({
+      url: `http://127.0.0.1:${p.port}/${service}/small`,
+      connections: 50,
+      threads: 1,
+      seconds: WARMUP,
+      logFile: path.join(dir, `wrk-${name}-warmup.log`),
+    });
     log(`${name}: warmed up (${WARMUP} s), RSS ${(rssKiB(p.proc.pid) / 1024).toFixed(0)} MiB`);
   }
 
@@ -98,7 +142,13 @@ async function main() {
       const service = name === 'big' ? `svc${SERVICES - 1}` : 'svc0';
       let peak = 0;
       const sampler = setInterval(() => (peak = Math.max(peak, rssKiB(p.proc.pid))), 250);
-      const result = await runWrk({ url: `http://127.0.0.1:${p.port}/${service}/small`, connections: 50, threads: 1, seconds: SECONDS, logFile: path.join(dir, `wrk-${name}-${r}.log`) });
+      const result = await runWrk({
+        url: `http://127.0.0.1:${p.port}/${service}/small`,
+        connections: 50,
+        threads: 1,
+        seconds: SECONDS,
+        logFile: path.join(dir, `wrk-${name}-${r}.log`),
+      });
       clearInterval(sampler);
       p.rps.push(result.rps);
       p.loadRssMiB.push(peak / 1024);
@@ -110,7 +160,10 @@ async function main() {
   const small = proxies.small;
   // The one full GC after the initial read (proxy/heap.ts): how long it paused each proxy.
   for (const name of ['big', 'small']) {
-    const line = fs.readFileSync(path.join(dir, `puttu-${name}.log`), 'utf8').split('\n').find((l) => l.includes('collected the garbage of the initial registry read'));
+    const line = fs
+      .readFileSync(path.join(dir, `puttu-${name}.log`), 'utf8')
+      .split('\n')
+      .find((l) => l.includes('collected the garbage of the initial registry read'));
     if (line) log(`${name}: the full GC after the initial read paused it ${JSON.parse(line).pauseMs} ms`);
   }
   const report = [

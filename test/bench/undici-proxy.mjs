@@ -26,28 +26,32 @@ function responseHeaders(raw) {
   return out;
 }
 
-startBaseline('undici', (url) => new Pool(url), (req, res, pool, path) => {
-  const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
-  pool.dispatch(
-    { path, method: req.method, headers: requestHeaders(req.rawHeaders), body: hasBody ? req : null },
-    {
-      onConnect() {},
-      onHeaders(status, raw, resume) {
-        res.writeHead(status, responseHeaders(raw));
-        this.resume = resume;
-        return true;
+startBaseline(
+  'undici',
+  (url) => new Pool(url),
+  (req, res, pool, path) => {
+    const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+    pool.dispatch(
+      { path, method: req.method, headers: requestHeaders(req.rawHeaders), body: hasBody ? req : null },
+      {
+        onConnect() {},
+        onHeaders(status, raw, resume) {
+          res.writeHead(status, responseHeaders(raw));
+          this.resume = resume;
+          return true;
+        },
+        onData(chunk) {
+          if (res.write(chunk)) return true;
+          res.once('drain', this.resume);
+          return false;
+        },
+        onComplete() {
+          res.end();
+        },
+        onError() {
+          badGateway(res);
+        },
       },
-      onData(chunk) {
-        if (res.write(chunk)) return true;
-        res.once('drain', this.resume);
-        return false;
-      },
-      onComplete() {
-        res.end();
-      },
-      onError() {
-        badGateway(res);
-      },
-    },
-  );
-});
+    );
+  },
+);

@@ -20,7 +20,17 @@ const PERMS_ALL = 31;
 export async function createContainerNode(connectString: string, path: string, data = Buffer.alloc(0), timeoutMs = 10_000): Promise<void> {
   const server = connectString.split(',')[0]!.trim();
   // RequestHeader {xid 1, CREATE_CONTAINER} + CreateRequest {path, data, acl [world:anyone ALL], flags}.
-  const create = Buffer.concat([int(1), int(OP_CREATE_CONTAINER), string(path), bytes(data), int(1), int(PERMS_ALL), string('world'), string('anyone'), int(FLAG_CONTAINER)]);
+  const create = Buffer.concat([
+    int(1),
+    int(OP_CREATE_CONTAINER),
+    string(path),
+    bytes(data),
+    int(1),
+    int(PERMS_ALL),
+    string('world'),
+    string('anyone'),
+    int(FLAG_CONTAINER),
+  ]);
   const close = Buffer.concat([int(2), int(OP_CLOSE_SESSION)]);
   let createError: number | undefined;
   const error = await exchange(

@@ -44,7 +44,10 @@ export function puttu(args: string[], env: NodeJS.ProcessEnv = {}): PuttuProcess
     output: () => out,
     exited,
     waitFor: (msg, timeoutMs = 20_000) =>
-      eventually(() => lines().find((l) => (typeof msg === 'string' ? l.msg === msg : msg.test(l.msg))), { timeoutMs, message: `log line ${msg}` }),
+      eventually(() => lines().find((l) => (typeof msg === 'string' ? l.msg === msg : msg.test(l.msg))), {
+        timeoutMs,
+        message: `log line ${msg}`,
+      }),
     kill: (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
@@ -52,10 +55,18 @@ export function puttu(args: string[], env: NodeJS.ProcessEnv = {}): PuttuProcess
 }
 
 /** A `puttu echo` backend, resolved once registered: its port and znode name. */
-export async function startEcho(zk: string, basePath: string, service: string, extra: string[] = []): Promise<PuttuProcess & { port: number; instance: string }> {
-  const p = puttu(['echo', '--service', service, '--zk', zk, '--base-path', basePath, '--host', '127.0.0.1', '--listen-host', '127.0.0.1', ...extra], {
-    PUTTU_LOG_LEVEL: 'info',
-  });
+export async function startEcho(
+  zk: string,
+  basePath: string,
+  service: string,
+  extra: string[] = [],
+): Promise<PuttuProcess & { port: number; instance: string }> {
+  const p = puttu(
+    ['echo', '--service', service, '--zk', zk, '--base-path', basePath, '--host', '127.0.0.1', '--listen-host', '127.0.0.1', ...extra],
+    {
+      PUTTU_LOG_LEVEL: 'info',
+    },
+  );
   const line = await p.waitFor('echo backend registered');
   return Object.assign(p, { port: line.listening as number, instance: line.instance as string });
 }

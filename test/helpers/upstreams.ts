@@ -66,15 +66,18 @@ export function request(
     const m = /^http:\/\/([^/:]+):(\d+)(.*)$/.exec(url);
     if (!m) throw new Error(`request(): unsupported url ${url}`);
     const target = { host: m[1], port: Number(m[2]), path: m[3] || '/' };
-    const req = http.request({ ...target, method: options.method ?? 'GET', headers: options.headers as http.OutgoingHttpHeaders, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', reject);
-      res.on('end', () => {
-        const body = Buffer.concat(chunks);
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body.toString('utf8')) });
-      });
-    });
+    const req = http.request(
+      { ...target, method: options.method ?? 'GET', headers: options.headers as http.OutgoingHttpHeaders, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const body = Buffer.concat(chunks);
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body.toString('utf8')) });
+        });
+      },
+    );
     req.setTimeout(options.timeoutMs ?? 10_000, () => req.destroy(new Error(`request to ${url} timed out`)));
     req.on('error', reject);
     req.end(options.body);

@@ -10,7 +10,12 @@ import net from 'node:net';
  * frame's body to `onReply` (index 0 is the ConnectResponse) until it returns a result. Rejects on a
  * socket error, an early close, or after `timeoutMs`.
  */
-export function exchange<T>(server: string, frames: Buffer[], onReply: (body: Buffer, index: number) => T | undefined, timeoutMs: number): Promise<T> {
+export function exchange<T>(
+  server: string,
+  frames: Buffer[],
+  onReply: (body: Buffer, index: number) => T | undefined,
+  timeoutMs: number,
+): Promise<T> {
   const colon = server.lastIndexOf(':');
   const host = server.slice(0, colon);
   const port = Number(server.slice(colon + 1).split('/')[0]);

@@ -53,10 +53,9 @@ export interface TestEnsemble {
 export async function startEnsemble(size = 3): Promise<TestEnsemble> {
   const dir = tempDir('puttu-zk-ensemble-');
   const peers: Array<{ id: number; quorumPort: number; electionPort: number; clientPort: number }> = [];
-  for (let id = 1; id <= size; id++) peers.push({ id, quorumPort: await freePort(), electionPort: await freePort(), clientPort: await freePort() });
-  const servers = peers.map(
-    (p) => new ZooKeeperServer({ dir: path.join(dir, `zk${p.id}`), clientPort: p.clientPort, myid: p.id, peers }),
-  );
+  for (let id = 1; id <= size; id++)
+    peers.push({ id, quorumPort: await freePort(), electionPort: await freePort(), clientPort: await freePort() });
+  const servers = peers.map((p) => new ZooKeeperServer({ dir: path.join(dir, `zk${p.id}`), clientPort: p.clientPort, myid: p.id, peers }));
   await Promise.all(servers.map((s) => s.start(false)));
   await Promise.all(servers.map((s) => s.waitServing(60_000)));
   return {

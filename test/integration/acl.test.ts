@@ -27,7 +27,11 @@ const carol = { user: 'carol', password: 'carol-secret' };
 
 /** A raw client authenticated as a digest identity. */
 async function digestClient(user: string, password: string): Promise<ZkClient> {
-  const client = new ZkClient({ connectString: zk.connectString, logger: silentLogger, auth: [{ scheme: 'digest', auth: `${user}:${password}` }] });
+  const client = new ZkClient({
+    connectString: zk.connectString,
+    logger: silentLogger,
+    auth: [{ scheme: 'digest', auth: `${user}:${password}` }],
+  });
   client.connect();
   await client.whenConnected(15_000);
   return client;
@@ -62,9 +66,16 @@ test('with credentials: another identity and an anonymous client read the regist
   // DELETE is checked on the parent: the service node withholds it from everyone but the owner.
   t.deepEqual(await aliceRaw.getAcl(parent), [aliceAll, { scheme: 'world', id: 'anyone', perms: ['read', 'create'] }]);
 
-  for (const [who, client] of [['bob', bob], ['anonymous', anon]] as const) {
+  for (const [who, client] of [
+    ['bob', bob],
+    ['anonymous', anon],
+  ] as const) {
     await t.throwsAsync(client.remove(reg.path), { code: 'PUTTU_ZK_NO_AUTH' }, `${who} cannot delete`);
-    await t.throwsAsync(client.setData(reg.path, Buffer.from('{"protocol":"http","host":"127.0.0.9","port":1}')), { code: 'PUTTU_ZK_NO_AUTH' }, `${who} cannot change`);
+    await t.throwsAsync(
+      client.setData(reg.path, Buffer.from('{"protocol":"http","host":"127.0.0.9","port":1}')),
+      { code: 'PUTTU_ZK_NO_AUTH' },
+      `${who} cannot change`,
+    );
     t.is(JSON.parse((await client.getData(reg.path)).toString()).id, reg.id, `${who} reads it`);
     t.true((await client.getChildren(parent)).includes(lastSegment(reg.path)), `${who} lists it`);
   }
@@ -147,11 +158,19 @@ test('registering under a service node that exists in a base the client may not 
     { scheme: 'world', id: 'anyone', perms: ['read'] },
   ]);
   await admin.create(`${base}/svc`, Buffer.alloc(0), 'persistent');
-  await t.throwsAsync(raw.create(`${base}/other`, Buffer.alloc(0), 'persistent'), { code: 'PUTTU_ZK_NO_AUTH' }, 'the base really refuses creates');
+  await t.throwsAsync(
+    raw.create(`${base}/other`, Buffer.alloc(0), 'persistent'),
+    { code: 'PUTTU_ZK_NO_AUTH' },
+    'the base really refuses creates',
+  );
 
   const lib = connect(zk.connectString, base, { credentials: alice });
   t.teardown(() => lib.close());
   const reg = await lib.register('svc', { host: '127.0.0.1', port: 9 });
   t.true(await raw.exists(reg.path));
-  t.deepEqual(await raw.getAcl(`${base}/svc`), [{ scheme: 'world', id: 'anyone', perms: ['all'] }], 'an existing service node keeps its ACL');
+  t.deepEqual(
+    await raw.getAcl(`${base}/svc`),
+    [{ scheme: 'world', id: 'anyone', perms: ['all'] }],
+    'an existing service node keeps its ACL',
+  );
 });

@@ -36,7 +36,9 @@ test.before(async () => {
   const raw = await rawClient(zk.connectString);
   // Persistent: it must outlive this raw client's session.
   await raw.create(`${proxy.basePath}/billing/garbled`, Buffer.from('{"host": 12}'), 'persistent');
-  await eventually(() => proxy.app.registry!.get('warehouse')?.instances.length === 2 && proxy.app.registry!.get('billing')?.rejected.length === 1);
+  await eventually(
+    () => proxy.app.registry!.get('warehouse')?.instances.length === 2 && proxy.app.registry!.get('billing')?.rejected.length === 1,
+  );
   await raw.close();
   for (let i = 0; i < 20; i++) await request(proxy.url + '/warehouse/items');
   // Billing's dead instance fails once and is ejected (retries keep the requests whole).
@@ -56,7 +58,10 @@ test('/api/services lists instances with their format, state, why, and request c
   t.is(data.zookeeper, 'connected');
   const warehouse = data.services.find((s: any) => s.name === 'warehouse');
   t.is(warehouse.routable, 2);
-  t.is(warehouse.instances.reduce((n: number, i: any) => n + i.requests, 0), 20);
+  t.is(
+    warehouse.instances.reduce((n: number, i: any) => n + i.requests, 0),
+    20,
+  );
   t.true(warehouse.instances.every((i: any) => i.state === 'healthy' && i.format === 'puttu' && i.url.endsWith('/warehouse/v1')));
   const billing = data.services.find((s: any) => s.name === 'billing');
   const dead = billing.instances.find((i: any) => i.url === `http://127.0.0.1:${deadPort}`);
@@ -84,7 +89,15 @@ test('/sd/prometheus feeds a real Prometheus through http_sd_configs', async (t)
     `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: puttu-sd\n    http_sd_configs:\n      - url: ${proxy.adminUrl}/sd/prometheus\n        refresh_interval: 1s\n`,
   );
   const port = await freePort();
-  const prometheus = spawn('prometheus', [`--config.file=${path.join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' });
+  const prometheus = spawn(
+    'prometheus',
+    [
+      `--config.file=${path.join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${path.join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+    ],
+    { stdio: 'ignore' },
+  );
   t.teardown(() => void prometheus.kill('SIGKILL'));
   const targets = await eventually(
     async () => {
@@ -94,14 +107,14 @@ test('/sd/prometheus feeds a real Prometheus through http_sd_configs', async (t)
     },
     { timeoutMs: 30_000, message: 'Prometheus discovered the four instances' },
   );
-  t.deepEqual(
-    targets.map((x: any) => x.labels.puttu_service).sort(),
-    ['billing', 'billing', 'warehouse', 'warehouse'],
-  );
+  t.deepEqual(targets.map((x: any) => x.labels.puttu_service).sort(), ['billing', 'billing', 'warehouse', 'warehouse']);
 });
 
 test('the status page shows services, instances and their state in a real browser', async (t) => {
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
   t.teardown(() => browser.close());
   const page = await browser.newPage({ viewport: { width: 1200, height: 760 } });
   const failed: string[] = [];
@@ -113,7 +126,9 @@ test('the status page shows services, instances and their state in a real browse
   await page.waitForSelector('section[data-service="warehouse"]', { timeout: 10_000 });
   // A second poll computes rates from deltas: send traffic in between.
   for (let i = 0; i < 30; i++) await request(proxy.url + '/warehouse/items');
-  await page.waitForFunction(() => Number((globalThis as any).document.getElementById('c-rate').textContent) > 0, undefined, { timeout: 10_000 });
+  await page.waitForFunction(() => Number((globalThis as any).document.getElementById('c-rate').textContent) > 0, undefined, {
+    timeout: 10_000,
+  });
   t.is(await page.textContent('#zk'), 'ZooKeeper connected');
   t.is(await page.textContent('#ready'), 'ready');
   t.is(await page.textContent('#c-services'), '2');
@@ -122,7 +137,9 @@ test('the status page shows services, instances and their state in a real browse
   t.regex(billing!, /ejected/);
   t.regex(billing!, /rejected/);
   t.deepEqual(failed, [], 'no request left the admin listener');
-  const out = process.env.PUTTU_UPDATE_DOCS ? path.join(ROOT, 'docs', 'status-page.png') : path.join(os.tmpdir(), `puttu-status-${process.pid}.png`);
+  const out = process.env.PUTTU_UPDATE_DOCS
+    ? path.join(ROOT, 'docs', 'status-page.png')
+    : path.join(os.tmpdir(), `puttu-status-${process.pid}.png`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   await page.screenshot({ path: out, fullPage: true });
   t.true(fs.statSync(out).size > 10_000, 'a real screenshot');

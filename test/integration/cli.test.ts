@@ -64,7 +64,10 @@ test('puttu proxy routes a request and exits 0 on SIGTERM', async (t) => {
     PUTTU_ADMIN_PORT: String(adminPort),
   });
   killOnTeardown(t, proxy);
-  const listening = await eventually(() => proxy.lines().find((l) => l.msg === 'puttu proxy listening'), { timeoutMs: 20_000, message: 'proxy listening' });
+  const listening = await eventually(() => proxy.lines().find((l) => l.msg === 'puttu proxy listening'), {
+    timeoutMs: 20_000,
+    message: 'proxy listening',
+  });
   t.is(listening.proxyUrl, `http://127.0.0.1:${port}`);
   t.is(listening.adminUrl, `http://127.0.0.1:${adminPort}`);
 
@@ -91,7 +94,19 @@ test('puttu proxy routes a request and exits 0 on SIGTERM', async (t) => {
 test('in-flight requests finish during a SIGTERM shutdown', async (t) => {
   const basePath = '/cli-drain';
   const port = await freePort();
-  const proxy = run(['proxy', '--zk', zk.connectString, '--base-path', basePath, '--port', String(port), '--host', '127.0.0.1', '--admin-port', '-1']);
+  const proxy = run([
+    'proxy',
+    '--zk',
+    zk.connectString,
+    '--base-path',
+    basePath,
+    '--port',
+    String(port),
+    '--host',
+    '127.0.0.1',
+    '--admin-port',
+    '-1',
+  ]);
   killOnTeardown(t, proxy);
   await eventually(() => proxy.lines().find((l) => l.msg === 'registry synced'), { timeoutMs: 20_000 });
   let release: () => void = () => undefined;
@@ -152,9 +167,12 @@ test('without --zk it starts a local development ZooKeeper, says so, and stops i
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const zkPort = await freePort();
   const port = await freePort();
-  const proxy = run(['proxy', '--port', String(port), '--host', '127.0.0.1', '--admin-port', '0', '--dev-zk-dir', dir, '--dev-zk-port', String(zkPort)], {
-    PUTTU_ZK: '',
-  });
+  const proxy = run(
+    ['proxy', '--port', String(port), '--host', '127.0.0.1', '--admin-port', '0', '--dev-zk-dir', dir, '--dev-zk-port', String(zkPort)],
+    {
+      PUTTU_ZK: '',
+    },
+  );
   killOnTeardown(t, proxy);
   const up = await eventually(() => proxy.lines().find((l) => l.msg === 'local development ZooKeeper is up'), { timeoutMs: 30_000 });
   t.is(up.connectString, `127.0.0.1:${zkPort}`);
@@ -173,9 +191,27 @@ test('puttu register wraps a program: registers once its port accepts, ls/get se
   const basePath = '/cli-register';
   const port = await freePort();
   const server = `require('http').createServer((q, s) => s.end('wrapped ' + q.url)).listen(${port}, '127.0.0.1'); process.on('SIGTERM', () => process.exit(7))`;
-  const reg = run(['register', 'wrapped', '--port', String(port), '--host', '127.0.0.1', '--zk', zk.connectString, '--base-path', basePath, '--', process.execPath, '-e', server]);
+  const reg = run([
+    'register',
+    'wrapped',
+    '--port',
+    String(port),
+    '--host',
+    '127.0.0.1',
+    '--zk',
+    zk.connectString,
+    '--base-path',
+    basePath,
+    '--',
+    process.execPath,
+    '-e',
+    server,
+  ]);
   killOnTeardown(t, reg);
-  await eventually(() => reg.lines().find((l) => typeof l.msg === 'string' && l.msg.startsWith('registered')), { timeoutMs: 20_000, message: 'registered' });
+  await eventually(() => reg.lines().find((l) => typeof l.msg === 'string' && l.msg.startsWith('registered')), {
+    timeoutMs: 20_000,
+    message: 'registered',
+  });
 
   const ls = run(['ls', '--json', '--zk', zk.connectString, '--base-path', basePath]);
   t.is(await ls.exited, 0);
@@ -209,9 +245,26 @@ test('--workers 2: one ZooKeeper session in the primary, workers route from its 
   const basePath = '/cli-workers';
   const port = await freePort();
   const adminPort = await freePort();
-  const proxy = run(['proxy', '--zk', zk.connectString, '--base-path', basePath, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', '--workers', '2']);
+  const proxy = run([
+    'proxy',
+    '--zk',
+    zk.connectString,
+    '--base-path',
+    basePath,
+    '--port',
+    String(port),
+    '--admin-port',
+    String(adminPort),
+    '--host',
+    '127.0.0.1',
+    '--workers',
+    '2',
+  ]);
   killOnTeardown(t, proxy);
-  await eventually(() => proxy.lines().filter((l) => l.msg === 'puttu worker listening').length === 2, { timeoutMs: 20_000, message: 'two workers' });
+  await eventually(() => proxy.lines().filter((l) => l.msg === 'puttu worker listening').length === 2, {
+    timeoutMs: 20_000,
+    message: 'two workers',
+  });
   const upstream = await startUpstream('clustered');
   t.teardown(() => upstream.close());
   const lib = connect(zk.connectString, basePath);
@@ -227,11 +280,17 @@ test('--workers 2: one ZooKeeper session in the primary, workers route from its 
 
   const workerPid = proxy.lines().find((l) => l.msg === 'puttu worker listening').pid as number;
   process.kill(workerPid, 'SIGKILL');
-  await eventually(() => proxy.lines().filter((l) => l.msg === 'puttu worker listening').length === 3, { timeoutMs: 20_000, message: 'a replacement worker' });
+  await eventually(() => proxy.lines().filter((l) => l.msg === 'puttu worker listening').length === 3, {
+    timeoutMs: 20_000,
+    message: 'a replacement worker',
+  });
   t.truthy(proxy.lines().find((l) => l.msg === 'worker died; starting a replacement'));
   for (let i = 0; i < 10; i++) t.is((await request(`http://127.0.0.1:${port}/clustered/x`)).status, 200);
 
-  const pids = proxy.lines().filter((l) => l.msg === 'puttu worker listening').map((l) => l.pid as number);
+  const pids = proxy
+    .lines()
+    .filter((l) => l.msg === 'puttu worker listening')
+    .map((l) => l.pid as number);
   proxy.child.kill('SIGTERM');
   t.is(await proxy.exited, 0);
   for (const pid of pids) t.throws(() => process.kill(pid, 0), undefined, `worker ${pid} is gone`);

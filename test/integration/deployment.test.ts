@@ -49,7 +49,15 @@ function parseDockerfile(text: string): Array<{ name: string; steps: Instruction
 /** Replays the Dockerfile's stages into `root/<stage>/...`; returns the runtime stage's facts. */
 function replay(root: string) {
   const stages = parseDockerfile(fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'));
-  const facts = { workdir: '/', env: {} as Record<string, string>, entrypoint: [] as string[], cmd: [] as string[], healthcheck: [] as string[], user: 'root', exposed: [] as string[] };
+  const facts = {
+    workdir: '/',
+    env: {} as Record<string, string>,
+    entrypoint: [] as string[],
+    cmd: [] as string[],
+    healthcheck: [] as string[],
+    user: 'root',
+    exposed: [] as string[],
+  };
   for (const stage of stages) {
     const fsRoot = path.join(root, stage.name);
     Object.assign(facts, { workdir: '/', env: {}, entrypoint: [], cmd: [], healthcheck: [], user: 'root', exposed: [] });
@@ -100,8 +108,23 @@ test('the Dockerfile stages build a runtime that starts, passes its healthcheck 
   const adminPort = await freePort();
   // As the image runs it (ENTRYPOINT + CMD), plus what compose adds; the admin port moved off
   // 9090 so tests cannot collide, and the healthcheck is pointed at it the same way.
-  const args = [...image.entrypoint.slice(1), ...image.cmd, '--zk', zk.connectString, '--host', '127.0.0.1', '--port', String(port), '--admin-port', String(adminPort)];
-  const child = spawn(image.entrypoint[0] === 'node' ? process.execPath : image.entrypoint[0]!, args, { cwd: image.root, env: { ...process.env, ...image.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = [
+    ...image.entrypoint.slice(1),
+    ...image.cmd,
+    '--zk',
+    zk.connectString,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--admin-port',
+    String(adminPort),
+  ];
+  const child = spawn(image.entrypoint[0] === 'node' ? process.execPath : image.entrypoint[0]!, args, {
+    cwd: image.root,
+    env: { ...process.env, ...image.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout.on('data', (c) => (out += c));
   child.stderr.on('data', (c) => (out += c));

@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import http from 'node:http';
+import type http from 'node:http';
 import net from 'node:net';
 import { connect, type Puttu } from '../../proxy/index.js';
 import { createListener, type Listener } from '../../proxy/http/server.js';
@@ -40,7 +40,13 @@ function upstreamHandler(req: http.IncomingMessage, res: http.ServerResponse): v
       return setImmediate(() => res.end('second part\n'));
     }
     const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k !== 'x-request-id'));
-    const text = JSON.stringify({ method: req.method, url: req.url, headers, length: body.length, sha: createHash('sha256').update(body).digest('hex').slice(0, 16) });
+    const text = JSON.stringify({
+      method: req.method,
+      url: req.url,
+      headers,
+      length: body.length,
+      sha: createHash('sha256').update(body).digest('hex').slice(0, 16),
+    });
     res.writeHead(200, { 'content-type': 'application/json', 'x-multi': ['a', 'b'] });
     res.end(text);
   });
@@ -84,7 +90,11 @@ function responses(text: string, heads: boolean[], closed: boolean): Parsed[] | 
     const lines = text.slice(pos, end).split('\r\n');
     const status = Number(lines[0]!.split(' ')[1]);
     const headers = lines.slice(1);
-    const field = (name: string) => headers.find((h) => h.toLowerCase().startsWith(`${name}:`))?.slice(name.length + 1).trim();
+    const field = (name: string) =>
+      headers
+        .find((h) => h.toLowerCase().startsWith(`${name}:`))
+        ?.slice(name.length + 1)
+        .trim();
     let bodyStart = end + 4;
     let body = '';
     // `heads` is per request: interim (1xx) answers before a final one do not move the index.
@@ -118,7 +128,12 @@ function responses(text: string, heads: boolean[], closed: boolean): Parsed[] | 
 }
 
 /** Sends `bytes` (one write each) to `proxy`; resolves once `count` responses are in or the server closed. */
-function exchange(proxy: TestProxy, bytes: string[], count: number, heads: boolean[] = []): Promise<{ responses: Parsed[]; closed: boolean }> {
+function exchange(
+  proxy: TestProxy,
+  bytes: string[],
+  count: number,
+  heads: boolean[] = [],
+): Promise<{ responses: Parsed[]; closed: boolean }> {
   const { port } = new URL(proxy.url);
   return new Promise((resolve, reject) => {
     const socket = net.connect(Number(port), '127.0.0.1');
@@ -159,7 +174,10 @@ function normalized(r: Parsed): Parsed {
   return {
     status: r.status,
     headers: r.headers.filter((h) => !/^date:/i.test(h)).map((h) => h.replace(uuid, 'UUID')),
-    body: r.body.replace(uuid, 'UUID').replace(/"x-forwarded-host":"[^"]*"/, '"x-forwarded-host":"HOST"').replace(/127\.0\.0\.1:\d+/g, 'ADDR'),
+    body: r.body
+      .replace(uuid, 'UUID')
+      .replace(/"x-forwarded-host":"[^"]*"/, '"x-forwarded-host":"HOST"')
+      .replace(/127\.0\.0\.1:\d+/g, 'ADDR'),
   };
 }
 
@@ -171,14 +189,28 @@ const TAKEN: Array<[string, string[], number, boolean[]?]> = [
   ['a simple GET', [`GET /svc/a?x=1&y=%20 HTTP/1.1\r\n${H}\r\n`], 1],
   [
     'many fields, mixed case, client X-Forwarded-For and Via, a kept X-Request-Id',
-    [`GET /svc/b HTTP/1.1\r\nhOsT: example.test\r\nUser-Agent: t/1\r\nAccept: */*\r\nX-Forwarded-For: 10.1.1.1\r\nVia: 1.0 edge\r\nConnection: keep-alive\r\nX-Request-Id: abc-123\r\nCookie: a=b; c=d\r\nX-Tab:\tvalue with tab \t\r\n\r\n`],
+    [
+      `GET /svc/b HTTP/1.1\r\nhOsT: example.test\r\nUser-Agent: t/1\r\nAccept: */*\r\nX-Forwarded-For: 10.1.1.1\r\nVia: 1.0 edge\r\nConnection: keep-alive\r\nX-Request-Id: abc-123\r\nCookie: a=b; c=d\r\nX-Tab:\tvalue with tab \t\r\n\r\n`,
+    ],
     1,
   ],
-  ['a POST with its body in the same segment', [`POST /svc/p HTTP/1.1\r\n${H}Content-Type: text/plain\r\nContent-Length: ${BODY.length}\r\n\r\n${BODY}`], 1],
+  [
+    'a POST with its body in the same segment',
+    [`POST /svc/p HTTP/1.1\r\n${H}Content-Type: text/plain\r\nContent-Length: ${BODY.length}\r\n\r\n${BODY}`],
+    1,
+  ],
   ['Content-Length: 0', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: 0\r\n\r\n`], 1],
   ['HEAD', [`HEAD /svc/h HTTP/1.1\r\n${H}\r\n`], 1, [true]],
-  ['OPTIONS, DELETE and PATCH pipelined', [`OPTIONS /svc/o HTTP/1.1\r\n${H}\r\nDELETE /svc/d HTTP/1.1\r\n${H}\r\nPATCH /svc/q HTTP/1.1\r\n${H}Content-Length: 5\r\n\r\nhello`], 3],
-  ['three GETs pipelined in one segment', [`GET /svc/1 HTTP/1.1\r\n${H}\r\nGET /svc/2 HTTP/1.1\r\n${H}\r\nGET /svc/3 HTTP/1.1\r\n${H}\r\n`], 3],
+  [
+    'OPTIONS, DELETE and PATCH pipelined',
+    [`OPTIONS /svc/o HTTP/1.1\r\n${H}\r\nDELETE /svc/d HTTP/1.1\r\n${H}\r\nPATCH /svc/q HTTP/1.1\r\n${H}Content-Length: 5\r\n\r\nhello`],
+    3,
+  ],
+  [
+    'three GETs pipelined in one segment',
+    [`GET /svc/1 HTTP/1.1\r\n${H}\r\nGET /svc/2 HTTP/1.1\r\n${H}\r\nGET /svc/3 HTTP/1.1\r\n${H}\r\n`],
+    3,
+  ],
   ['Connection: close', [`GET /svc/c HTTP/1.1\r\n${H}Connection: close\r\n\r\n`], 1],
   ['an upstream answer without Content-Length', [`GET /svc/chunked HTTP/1.1\r\n${H}\r\n`], 1],
   ['204 and 304 from the upstream', [`GET /svc/status/204 HTTP/1.1\r\n${H}\r\nGET /svc/status/304 HTTP/1.1\r\n${H}\r\n`], 2],
@@ -186,13 +218,41 @@ const TAKEN: Array<[string, string[], number, boolean[]?]> = [
   ['an unknown service', [`GET /nosuch/x HTTP/1.1\r\n${H}\r\n`], 1],
   ['a path without a service', [`GET / HTTP/1.1\r\n${H}\r\n`], 1],
   ['an X-Request-Id that is not a token', [`GET /svc/r HTTP/1.1\r\n${H}X-Request-Id: has space\r\n\r\n`], 1],
-  ['punctuation in the target (quotes, brackets, braces, pipes, carets, backquotes)', ['GET /svc/a"b<c>[d]{e}|f^g`h\\i HTTP/1.1\r\n' + H + '\r\n'], 1],
+  [
+    'punctuation in the target (quotes, brackets, braces, pipes, carets, backquotes)',
+    ['GET /svc/a"b<c>[d]{e}|f^g`h\\i HTTP/1.1\r\n' + H + '\r\n'],
+    1,
+  ],
   // Bodies of up to BUFFERED_BODY that arrive after their head: the lane waits for them.
-  ['a body in three segments', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: ${BODY.length}\r\n\r\n${BODY.slice(0, 100)}`, BODY.slice(100, 200), BODY.slice(200)], 1],
+  [
+    'a body in three segments',
+    [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: ${BODY.length}\r\n\r\n${BODY.slice(0, 100)}`, BODY.slice(100, 200), BODY.slice(200)],
+    1,
+  ],
   ['a head alone, then its body', [`PUT /svc/p HTTP/1.1\r\n${H}Content-Length: ${BODY.length}\r\n\r\n`, BODY], 1],
-  ['the rest of a body and a pipelined GET in one segment', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: ${BODY.length}\r\n\r\n${BODY.slice(0, 10)}`, `${BODY.slice(10)}GET /svc/after HTTP/1.1\r\n${H}\r\n`], 2],
-  ['a body in 16 reads after its head (the most the lane waits through)', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: 160\r\n\r\n`, ...Array.from({ length: 16 }, (_, i) => String(i % 10).repeat(10))], 1],
-  ['a 64 KiB body (the most the lane waits for) in four segments', [`POST /svc/big HTTP/1.1\r\n${H}Content-Length: 65536\r\n\r\n${'a'.repeat(16384)}`, 'b'.repeat(16384), 'c'.repeat(16384), 'd'.repeat(16384)], 1],
+  [
+    'the rest of a body and a pipelined GET in one segment',
+    [
+      `POST /svc/p HTTP/1.1\r\n${H}Content-Length: ${BODY.length}\r\n\r\n${BODY.slice(0, 10)}`,
+      `${BODY.slice(10)}GET /svc/after HTTP/1.1\r\n${H}\r\n`,
+    ],
+    2,
+  ],
+  [
+    'a body in 16 reads after its head (the most the lane waits through)',
+    [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: 160\r\n\r\n`, ...Array.from({ length: 16 }, (_, i) => String(i % 10).repeat(10))],
+    1,
+  ],
+  [
+    'a 64 KiB body (the most the lane waits for) in four segments',
+    [
+      `POST /svc/big HTTP/1.1\r\n${H}Content-Length: 65536\r\n\r\n${'a'.repeat(16384)}`,
+      'b'.repeat(16384),
+      'c'.repeat(16384),
+      'd'.repeat(16384),
+    ],
+    1,
+  ],
 ];
 
 /** Requests the lane hands to Node's parser (with whatever came before on the connection). */
@@ -200,7 +260,11 @@ const HANDED: Array<[string, string[], number, boolean[]?]> = [
   ['obs-fold', [`GET /svc/a HTTP/1.1\r\n${H}X-A: one\r\n two\r\n\r\n`], 1],
   ['no Host', [`GET /svc/a HTTP/1.1\r\nAccept: */*\r\n\r\n`], 1],
   ['two Host fields', [`GET /svc/a HTTP/1.1\r\n${H}${H}\r\n`], 1],
-  ['Content-Length and Transfer-Encoding', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`], 1],
+  [
+    'Content-Length and Transfer-Encoding',
+    [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`],
+    1,
+  ],
   ['a chunked body', [`POST /svc/p HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`], 1],
   ['Expect: 100-continue', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: 5\r\nExpect: 100-continue\r\n\r\n`, 'hello'], 1],
   ['HTTP/1.0', [`GET /svc/a HTTP/1.0\r\n${H}\r\n`], 1],
@@ -212,20 +276,39 @@ const HANDED: Array<[string, string[], number, boolean[]?]> = [
   ['a lower-case method', [`get /svc/a HTTP/1.1\r\n${H}\r\n`], 1],
   ['two Content-Length fields', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello`], 1],
   ['Content-Length not a number', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: 5a\r\n\r\nhello`], 1],
-  ['Upgrade: h2c', [`GET /svc/a HTTP/1.1\r\n${H}Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n`], 1],
+  [
+    'Upgrade: h2c',
+    [`GET /svc/a HTTP/1.1\r\n${H}Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n`],
+    1,
+  ],
   ['a head over maxHeaderBytes', [`GET /svc/a HTTP/1.1\r\n${H}X-Big: ${'y'.repeat(5000)}\r\n\r\n`], 1],
   ['a CRLF before the request line', [`\r\nGET /svc/a HTTP/1.1\r\n${H}\r\n`], 1],
   ['a body over maxBodyBytes', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: 200000\r\n\r\n${'z'.repeat(1000)}`], 1],
   ['TRACE', [`TRACE /svc/a HTTP/1.1\r\n${H}\r\n`], 1],
-  ['Proxy-Connection: close (Node reads it as Connection; found by the generated cases)', [`GET /svc/a HTTP/1.1\r\n${H}Proxy-Connection: close\r\n\r\n`], 1],
+  [
+    'Proxy-Connection: close (Node reads it as Connection; found by the generated cases)',
+    [`GET /svc/a HTTP/1.1\r\n${H}Proxy-Connection: close\r\n\r\n`],
+    1,
+  ],
   ['a DEL in a value', [`GET /svc/a HTTP/1.1\r\n${H}X-A: a\u007fb\r\n\r\n`], 1],
   ['a space inside the target', [`GET /svc/a b HTTP/1.1\r\n${H}\r\n`], 1],
   ['a head in two segments', [`GET /svc/a HTTP/1.1\r\n${H}X-A: 1\r\n`, `X-B: 2\r\n\r\n`], 1],
-  ['a body in 17 reads after its head (one more than the lane waits through)', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: 170\r\n\r\n`, ...Array.from({ length: 17 }, (_, i) => String(i % 10).repeat(10))], 1],
-  ['a body one byte over what the lane waits for, arriving after its head', [`POST /svc/big HTTP/1.1\r\n${H}Content-Length: 65537\r\n\r\n${'a'.repeat(1000)}`, 'b'.repeat(64537)], 1],
+  [
+    'a body in 17 reads after its head (one more than the lane waits through)',
+    [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: 170\r\n\r\n`, ...Array.from({ length: 17 }, (_, i) => String(i % 10).repeat(10))],
+    1,
+  ],
+  [
+    'a body one byte over what the lane waits for, arriving after its head',
+    [`POST /svc/big HTTP/1.1\r\n${H}Content-Length: 65537\r\n\r\n${'a'.repeat(1000)}`, 'b'.repeat(64537)],
+    1,
+  ],
   [
     'a GET, a chunked POST, a GET: the connection moves to Node mid-way',
-    [`GET /svc/1 HTTP/1.1\r\n${H}\r\n`, `POST /svc/2 HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /svc/3 HTTP/1.1\r\n${H}\r\n`],
+    [
+      `GET /svc/1 HTTP/1.1\r\n${H}\r\n`,
+      `POST /svc/2 HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /svc/3 HTTP/1.1\r\n${H}\r\n`,
+    ],
     3,
   ],
 ];
@@ -242,7 +325,8 @@ for (const [name, bytes, count, heads] of [...TAKEN, ...HANDED]) {
     t.deepEqual(viaLane.responses.map(normalized), viaNode.responses.map(normalized));
     t.is(viaLane.closed, viaNode.closed, 'both close the connection, or neither');
     // Node takes pipelined requests behind a handed-off one at once, so their upstream order may vary.
-    const order = (a: { method: string; url: string }, b: { method: string; url: string }) => (a.url + a.method).localeCompare(b.url + b.method);
+    const order = (a: { method: string; url: string }, b: { method: string; url: string }) =>
+      (a.url + a.method).localeCompare(b.url + b.method);
     t.deepEqual(upstreamViaLane.sort(order), upstreamViaNode.sort(order));
   });
 }
@@ -268,9 +352,45 @@ function generated(rand: () => number): string {
   // A third of the requests without any deviation, so both paths get plenty.
   const oddness = rand() < 0.35 ? 0 : 1;
   const odd = (p: number) => rand() < p * oddness;
-  const method = odd(0.15) ? pick(['get', 'TRACE', 'G ET', 'GET\t', 'CONNECT', 'PROPFIND']) : pick(['GET', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']);
+  const method = odd(0.15)
+    ? pick(['get', 'TRACE', 'G ET', 'GET\t', 'CONNECT', 'PROPFIND'])
+    : pick(['GET', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']);
   let target = '/svc/';
-  const parts = ['a', 'b', '1', '-', '_', '.', '~', '%20', '%2e', '..', '//', '?q=1', '&x', '=', '#f', '"', '<', '>', '{', '|', '\\', '^', '`', ':', '@', '!', '$', "'", '(', '*', '+', ',', ';'];
+  const parts = [
+    'a',
+    'b',
+    '1',
+    '-',
+    '_',
+    '.',
+    '~',
+    '%20',
+    '%2e',
+    '..',
+    '//',
+    '?q=1',
+    '&x',
+    '=',
+    '#f',
+    '"',
+    '<',
+    '>',
+    '{',
+    '|',
+    '\\',
+    '^',
+    '`',
+    ':',
+    '@',
+    '!',
+    '$',
+    "'",
+    '(',
+    '*',
+    '+',
+    ',',
+    ';',
+  ];
   for (let i = Math.floor(rand() * 6); i > 0; i--) target += pick(parts);
   if (odd(0.05)) target += pick([' ', '\u007f', '\u00e9', '\t']);
   if (odd(0.03)) target = pick(['*', 'http://example.test/svc/a', 'svc/a']);
@@ -279,8 +399,45 @@ function generated(rand: () => number): string {
   const fields: string[] = [];
   const hosts = odd(0.06) ? pick([0, 2]) : 1;
   for (let i = 0; i < hosts; i++) fields.push(`${odd(0.3) ? 'host' : 'Host'}: example.test`);
-  const names = ['X-A', 'x-b', 'Accept', 'User-Agent', 'X-Request-Id', 'Content-Type', 'Via', 'X-Forwarded-For', 'Cookie', 'X_C', 'Connection', 'Trailer', 'TE', 'Upgrade', 'Expect', 'Keep-Alive', 'Proxy-Connection'];
-  const values = ['1', 'text/plain', 'a=b; c=d', '10.0.0.1', '1.0 edge', 'abc-123', 'close', 'keep-alive', 'Keep-Alive', 'upgrade', 'X-A', 'trailers', 'h2c', '100-continue', 'timeout=5', ' padded ', 'tab\there', ''];
+  const names = [
+    'X-A',
+    'x-b',
+    'Accept',
+    'User-Agent',
+    'X-Request-Id',
+    'Content-Type',
+    'Via',
+    'X-Forwarded-For',
+    'Cookie',
+    'X_C',
+    'Connection',
+    'Trailer',
+    'TE',
+    'Upgrade',
+    'Expect',
+    'Keep-Alive',
+    'Proxy-Connection',
+  ];
+  const values = [
+    '1',
+    'text/plain',
+    'a=b; c=d',
+    '10.0.0.1',
+    '1.0 edge',
+    'abc-123',
+    'close',
+    'keep-alive',
+    'Keep-Alive',
+    'upgrade',
+    'X-A',
+    'trailers',
+    'h2c',
+    '100-continue',
+    'timeout=5',
+    ' padded ',
+    'tab\there',
+    '',
+  ];
   for (let i = Math.floor(rand() * 5); i > 0; i--) {
     let name = pick(names);
     if (odd(0.05)) name = pick(['X-D ', ' X-E', 'X-F\t', '', 'X(G)', 'X-\u00e9']);
@@ -290,7 +447,12 @@ function generated(rand: () => number): string {
   }
   if (odd(0.04)) fields.push(' folded continuation');
   let body = '';
-  const framing = method === 'GET' || method === 'HEAD' ? (odd(0.1) ? 'length' : 'none') : pick(['none', 'length', 'length', 'chunked', 'both', 'two-lengths', 'bad-length']);
+  const framing =
+    method === 'GET' || method === 'HEAD'
+      ? odd(0.1)
+        ? 'length'
+        : 'none'
+      : pick(['none', 'length', 'length', 'chunked', 'both', 'two-lengths', 'bad-length']);
   const payload = 'p'.repeat(Math.floor(rand() * 40));
   if (framing === 'length') fields.push(`Content-Length: ${payload.length}`);
   if (framing === 'two-lengths') fields.push(`Content-Length: ${payload.length}`, `Content-Length: ${payload.length}`);
@@ -298,7 +460,8 @@ function generated(rand: () => number): string {
   if (framing === 'chunked' || framing === 'both') fields.push('Transfer-Encoding: chunked');
   if (framing === 'both') fields.push(`Content-Length: ${payload.length}`);
   if (framing === 'length' || framing === 'two-lengths' || framing === 'bad-length') body = payload;
-  if (framing === 'chunked' || framing === 'both') body = payload.length > 0 ? `${payload.length.toString(16)}\r\n${payload}\r\n0\r\n\r\n` : '0\r\n\r\n';
+  if (framing === 'chunked' || framing === 'both')
+    body = payload.length > 0 ? `${payload.length.toString(16)}\r\n${payload}\r\n0\r\n\r\n` : '0\r\n\r\n';
   return `${method} ${target} ${version}${eol()}${fields.map((f) => f + eol()).join('')}\r\n${body}`;
 }
 
@@ -314,11 +477,19 @@ test.serial('generated requests (seeded): the same answers with and without the 
     const heads = [bytes.startsWith('HEAD ')];
     const what = `case ${i} (seed ${seed}): ${JSON.stringify(bytes)}`;
     const seenBefore = svc.seen.length;
-    const viaNode = await exchange(node, [bytes], 1, heads).catch((e: Error) => Promise.reject(new Error(`without the lane, ${what}: ${e.message}`)));
-    const upstreamViaNode = svc.seen.slice(seenBefore).map((s) => ({ method: s.method, url: s.url, headers: s.rawHeaders.filter((_, k) => k % 2 === 0).join(',') }));
+    const viaNode = await exchange(node, [bytes], 1, heads).catch((e: Error) =>
+      Promise.reject(new Error(`without the lane, ${what}: ${e.message}`)),
+    );
+    const upstreamViaNode = svc.seen
+      .slice(seenBefore)
+      .map((s) => ({ method: s.method, url: s.url, headers: s.rawHeaders.filter((_, k) => k % 2 === 0).join(',') }));
     const seenMiddle = svc.seen.length;
-    const viaLane = await exchange(lane, [bytes], 1, heads).catch((e: Error) => Promise.reject(new Error(`with the lane, ${what}: ${e.message}`)));
-    const upstreamViaLane = svc.seen.slice(seenMiddle).map((s) => ({ method: s.method, url: s.url, headers: s.rawHeaders.filter((_, k) => k % 2 === 0).join(',') }));
+    const viaLane = await exchange(lane, [bytes], 1, heads).catch((e: Error) =>
+      Promise.reject(new Error(`with the lane, ${what}: ${e.message}`)),
+    );
+    const upstreamViaLane = svc.seen
+      .slice(seenMiddle)
+      .map((s) => ({ method: s.method, url: s.url, headers: s.rawHeaders.filter((_, k) => k % 2 === 0).join(',') }));
     t.deepEqual(viaLane.responses.map(normalized), viaNode.responses.map(normalized), what);
     t.is(viaLane.closed, viaNode.closed, what);
     t.deepEqual(upstreamViaLane, upstreamViaNode, what);
@@ -351,7 +522,10 @@ test.serial('the lane serves the plain requests itself and hands the others on',
 });
 
 /** A listener with the lane and a trivial handler: for the lane's own timing and closing. */
-async function plainListener(handler: (res: ClientResponse, url: string) => void, keepAliveTimeoutMs = 1_000): Promise<{ listener: Listener; port: number }> {
+async function plainListener(
+  handler: (res: ClientResponse, url: string) => void,
+  keepAliveTimeoutMs = 1_000,
+): Promise<{ listener: Listener; port: number }> {
   const listener = createListener((req, res) => handler(res, req.url ?? ''), { keepAliveTimeoutMs, fastLane: { maxBodyBytes: 0 } });
   const { port } = await listener.listen(0, '127.0.0.1');
   return { listener, port };
@@ -426,9 +600,15 @@ test('20,000 pipelined requests in one write are answered in order, one at a tim
   socket.write(all);
   await eventually(() => text().split('HTTP/1.1 200').length - 1 === count, { timeoutMs: 20_000, message: 'every response arrived' });
   t.is(maxInFlight, 1, 'the next request is taken only once the response before it has ended');
-  const bodies = text().split('\r\n\r\n').slice(1).map((part) => part.split('HTTP/1.1')[0]);
+  const bodies = text()
+    .split('\r\n\r\n')
+    .slice(1)
+    .map((part) => part.split('HTTP/1.1')[0]);
   t.is(bodies.length, count);
-  t.true(bodies.every((b, i) => b === `/${i}`), 'in order');
+  t.true(
+    bodies.every((b, i) => b === `/${i}`),
+    'in order',
+  );
 });
 
 test('a body that stops arriving is handed to Node after 1-2 s, which serves the request whole', async (t) => {
@@ -447,7 +627,10 @@ test('a body that stops arriving is handed to Node after 1-2 s, which serves the
   t.true(waitedMs >= 900, `handed on after ${waitedMs} ms`);
   t.is(text(), '', 'nothing answered yet');
   socket.write(BODY.slice(100));
-  const [response] = await eventually(() => (responses(text(), [false], false)?.length ? responses(text(), [false], false) : undefined), { timeoutMs: 5_000, message: 'the response arrived' });
+  const [response] = await eventually(() => (responses(text(), [false], false)?.length ? responses(text(), [false], false) : undefined), {
+    timeoutMs: 5_000,
+    message: 'the response arrived',
+  });
   t.is(response!.status, 200);
   const echoed = JSON.parse(response!.body) as { method: string; url: string; length: number; sha: string };
   t.like(echoed, { method: 'POST', url: '/slow', length: BODY.length, sha: createHash('sha256').update(BODY).digest('hex').slice(0, 16) });

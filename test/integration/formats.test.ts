@@ -130,15 +130,24 @@ test('every format from one tree, mixed within and across services: routable one
 
     // Round robin over N routable instances: 2N requests reach each exactly twice, under its api.
     const statuses = await hit(proxy, service, 2 * routable.length);
-    t.deepEqual(statuses, statuses.map(() => 200), `${service}: every request answered by an upstream`);
+    t.deepEqual(
+      statuses,
+      statuses.map(() => 200),
+      `${service}: every request answered by an upstream`,
+    );
     for (const n of routable) {
       const instance = snapshot.instances.find((i) => i.id === n.id)!;
       t.is(n.upstream!.seen.length, 2, `${service}: ${n.fixture.name} got its share`);
-      for (const seen of n.upstream!.seen) t.regex(seen.url, new RegExp(`^${instance.api}/probe\\?n=\\d+$`), `${service}: ${n.fixture.name} under its api`);
+      for (const seen of n.upstream!.seen)
+        t.regex(seen.url, new RegExp(`^${instance.api}/probe\\?n=\\d+$`), `${service}: ${n.fixture.name} under its api`);
     }
 
     const ofService = events.filter((e) => e.service === service);
-    t.is(ofService.filter((e) => e.kind === 'invalid').length, malformed.length, `${service}: each malformed znode reported once as invalid`);
+    t.is(
+      ofService.filter((e) => e.kind === 'invalid').length,
+      malformed.length,
+      `${service}: each malformed znode reported once as invalid`,
+    );
     t.is(ofService.filter((e) => e.kind === 'inactive').length, inactive.length, `${service}: each inactive one reported once as inactive`);
     t.is(ofService.filter((e) => e.kind === 'refused').length, 0);
   }
@@ -152,7 +161,14 @@ test('every format from one tree, mixed within and across services: routable one
   t.regex(metrics, new RegExp(`puttu_endpoints\\{service="mixed"\\} ${files.length}\\n`));
 });
 
-function checkSnapshot(t: ExecutionContext, service: string, snapshot: ServiceSnapshot, routable: WrittenNode[], inactive: WrittenNode[], malformed: WrittenNode[]): void {
+function checkSnapshot(
+  t: ExecutionContext,
+  service: string,
+  snapshot: ServiceSnapshot,
+  routable: WrittenNode[],
+  inactive: WrittenNode[],
+  malformed: WrittenNode[],
+): void {
   t.deepEqual(
     snapshot.instances.map((i) => i.id),
     routable.map((n) => n.id).sort(),
@@ -160,7 +176,11 @@ function checkSnapshot(t: ExecutionContext, service: string, snapshot: ServiceSn
   );
   for (const n of routable) {
     const instance = snapshot.instances.find((i) => i.id === n.id)!;
-    t.like(instance, { format: n.fixture.format, host: '127.0.0.1', port: n.upstream!.port, ...n.fixture.expect }, `${service}: ${n.fixture.name}`);
+    t.like(
+      instance,
+      { format: n.fixture.format, host: '127.0.0.1', port: n.upstream!.port, ...n.fixture.expect },
+      `${service}: ${n.fixture.name}`,
+    );
   }
   for (const n of inactive) {
     const r = snapshot.rejected.find((x) => x.id === n.id);
@@ -202,7 +222,10 @@ test('a Curator service under a real container node: ZooKeeper reaps it after th
 
     await client.remove(`${dir}/${instance}`);
     // Nobody but ZooKeeper deletes the service node: its disappearance proves it was a container.
-    await eventually(async () => !(await client.exists(dir)), { timeoutMs: 10_000, message: `round ${round}: container reaped by ZooKeeper` });
+    await eventually(async () => !(await client.exists(dir)), {
+      timeoutMs: 10_000,
+      message: `round ${round}: container reaped by ZooKeeper`,
+    });
     const gone = await eventually(
       async () => {
         const reply = await request(`${proxy.url}/spring-orders/x`);
@@ -217,21 +240,46 @@ test('a Curator service under a real container node: ZooKeeper reaps it after th
 test('state changes are followed from the data alone: ours UP/DRAINING, a serverset member STARTING/ALIVE/STOPPING, Spring OUT_OF_SERVICE/UP then disabled, Nerve weight 0/5', async (t) => {
   const proxy = await roundRobinProxy(t);
   const client = await raw(t);
-  const [ours, member, spring, nerve] = [await upstream(t, 'ours'), await upstream(t, 'member'), await upstream(t, 'spring'), await upstream(t, 'nerve')];
+  const [ours, member, spring, nerve] = [
+    await upstream(t, 'ours'),
+    await upstream(t, 'member'),
+    await upstream(t, 'spring'),
+    await upstream(t, 'nerve'),
+  ];
   const dir = `${proxy.basePath}/states`;
   await client.mkdirp(dir);
   const kinds: RejectionKind[] = [];
   proxy.app.registry!.on('rejected', (service, _id, _reason, kind) => void (service === 'states' && kinds.push(kind)));
 
-  const oursData = (status: string) => ({ protocol: 'http', host: '127.0.0.1', port: ours.port, api: '', id: 'o1', registrationTimeUTC: 1, status, weight: 1, metadata: {} });
-  const memberData = (status: string) => ({ serviceEndpoint: { host: '127.0.0.1', port: member.port }, additionalEndpoints: {}, status, shard: 0 });
+  const oursData = (status: string) => ({
+    protocol: 'http',
+    host: '127.0.0.1',
+    port: ours.port,
+    api: '',
+    id: 'o1',
+    registrationTimeUTC: 1,
+    status,
+    weight: 1,
+    metadata: {},
+  });
+  const memberData = (status: string) => ({
+    serviceEndpoint: { host: '127.0.0.1', port: member.port },
+    additionalEndpoints: {},
+    status,
+    shard: 0,
+  });
   const springData = (status: string, enabled = true) => ({
     name: 'states',
     id: 's1',
     address: '127.0.0.1',
     port: spring.port,
     sslPort: null,
-    payload: { '@class': 'org.springframework.cloud.zookeeper.discovery.ZookeeperInstance', id: 'states-1', name: 'states', metadata: { instance_status: status } },
+    payload: {
+      '@class': 'org.springframework.cloud.zookeeper.discovery.ZookeeperInstance',
+      id: 'states-1',
+      name: 'states',
+      metadata: { instance_status: status },
+    },
     registrationTimeUTC: 1,
     serviceType: 'DYNAMIC',
     uriSpec: null,
@@ -253,18 +301,33 @@ test('state changes are followed from the data alone: ours UP/DRAINING, a server
     await eventually(
       () => {
         const s = proxy.app.registry!.get('states');
-        return s && s.rejected.length === all.length - routed.length && s.instances.map((i) => i.port).sort().join() === ports.join();
+        return (
+          s &&
+          s.rejected.length === all.length - routed.length &&
+          s.instances
+            .map((i) => i.port)
+            .sort()
+            .join() === ports.join()
+        );
       },
       { message: `${step}: routable set` },
     );
     const s = proxy.app.registry!.get('states')!;
     for (const [name, reason] of Object.entries(inactive)) {
       const id = lastSegment(nodes[name as keyof typeof nodes]);
-      t.like(s.rejected.find((r) => r.id === id), { kind: 'inactive', reason }, `${step}: ${name}`);
+      t.like(
+        s.rejected.find((r) => r.id === id),
+        { kind: 'inactive', reason },
+        `${step}: ${name}`,
+      );
     }
     const before = all.map((u) => u.seen.length);
-    t.deepEqual(await hit(proxy, 'states', 2 * routed.length), routed.flatMap(() => [200, 200]), `${step}: answered`);
-    all.forEach((u, i) => t.is(u.seen.length - before[i]!, routed.includes(u) ? 2 : 0, `${step}: ${u.name}`));
+    t.deepEqual(
+      await hit(proxy, 'states', 2 * routed.length),
+      routed.flatMap(() => [200, 200]),
+      `${step}: answered`,
+    );
+    for (const [i, u] of all.entries()) t.is(u.seen.length - before[i]!, routed.includes(u) ? 2 : 0, `${step}: ${u.name}`);
   };
 
   await expectRouted('at first', [ours], { member: 'status STARTING', spring: 'instance_status OUT_OF_SERVICE', nerve: 'weight 0' });
@@ -290,21 +353,45 @@ test('library: register writes the canonical JSON superset (weight, metadata, st
   const lib = connect(zk.connectString, proxy.basePath);
   t.teardown(() => lib.close());
 
-  const reg = await lib.register('canon', { host: '127.0.0.1', port: u.port, api: '/c/v1', weight: 3, metadata: { zone: 'eu-1a', build: '42' } });
+  const reg = await lib.register('canon', {
+    host: '127.0.0.1',
+    port: u.port,
+    api: '/c/v1',
+    weight: 3,
+    metadata: { zone: 'eu-1a', build: '42' },
+  });
   const plain = await lib.register('canon', { host: '127.0.0.1', port: u.port, api: '/c/v1' });
   t.like(reg, { weight: 3, metadata: { zone: 'eu-1a', build: '42' }, status: 'UP' });
   t.like(plain, { weight: 1, metadata: {}, status: 'UP' });
 
   const data = JSON.parse((await client.getData(reg.path)).toString('utf8')) as Record<string, unknown>;
   t.deepEqual(Object.keys(data), ['protocol', 'host', 'port', 'api', 'id', 'registrationTimeUTC', 'status', 'weight', 'metadata']);
-  t.like(data, { protocol: 'http', host: '127.0.0.1', port: u.port, api: '/c/v1', id: reg.id, status: 'UP', weight: 3, metadata: { zone: 'eu-1a', build: '42' } });
-  t.true(typeof data.registrationTimeUTC === 'number' && Math.abs((data.registrationTimeUTC as number) - Date.now()) < 60_000, 'registrationTimeUTC is now, in ms');
+  t.like(data, {
+    protocol: 'http',
+    host: '127.0.0.1',
+    port: u.port,
+    api: '/c/v1',
+    id: reg.id,
+    status: 'UP',
+    weight: 3,
+    metadata: { zone: 'eu-1a', build: '42' },
+  });
+  t.true(
+    typeof data.registrationTimeUTC === 'number' && Math.abs((data.registrationTimeUTC as number) - Date.now()) < 60_000,
+    'registrationTimeUTC is now, in ms',
+  );
   t.like(JSON.parse((await client.getData(plain.path)).toString('utf8')), { status: 'UP', weight: 1, metadata: {} });
 
-  const snapshot = await eventually(() => (proxy.app.registry!.get('canon')?.instances.length === 2 ? proxy.app.registry!.get('canon') : undefined), {
-    message: 'proxy reads both',
-  });
-  t.like(snapshot.instances.find((i) => i.id === lastSegment(reg.path)), { format: 'puttu', weight: 3, status: 'UP', metadata: { zone: 'eu-1a', build: '42' }, api: '/c/v1' });
+  const snapshot = await eventually(
+    () => (proxy.app.registry!.get('canon')?.instances.length === 2 ? proxy.app.registry!.get('canon') : undefined),
+    {
+      message: 'proxy reads both',
+    },
+  );
+  t.like(
+    snapshot.instances.find((i) => i.id === lastSegment(reg.path)),
+    { format: 'puttu', weight: 3, status: 'UP', metadata: { zone: 'eu-1a', build: '42' }, api: '/c/v1' },
+  );
   t.deepEqual(await hit(proxy, 'canon', 2), [200, 200]);
   t.true(u.seen.every((s) => s.url === '/c/v1/probe?n=0' || s.url === '/c/v1/probe?n=1'));
 });
@@ -328,7 +415,11 @@ test('library: invalid weight or metadata is refused with PUTTU_INVALID_REGISTRA
     ['metadata over 4 KiB', { metadata: { blob: 'x'.repeat(4096) } }, /metadata is 4107 bytes as JSON, over 4096/],
   ];
   for (const [name, extra, message] of bad) {
-    const error = await t.throwsAsync(lib.register('svc', { host: '127.0.0.1', port: 8080, ...extra } as never), { code: 'PUTTU_INVALID_REGISTRATION' }, name);
+    const error = await t.throwsAsync(
+      lib.register('svc', { host: '127.0.0.1', port: 8080, ...extra } as never),
+      { code: 'PUTTU_INVALID_REGISTRATION' },
+      name,
+    );
     t.regex(error?.message ?? '', message, name);
   }
   t.false(await client.exists(base), 'nothing written, not even the parents');
@@ -352,7 +443,9 @@ test('library close() with drainMs: DRAINING first (readers stop routing, the no
   const started = performance.now();
   let closedAfter: number | undefined;
   const closing = lib.close().then(() => (closedAfter = performance.now() - started));
-  const seen = await eventually(() => proxy.app.registry!.get('drainer')?.rejected.find((r) => r.id === id), { message: 'proxy sees DRAINING' });
+  const seen = await eventually(() => proxy.app.registry!.get('drainer')?.rejected.find((r) => r.id === id), {
+    message: 'proxy sees DRAINING',
+  });
   const drainingAfter = performance.now() - started;
   t.like(seen, { kind: 'inactive', reason: 'status DRAINING' });
   t.is(proxy.app.registry!.get('drainer')!.instances.length, 0, 'not routed any more');
@@ -372,11 +465,15 @@ test('library close() with drainMs: DRAINING first (readers stop routing, the no
   await eventually(async () => !(await client.exists(reg.path)), { timeoutMs: drainMs + 5_000, message: 'node deleted' });
   const goneAfter = performance.now() - started;
   await closing;
-  t.log(`DRAINING seen after ${drainingAfter.toFixed(0)} ms, node gone after ${goneAfter.toFixed(0)} ms, close() resolved after ${closedAfter!.toFixed(0)} ms`);
+  t.log(
+    `DRAINING seen after ${drainingAfter.toFixed(0)} ms, node gone after ${goneAfter.toFixed(0)} ms, close() resolved after ${closedAfter!.toFixed(0)} ms`,
+  );
   t.true(goneAfter >= drainMs, `deleted only after the drain (${goneAfter.toFixed(0)} ms)`);
   t.true(closedAfter! >= drainMs, 'close() resolves after the drain');
   t.is(lib.state, 'closed');
-  await eventually(async () => !(await fourLetter(zk.server.options.clientPort, 'cons')).includes(sid), { message: 'session closed on the server' });
+  await eventually(async () => !(await fourLetter(zk.server.options.clientPort, 'cons')).includes(sid), {
+    message: 'session closed on the server',
+  });
 });
 
 test('library: a session expiry during the drain re-creates the registration as DRAINING, never UP', async (t) => {
@@ -406,9 +503,12 @@ test('library: a session expiry during the drain re-creates the registration as 
   );
   await eventually(() => reg.path === second, { message: 'the registration follows its new node' });
   t.like(JSON.parse((await client.getData(second)).toString('utf8')), { status: 'DRAINING', id: reg.id });
-  await eventually(() => proxy.app.registry!.get('reborn')?.rejected.find((r) => r.id === lastSegment(second))?.reason === 'status DRAINING', {
-    message: 'proxy sees the new node, DRAINING',
-  });
+  await eventually(
+    () => proxy.app.registry!.get('reborn')?.rejected.find((r) => r.id === lastSegment(second))?.reason === 'status DRAINING',
+    {
+      message: 'proxy sees the new node, DRAINING',
+    },
+  );
   await closing;
   t.false(await client.exists(second), 'deleted at the end of the drain');
   t.deepEqual(routedAgain, [], 'never routable again after DRAINING');
@@ -420,21 +520,32 @@ test('the upstream policy comes before the writer’s state: an inactive instanc
   const dir = `${proxy.basePath}/poisoned`;
   await client.mkdirp(dir);
   // Link-local metadata addresses, never dialled: nothing here is routable either way.
-  const disabled = { name: 'poisoned', id: 'p1', address: '169.254.169.254', port: 80, sslPort: null, payload: null, registrationTimeUTC: 1, serviceType: 'DYNAMIC', uriSpec: null, enabled: false };
+  const disabled = {
+    name: 'poisoned',
+    id: 'p1',
+    address: '169.254.169.254',
+    port: 80,
+    sslPort: null,
+    payload: null,
+    registrationTimeUTC: 1,
+    serviceType: 'DYNAMIC',
+    uriSpec: null,
+    enabled: false,
+  };
   const starting = { serviceEndpoint: { host: '169.254.169.254', port: 80 }, additionalEndpoints: {}, status: 'STARTING' };
   await client.create(`${dir}/${randomUUID()}`, Buffer.from(JSON.stringify(disabled)), 'ephemeral');
   await client.create(`${dir}/member_`, Buffer.from(JSON.stringify(starting)), 'ephemeral_sequential');
-  const snapshot = await eventually(() => (proxy.app.registry!.get('poisoned')?.rejected.length === 2 ? proxy.app.registry!.get('poisoned') : undefined), {
-    message: 'both read',
-  });
-  t.is(snapshot.instances.length, 0);
-  t.deepEqual(
-    snapshot.rejected.map((r) => [r.kind, r.instance?.format]).sort(),
-    [
-      ['refused', 'curator'],
-      ['refused', 'serverset'],
-    ],
+  const snapshot = await eventually(
+    () => (proxy.app.registry!.get('poisoned')?.rejected.length === 2 ? proxy.app.registry!.get('poisoned') : undefined),
+    {
+      message: 'both read',
+    },
   );
+  t.is(snapshot.instances.length, 0);
+  t.deepEqual(snapshot.rejected.map((r) => [r.kind, r.instance?.format]).sort(), [
+    ['refused', 'curator'],
+    ['refused', 'serverset'],
+  ]);
   t.true(snapshot.rejected.every((r) => /denied network/.test(r.reason)));
   t.regex((await request(proxy.adminUrl + '/metrics')).body.toString(), /puttu_registry_refused_instances_total\{service="poisoned"\} 2\n/);
 });

@@ -24,7 +24,9 @@ test.before(async () => {
   other = await startUpstream('other');
   await lib.register('svc', { host: '127.0.0.1', port: svc.port, api: '/base' });
   await lib.register('other', { host: '127.0.0.1', port: other.port });
-  await eventually(() => proxy.app.registry!.get('svc')?.instances.length === 1 && proxy.app.registry!.get('other')?.instances.length === 1);
+  await eventually(
+    () => proxy.app.registry!.get('svc')?.instances.length === 1 && proxy.app.registry!.get('other')?.instances.length === 1,
+  );
 });
 
 test.after.always(async () => {
@@ -61,7 +63,8 @@ const seenBoth = () => svc.seen.length + other.seen.length;
 test.serial('request smuggling shapes are refused with 400 and never reach an upstream', async (t) => {
   const before = seenBoth();
   const shapes = {
-    'CL and TE': 'POST /svc/x HTTP/1.1\r\nHost: p\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /other/smuggled HTTP/1.1\r\nHost: p\r\n\r\n',
+    'CL and TE':
+      'POST /svc/x HTTP/1.1\r\nHost: p\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /other/smuggled HTTP/1.1\r\nHost: p\r\n\r\n',
     'duplicate CL': 'POST /svc/x HTTP/1.1\r\nHost: p\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd',
     'bad CL': 'POST /svc/x HTTP/1.1\r\nHost: p\r\nContent-Length: 4x\r\n\r\nabcd',
     'obs-fold': 'GET /svc/x HTTP/1.1\r\nHost: p\r\nX-A: a\r\n folded\r\n\r\n',
@@ -96,7 +99,15 @@ test.serial('absolute-form targets route by their path, never by their authority
 
 test.serial('path tricks never reach another service nor escape the api base path', async (t) => {
   const before = other.seen.length;
-  for (const path of ['/svc/../other/x', '/svc/%2e%2e/other/x', '/svc/%2E%2e/%2e%2e/x', '/svc/a/../../other', '/svc/%2fother', '/svc/..%2fother', '/svc/a\\..\\..\\other']) {
+  for (const path of [
+    '/svc/../other/x',
+    '/svc/%2e%2e/other/x',
+    '/svc/%2E%2e/%2e%2e/x',
+    '/svc/a/../../other',
+    '/svc/%2fother',
+    '/svc/..%2fother',
+    '/svc/a\\..\\..\\other',
+  ]) {
     const reply = await request(proxy.url + path);
     t.is(reply.status, 400, path);
     t.is(reply.json().error.code, 'PUTTU_BAD_PATH', path);

@@ -80,7 +80,10 @@ test('a rolling restart of 3 instances under load: zero failed requests', async 
   t.log(`sent ${result.sent}, failed ${result.failed}`);
   t.is(result.failed, 0, JSON.stringify(result.failures));
   t.deepEqual(
-    proxy.app.registry!.get('rolling')!.instances.map((i) => i.port).sort(),
+    proxy.app
+      .registry!.get('rolling')!
+      .instances.map((i) => i.port)
+      .sort(),
     current.map((p) => p.port).sort(),
   );
 });
@@ -148,7 +151,7 @@ test('a stalled upstream gets a 504 after the per-try timeout, also while the cl
   await t.throwsAsync(request(proxy.url + '/stall/mid'));
 });
 
-test('a stalled upstream gets a 504 for a POST too: a whole body (puttu\'s deadlines) and a streamed one (undici\'s timers)', async (t) => {
+test("a stalled upstream gets a 504 for a POST too: a whole body (puttu's deadlines) and a streamed one (undici's timers)", async (t) => {
   const proxy = await startProxy(zk.connectString, { upstreamTimeoutMs: 300, bodyTimeoutMs: 5_000, maxAttempts: 1 });
   t.teardown(() => proxy.close());
   const bodies: number[] = [];
@@ -166,7 +169,11 @@ test('a stalled upstream gets a 504 for a POST too: a whole body (puttu\'s deadl
   t.is(a.json().error.code, 'PUTTU_UPSTREAM_TIMEOUT');
   t.true(wholeMs >= 300 && wholeMs < 3_000, `whole body: 504 after ${wholeMs} ms`);
   const streamed = Date.now();
-  const b = await request(proxy.url + '/stallpost/b', { method: 'POST', body: 'y'.repeat(100), headers: { 'transfer-encoding': 'chunked' } });
+  const b = await request(proxy.url + '/stallpost/b', {
+    method: 'POST',
+    body: 'y'.repeat(100),
+    headers: { 'transfer-encoding': 'chunked' },
+  });
   const streamedMs = Date.now() - streamed;
   t.is(b.status, 504);
   t.true(streamedMs >= 300 && streamedMs < 3_000, `streamed body: 504 after ${streamedMs} ms`);
@@ -177,7 +184,7 @@ test('client aborts abort the upstream request; sockets return to baseline after
   const proxy = await startProxy(zk.connectString);
   t.teardown(() => proxy.close());
   let upstreamClosed = 0;
-  const slow = await startUpstream('slow', (req, res) => {
+  const slow = await startUpstream('slow', (_req, res) => {
     res.on('close', () => {
       if (!res.writableFinished) upstreamClosed++;
     });

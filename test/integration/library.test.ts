@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { systemClock } from '../../proxy/clock.js';
 import { fourLetter } from '../../proxy/dev/local-zookeeper.js';
 import { connect, NoEndpointError, type ConnectOptions, type Endpoint, type Puttu } from '../../proxy/index.js';
-import { createLogger, silentLogger, type Logger } from '../../proxy/logger.js';
+import { createLogger, type Logger } from '../../proxy/logger.js';
 import { lastSegment } from '../../proxy/registry/paths.js';
 import { Registrar, type Registration } from '../../proxy/registry/registrar.js';
 import { Registry } from '../../proxy/registry/registry.js';
@@ -83,7 +83,12 @@ test('a closed handle rejects get, list and register with PUTTU_CLOSED, also for
   t.is((await a.get('svc')).host, '10.0.0.5');
   await a.close();
   t.is(a.state, 'closed');
-  for (const call of [() => a.get('svc'), () => a.list('svc'), () => a.get('other'), () => a.register('svc', { host: '10.0.0.5', port: 80 })]) {
+  for (const call of [
+    () => a.get('svc'),
+    () => a.list('svc'),
+    () => a.get('other'),
+    () => a.register('svc', { host: '10.0.0.5', port: 80 }),
+  ]) {
     await t.throwsAsync(call(), { code: 'PUTTU_CLOSED' } as never);
   }
   await a.close(); // idempotent
@@ -143,7 +148,9 @@ test('znodes in the `ip` and URL-string formats are served; a malformed one is s
   // The service keeps following changes: a repaired node joins, a new sibling appears.
   await raw.setData(`${dir}/c-bad`, Buffer.from('{"host":"10.0.0.11","port":9001}'));
   await raw.create(`${dir}/f-new`, Buffer.from('{"host":"10.0.0.12","port":9002}'), 'persistent');
-  await eventually(async () => ids(await b.list('billing')).join() === 'a-ip,b-url,c-bad,d-quoted,f-new', { message: 'repaired and new nodes listed' });
+  await eventually(async () => ids(await b.list('billing')).join() === 'a-ip,b-url,c-bad,d-quoted,f-new', {
+    message: 'repaired and new nodes listed',
+  });
   t.pass();
 });
 
@@ -161,7 +168,11 @@ test('invalid registrations reject with PUTTU_INVALID_REGISTRATION and write not
     ['..', { host: '10.0.0.5', port: 80 }, /service name/],
   ];
   for (const [service, data, message] of cases) {
-    await t.throwsAsync(a.register(service, data), { code: 'PUTTU_INVALID_REGISTRATION', message } as never, `${service} ${JSON.stringify(data)}`);
+    await t.throwsAsync(
+      a.register(service, data),
+      { code: 'PUTTU_INVALID_REGISTRATION', message } as never,
+      `${service} ${JSON.stringify(data)}`,
+    );
   }
   t.false(await raw.exists(base), 'not even the base path was created');
 });
@@ -193,7 +204,14 @@ test('a service whose instances all leave: get() rejects with NoEndpointError ag
   await eventually(async () => ids(await b.list('svc')).join() === lastSegment(two.path), { message: 'one left' });
   await two.unregister();
   await two.unregister(); // idempotent
-  await eventually(() => b.get('svc').then(() => false, (e: unknown) => e instanceof NoEndpointError), { message: 'NoEndpointError once all left' });
+  await eventually(
+    () =>
+      b.get('svc').then(
+        () => false,
+        (e: unknown) => e instanceof NoEndpointError,
+      ),
+    { message: 'NoEndpointError once all left' },
+  );
   t.deepEqual(await b.list('svc'), []);
   t.deepEqual(await raw.getChildren(`${base}/svc`), []);
 });
@@ -205,10 +223,13 @@ test('a data change on an instance node is picked up', async (t) => {
   const reg = await a.register('svc', { host: '10.0.0.5', port: 8080 });
   t.is((await b.get('svc')).port, 8080);
   await raw.setData(reg.path, Buffer.from(JSON.stringify({ protocol: 'https', host: '10.0.0.6', port: 8443, api: '/v2' })));
-  const moved = await eventually(async () => {
-    const e = await b.get('svc');
-    return e.port === 8443 ? e : undefined;
-  }, { message: 'new data seen' });
+  const moved = await eventually(
+    async () => {
+      const e = await b.get('svc');
+      return e.port === 8443 ? e : undefined;
+    },
+    { message: 'new data seen' },
+  );
   t.is(moved.url, 'https://10.0.0.6:8443/v2');
   t.is(moved.id, lastSegment(reg.path), 'the same instance, new data');
 });
@@ -226,7 +247,9 @@ test('get() and list() are served from the cache: they keep answering with ZooKe
   t.deepEqual(await b.get('svc'), before);
   t.deepEqual(await b.list('svc'), [before]);
   // A service never asked for has no cache: it needs ZooKeeper and says so.
-  await t.throwsAsync(open(t, '/svc-cache', { connectTimeoutMs: 300 }, own.connectString).get('other'), { code: 'PUTTU_ZK_UNAVAILABLE' } as never);
+  await t.throwsAsync(open(t, '/svc-cache', { connectTimeoutMs: 300 }, own.connectString).get('other'), {
+    code: 'PUTTU_ZK_UNAVAILABLE',
+  } as never);
 
   // close() settles with the server gone, even with a registration left to remove.
   t.not(await within(Promise.all([a.close(), b.close()]), 5_000), 'pending');
@@ -266,7 +289,9 @@ test('session expiry: the registration is re-created exactly once, and the expir
   // Still exactly one node carries this registration, and it was written once on the new session.
   const children = await raw.getChildren(`${base}/svc`);
   t.is(children.length, 2);
-  const owners = await Promise.all(children.map(async (child) => (JSON.parse((await raw.getData(`${base}/svc/${child}`)).toString()) as { id: string }).id));
+  const owners = await Promise.all(
+    children.map(async (child) => (JSON.parse((await raw.getData(`${base}/svc/${child}`)).toString()) as { id: string }).id),
+  );
   t.is(owners.filter((id) => id === reg.id).length, 1);
   t.is(logger.records.filter((r) => r.msg === 're-registered on the new session').length, 1);
 });
@@ -303,7 +328,9 @@ const endpoint = (host: string) => ({ protocol: 'http' as const, host, port: 808
 async function nodesOf(reg: Registration, base: string): Promise<string[]> {
   const dir = `${base}/${reg.service}`;
   const children = await raw.getChildren(dir);
-  const owners = await Promise.all(children.map(async (c) => (JSON.parse((await raw.getData(`${dir}/${c}`)).toString()) as { id?: string }).id));
+  const owners = await Promise.all(
+    children.map(async (c) => (JSON.parse((await raw.getData(`${dir}/${c}`)).toString()) as { id?: string }).id),
+  );
   return children.filter((_, i) => owners[i] === reg.id);
 }
 
@@ -323,7 +350,14 @@ test('classes: after a session expiry the Registrar writes once and the Registry
   t.is(p.zk.generation, 2);
   t.true(p.states.includes('expired'));
   t.deepEqual(await raw.getChildren(`${base}/svc`), [lastSegment(reg.path)]);
-  await eventually(() => p.registry.get('svc')?.instances.map((i) => i.id).join() === lastSegment(reg.path), { message: 'registry follows the move' });
+  await eventually(
+    () =>
+      p.registry
+        .get('svc')
+        ?.instances.map((i) => i.id)
+        .join() === lastSegment(reg.path),
+    { message: 'registry follows the move' },
+  );
 
   // Written after the expiry by someone else: a new instance and a new service. Seen only through
   // watches armed on the new session (the base path's child watch, the service's child watch).
@@ -349,7 +383,9 @@ test('classes: a registration made while the first session is being established 
   await p.registrar.idle();
   t.is(reg.path, path);
   t.deepEqual(await raw.getChildren(`${base}/svc`), [lastSegment(path)]);
-  t.false(p.logger.records.some((r) => r.msg === 're-registered on the new session' || r.msg === 'deleted a stale node of this registration'));
+  t.false(
+    p.logger.records.some((r) => r.msg === 're-registered on the new session' || r.msg === 'deleted a stale node of this registration'),
+  );
 });
 
 test('classes: cut off longer than the session timeout, the client starts a new session and leaves exactly one node', async (t) => {
@@ -379,7 +415,17 @@ test('classes: cut off longer than the session timeout, the client starts a new 
   t.deepEqual(await observer.getChildren(dir), [lastSegment(reg.path)], 'one node, right after the new session wrote');
   // Once the server has expired the old session, still exactly that one.
   const sessions = async () => (await fourLetter(own.server.options.clientPort, 'dump')).match(/0x[0-9a-f]+/g)?.map((h) => BigInt(h)) ?? [];
-  await eventually(async () => !(await sessions()).includes(oldSession), { timeoutMs: 15_000, message: 'old session expired on the server' });
+  await eventually(async () => !(await sessions()).includes(oldSession), {
+    timeoutMs: 15_000,
+    message: 'old session expired on the server',
+  });
   t.deepEqual(await observer.getChildren(dir), [lastSegment(reg.path)]);
-  await eventually(() => p.registry.get('svc')?.instances.map((i) => i.id).join() === lastSegment(reg.path), { message: 'registry follows' });
+  await eventually(
+    () =>
+      p.registry
+        .get('svc')
+        ?.instances.map((i) => i.id)
+        .join() === lastSegment(reg.path),
+    { message: 'registry follows' },
+  );
 });

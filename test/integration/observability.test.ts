@@ -54,7 +54,10 @@ test.before(async () => {
     async () => {
       await drive();
       const text = await s.scrape();
-      return (sampleValue(text, 'puttu_retries_total', { service: 'warehouse' }) ?? 0) > 0 && (sampleValue(text, 'puttu_ejections_total', { service: 'warehouse' }) ?? 0) > 0;
+      return (
+        (sampleValue(text, 'puttu_retries_total', { service: 'warehouse' }) ?? 0) > 0 &&
+        (sampleValue(text, 'puttu_ejections_total', { service: 'warehouse' }) ?? 0) > 0
+      );
     },
     { timeoutMs: 20_000, message: 'retries and an ejection counted' },
   );
@@ -77,11 +80,20 @@ test('promtool check rules: config/alerts.yml', async (t) => {
 
 test('promtool test rules: every alert is unit-tested firing and not firing, and the tests pass', async (t) => {
   const alerts = [...fs.readFileSync(path.join(REPO, 'config/alerts.yml'), 'utf8').matchAll(/^\s*- alert:\s*(\w+)/gm)].map((m) => m[1]!);
-  for (const name of ['PuttuServiceNoEndpoints', 'PuttuHigh5xxRatio', 'PuttuZooKeeperDisconnected', 'PuttuRegistryStale']) t.true(alerts.includes(name), `${name} is defined`);
-  const cases = [...fs.readFileSync(path.join(REPO, 'config/alerts.test.yml'), 'utf8').matchAll(/alertname:\s*(\w+)\s*\n\s*exp_alerts:\s*(\[\s*\])?/g)];
+  for (const name of ['PuttuServiceNoEndpoints', 'PuttuHigh5xxRatio', 'PuttuZooKeeperDisconnected', 'PuttuRegistryStale'])
+    t.true(alerts.includes(name), `${name} is defined`);
+  const cases = [
+    ...fs.readFileSync(path.join(REPO, 'config/alerts.test.yml'), 'utf8').matchAll(/alertname:\s*(\w+)\s*\n\s*exp_alerts:\s*(\[\s*\])?/g),
+  ];
   for (const name of alerts) {
-    t.true(cases.some((c) => c[1] === name && c[2] === undefined), `${name} has a firing case`);
-    t.true(cases.some((c) => c[1] === name && c[2] !== undefined), `${name} has a not-firing case`);
+    t.true(
+      cases.some((c) => c[1] === name && c[2] === undefined),
+      `${name} has a firing case`,
+    );
+    t.true(
+      cases.some((c) => c[1] === name && c[2] !== undefined),
+      `${name} has a not-firing case`,
+    );
   }
   const r = await promtool(['test', 'rules', 'config/alerts.test.yml']);
   t.is(r.code, 0, r.stdout + r.stderr);
@@ -98,7 +110,9 @@ test('promtool check metrics passes on a real scrape after traffic', async (t) =
 
 test('metricNames finds the selected metrics and nothing else', (t) => {
   t.deepEqual(
-    metricNames('histogram_quantile(0.99, sum by (service, le) (rate(a_seconds_bucket{service=~"$service",le!="+Inf"}[$__rate_interval])))\n / ignoring (le) group_left b_total offset 5m or vector(1e3) > bool 0.5'),
+    metricNames(
+      'histogram_quantile(0.99, sum by (service, le) (rate(a_seconds_bucket{service=~"$service",le!="+Inf"}[$__rate_interval])))\n / ignoring (le) group_left b_total offset 5m or vector(1e3) > bool 0.5',
+    ),
     ['a_seconds_bucket', 'b_total'],
   );
   t.deepEqual(metricNames('sum(rate(x{code="rate(y)"}[5m:1m])) and on (instance) up'), ['x', 'up']);
@@ -114,7 +128,10 @@ test('every dashboard is a valid Grafana dashboard whose queries name only metri
     const rel = path.relative(REPO, file);
     t.deepEqual(dashboardProblems(dashboard, uids), [], `${rel} is a valid dashboard`);
     const d = dashboard as Dashboard;
-    t.true(d.templating?.list.some((v) => v.name === 'service'), `${rel} has a service variable`);
+    t.true(
+      d.templating?.list.some((v) => v.name === 'service'),
+      `${rel} has a service variable`,
+    );
     for (const v of d.templating?.list ?? []) {
       const m = /label_values\(\s*([A-Za-z_:][\w:]*)/.exec(v.definition ?? JSON.stringify(v.query));
       if (m) used.set(m[1]!, [...(used.get(m[1]!) ?? []), `${rel} variable $${v.name}`]);
@@ -127,7 +144,16 @@ test('every dashboard is a valid Grafana dashboard whose queries name only metri
       }
     }
   }
-  for (const required of ['puttu_requests_total', 'puttu_request_duration_seconds_bucket', 'puttu_endpoints', 'puttu_upstream_errors_total', 'puttu_retries_total', 'puttu_ejections_total', 'puttu_zookeeper_connection_state', 'puttu_registry_staleness_seconds']) {
+  for (const required of [
+    'puttu_requests_total',
+    'puttu_request_duration_seconds_bucket',
+    'puttu_endpoints',
+    'puttu_upstream_errors_total',
+    'puttu_retries_total',
+    'puttu_ejections_total',
+    'puttu_zookeeper_connection_state',
+    'puttu_registry_staleness_seconds',
+  ]) {
     t.true(used.has(required), `a dashboard charts ${required}`);
   }
   // Keep the situations coming until one scrape has a sample of every name: an ejection lasts
@@ -161,7 +187,11 @@ test('a real Prometheus scraping the proxy with config/prometheus.yml shows the 
       const value = Number(r.result[0]?.value?.[1] ?? 0);
       return value > 0 ? value : undefined;
     },
-    { timeoutMs: 30_000, intervalMs: 250, message: `warehouse's request rate visible in Prometheus (log: ${prometheus.output().slice(-500)})` },
+    {
+      timeoutMs: 30_000,
+      intervalMs: 250,
+      message: `warehouse's request rate visible in Prometheus (log: ${prometheus.output().slice(-500)})`,
+    },
   );
   t.log(`warehouse: ${rate.toFixed(1)} requests/s in Prometheus`);
   const targets = await prometheus.api<{ activeTargets: Array<{ labels: Record<string, string>; health: string }> }>('targets');
@@ -176,7 +206,9 @@ test('a real Prometheus scraping the proxy with config/prometheus.yml shows the 
       let series = 0;
       for (const target of p.targets) {
         const expr = expandVariables(target.expr, { rateInterval: '10s', variables: { service: '.*' } });
-        const r = await prometheus.query(expr).catch((e: Error) => t.fail(`${path.basename(file)} "${p.title}" ${target.refId}: ${e.message}`));
+        const r = await prometheus
+          .query(expr)
+          .catch((e: Error) => t.fail(`${path.basename(file)} "${p.title}" ${target.refId}: ${e.message}`));
         series += r ? r.result.length : 0;
       }
       t.true(series > 0, `${path.basename(file)} "${p.title}" has data`);

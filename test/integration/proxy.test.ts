@@ -41,7 +41,9 @@ async function upstream(name: string, handler = echo): Promise<Upstream> {
 async function registerAll(lib: Puttu, proxy: TestProxy, service: string, ups: Upstream[], api = '') {
   const regs = [];
   for (const u of ups) regs.push(await lib.register(service, { host: '127.0.0.1', port: u.port, api }));
-  await eventually(() => proxy.app.registry!.get(service)?.instances.length === ups.length, { message: `${service} has ${ups.length} instances` });
+  await eventually(() => proxy.app.registry!.get(service)?.instances.length === ups.length, {
+    message: `${service} has ${ups.length} instances`,
+  });
   return regs;
 }
 
@@ -108,9 +110,11 @@ test('per-service p2c steers traffic away from a slow instance', async (t) => {
   await registerAll(lib, proxy, 'steer', [...fast, slow]);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 12 });
   t.teardown(() => agent.destroy());
-  await Promise.all(Array.from({ length: 12 }, async () => {
-    for (let i = 0; i < 50; i++) await get(proxy.url + '/steer/x', agent);
-  }));
+  await Promise.all(
+    Array.from({ length: 12 }, async () => {
+      for (let i = 0; i < 50; i++) await get(proxy.url + '/steer/x', agent);
+    }),
+  );
   const share = slow.seen.length / 600;
   t.log(`slow instance share under p2c: ${(share * 100).toFixed(1)} % (random would give 33 %)`);
   // Under p2c a request only reaches the slow instance when it is not busier than the other
@@ -128,7 +132,9 @@ test('X-Request-Id is kept or generated, sent upstream and returned; one access-
   const u = await upstream('rid');
   await registerAll(lib, proxy, 'rid', [u]);
 
-  const kept = await request(proxy.url + '/rid/a?secret=1', { headers: { 'x-request-id': 'client-42', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' } });
+  const kept = await request(proxy.url + '/rid/a?secret=1', {
+    headers: { 'x-request-id': 'client-42', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+  });
   t.is(kept.headers['x-request-id'], 'client-42');
   t.is(kept.json().headers['x-request-id'], 'client-42');
   t.is(kept.json().headers.traceparent, '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
@@ -146,10 +152,21 @@ test('X-Request-Id is kept or generated, sent upstream and returned; one access-
     return found.length >= 3 ? found : undefined;
   });
   const first = access.find((l) => l.requestId === 'client-42');
-  t.like(first, { msg: 'request', method: 'GET', path: '/rid/a', service: 'rid', status: 200, attempts: 1, instance: proxy.app.registry!.get('rid')!.instances[0]!.id });
+  t.like(first, {
+    msg: 'request',
+    method: 'GET',
+    path: '/rid/a',
+    service: 'rid',
+    status: 200,
+    attempts: 1,
+    instance: proxy.app.registry!.get('rid')!.instances[0]!.id,
+  });
   t.is(typeof first.durationMs, 'number');
   t.false(JSON.stringify(access).includes('secret=1'), 'queries stay out of the log');
-  t.like(access.find((l) => l.path === '/nope/x'), { status: 404, error: 'PUTTU_UNKNOWN_SERVICE' });
+  t.like(
+    access.find((l) => l.path === '/nope/x'),
+    { status: 404, error: 'PUTTU_UNKNOWN_SERVICE' },
+  );
 });
 
 test('a 1 MiB POST body and a 32 MiB response stream through intact', async (t) => {
@@ -182,7 +199,11 @@ test('a 1 MiB POST body and a 32 MiB response stream through intact', async (t) 
   await registerAll(lib, proxy, 'files', [u]);
 
   const body = randomBytes(1024 * 1024);
-  const posted = await request(proxy.url + '/files/upload', { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } });
+  const posted = await request(proxy.url + '/files/upload', {
+    method: 'POST',
+    body,
+    headers: { 'content-type': 'application/octet-stream' },
+  });
   t.is(posted.status, 200);
   t.deepEqual(posted.json(), { bytes: body.length, sha256: sha256(body), te: null });
 
@@ -265,7 +286,9 @@ test('Connection: X-Forwarded-For cannot strip the X-Forwarded-For the proxy add
   const { proxy, lib } = await setup();
   const u = await upstream('xff');
   await registerAll(lib, proxy, 'xff', [u]);
-  const seen = (await request(proxy.url + '/xff/', { headers: { connection: 'X-Forwarded-For', 'x-forwarded-for': '198.51.100.1' } })).json();
+  const seen = (
+    await request(proxy.url + '/xff/', { headers: { connection: 'X-Forwarded-For', 'x-forwarded-for': '198.51.100.1' } })
+  ).json();
   t.is(seen.headers['x-forwarded-for'], '127.0.0.1');
 });
 
@@ -361,7 +384,10 @@ test('instances added and removed while traffic flows: the new one gets traffic,
     // Its keep-alive pool was closed with it: the removed upstream's sockets go away at once
     // (well before the 4 s idle timeout that would otherwise close them).
     const closedAt = Date.now();
-    await eventually(() => new Promise<boolean>((resolve) => a!.server.getConnections((_e, n) => resolve(n === 0))), { timeoutMs: 3_000, message: 'pool of the removed instance closed' });
+    await eventually(() => new Promise<boolean>((resolve) => a!.server.getConnections((_e, n) => resolve(n === 0))), {
+      timeoutMs: 3_000,
+      message: 'pool of the removed instance closed',
+    });
     t.true(Date.now() - closedAt < 3_000);
   } finally {
     running = false;
@@ -444,4 +470,3 @@ function get(url: string, agent: http.Agent): Promise<number> {
 function sha256(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex');
 }
-

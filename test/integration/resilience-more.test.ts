@@ -53,7 +53,10 @@ test('library close() with drainMs: the proxy stops routing first (DRAINING), th
   const closing = lib.close().then(() => (closedAfter = performance.now() - started));
   const dir = `${proxy.basePath}/drain`;
   // The drain is what DRAINING buys: the proxy stops routing while the node and the session live.
-  await eventually(() => proxy.app.registry!.get('drain')?.instances.length === 0, { timeoutMs: 5_000, message: 'proxy dropped the instance' });
+  await eventually(() => proxy.app.registry!.get('drain')?.instances.length === 0, {
+    timeoutMs: 5_000,
+    message: 'proxy dropped the instance',
+  });
   const droppedAfter = performance.now() - started;
   t.is(closedAfter, undefined, 'close() has not resolved when the proxy stops routing');
   t.true((await raw.getChildren(dir)).includes(lastSegment(reg.path)), 'the node still exists during the drain');
@@ -66,7 +69,10 @@ test('library close() with drainMs: the proxy stops routing first (DRAINING), th
   t.true(droppedAfter + 250 < closedAfter!, 'routing stopped well before close() resolved');
   t.false((await raw.getChildren(dir)).includes(lastSegment(reg.path)), 'the node is deleted by the time close() resolves');
   t.is(lib.state, 'closed');
-  await eventually(async () => !(await fourLetter(zk.server.options.clientPort, 'cons')).includes(sid), { timeoutMs: 5_000, message: 'session closed on the server' });
+  await eventually(async () => !(await fourLetter(zk.server.options.clientPort, 'cons')).includes(sid), {
+    timeoutMs: 5_000,
+    message: 'session closed on the server',
+  });
 });
 
 /** Records every state change of `zk` with its time. */
@@ -90,7 +96,10 @@ for (const fault of ['pause', 'reset'] as const) {
     const lib = connect(ens.connectString, proxy.basePath);
     t.teardown(() => lib.close());
     await lib.register('failover', { host: '127.0.0.1', port: upstream.port });
-    await eventually(() => proxy.app.registry!.get('failover')?.instances.length === 1, { timeoutMs: 15_000, message: 'proxy sees the instance' });
+    await eventually(() => proxy.app.registry!.get('failover')?.instances.length === 1, {
+      timeoutMs: 15_000,
+      message: 'proxy sees the instance',
+    });
 
     const zk = proxy.app.zk!;
     const generation = zk.generation;
@@ -106,11 +115,19 @@ for (const fault of ['pause', 'reset'] as const) {
     const faultAt = performance.now();
     if (fault === 'pause') victim.mode = 'pause';
     else victim.reset();
-    const left = await eventually(() => states.changes.find((c) => c.state !== 'connected'), { timeoutMs: sessionTimeoutMs * 2, message: 'left connected' });
-    const back = await eventually(() => states.changes.find((c) => c.at >= left.at && c.state === 'connected'), { timeoutMs: sessionTimeoutMs * 2, message: 'connected again' });
+    const left = await eventually(() => states.changes.find((c) => c.state !== 'connected'), {
+      timeoutMs: sessionTimeoutMs * 2,
+      message: 'left connected',
+    });
+    const back = await eventually(() => states.changes.find((c) => c.at >= left.at && c.state === 'connected'), {
+      timeoutMs: sessionTimeoutMs * 2,
+      message: 'connected again',
+    });
     const detectMs = left.at - faultAt;
     const recoverMs = back.at - faultAt;
-    t.log(`${fault}: left 'connected' after ${detectMs.toFixed(0)} ms, connected again after ${recoverMs.toFixed(0)} ms (session timeout ${zk.sessionTimeoutMs} ms); states: ${states.changes.map((c) => c.state).join(' → ')}`);
+    t.log(
+      `${fault}: left 'connected' after ${detectMs.toFixed(0)} ms, connected again after ${recoverMs.toFixed(0)} ms (session timeout ${zk.sessionTimeoutMs} ms); states: ${states.changes.map((c) => c.state).join(' → ')}`,
+    );
     // A silent server is dropped once nothing was read for 2/3 of the session timeout (the read
     // guard in deps/zookeeper-client.ts, checked every 500 ms, as the Java client's ClientCnxn); the next
     // member answers at once. That leaves the last third of the session for the move, so the
@@ -118,7 +135,10 @@ for (const fault of ['pause', 'reset'] as const) {
     const boundMs = (zk.sessionTimeoutMs * 2) / 3 + 500 + 1_000;
     t.true(recoverMs < boundMs, `connected again within ${boundMs} ms (${recoverMs.toFixed(0)} ms), under the session timeout`);
     t.is(zk.generation, generation, 'the same session: no expiry, no new session');
-    t.false(states.changes.some((c) => c.state === 'expired'), 'never expired');
+    t.false(
+      states.changes.some((c) => c.state === 'expired'),
+      'never expired',
+    );
     if (fault === 'pause') {
       t.is(victim.connections, 0, 'nothing left on the silent member');
       t.is(relays.filter((r) => r !== victim && r.connections > 0).length, 1, 'connected through another member');
@@ -128,7 +148,10 @@ for (const fault of ['pause', 'reset'] as const) {
     const second = await startUpstream(`failover-${fault}-2`);
     t.teardown(() => second.close());
     await lib.register('failover', { host: '127.0.0.1', port: second.port });
-    await eventually(() => proxy.app.registry!.get('failover')?.instances.length === 2, { timeoutMs: 10_000, message: 'change after the move seen' });
+    await eventually(() => proxy.app.registry!.get('failover')?.instances.length === 2, {
+      timeoutMs: 10_000,
+      message: 'change after the move seen',
+    });
 
     const at = load.sent;
     await eventually(() => load.sent > at + 300, { message: 'load continued' });
@@ -230,7 +253,9 @@ test('a client reading a 4 MiB body slowly (paused, 100 KB every 100 ms) through
 
   const started = performance.now();
   const read = await slowRead(proxy.url + '/bulk/blob', { perTick: 100_000 });
-  t.log(`read ${read.bytes} bytes in ${read.ms.toFixed(0)} ms; the upstream finished after ${(stats.doneAt - started).toFixed(0)} ms, held back ${stats.longestBlockedMs.toFixed(0)} ms at most`);
+  t.log(
+    `read ${read.bytes} bytes in ${read.ms.toFixed(0)} ms; the upstream finished after ${(stats.doneAt - started).toFixed(0)} ms, held back ${stats.longestBlockedMs.toFixed(0)} ms at most`,
+  );
   t.is(read.status, 200);
   t.is(read.bytes, payload.length);
   t.is(read.digest, createHash('sha256').update(payload).digest('hex'));
@@ -251,7 +276,10 @@ test('a client that stops reading for 1.5 s holds the proxy back (backpressure r
   t.is(read.status, 200);
   t.is(read.bytes, payload.length);
   t.is(read.digest, createHash('sha256').update(payload).digest('hex'));
-  t.true(stats.longestBlockedMs > 900, `the proxy held the upstream back for more than 3 body timeouts (${stats.longestBlockedMs.toFixed(0)} ms)`);
+  t.true(
+    stats.longestBlockedMs > 900,
+    `the proxy held the upstream back for more than 3 body timeouts (${stats.longestBlockedMs.toFixed(0)} ms)`,
+  );
 });
 
 test('a service node that vanishes and comes back, three times: unknown or unavailable while gone, routed to the new instance once back', async (t) => {
@@ -316,9 +344,16 @@ test('a service node deleted and re-created at once (no pause between), three ti
     await raw.remove(dir);
     await raw.mkdirp(dir);
     instance = await raw.create(`${dir}/flicker`, data(next.port), 'ephemeral_sequential');
-    await eventually(() => proxy.app.registry!.get('flicker')?.instances.map((i) => i.id).join() === lastSegment(instance), {
-      message: `round ${round}: the view holds exactly the new instance`,
-    });
+    await eventually(
+      () =>
+        proxy.app
+          .registry!.get('flicker')
+          ?.instances.map((i) => i.id)
+          .join() === lastSegment(instance),
+      {
+        message: `round ${round}: the view holds exactly the new instance`,
+      },
+    );
     const reply = await request(proxy.url + '/flicker/x');
     t.is(reply.status, 200);
     t.is(reply.headers['x-upstream'], next.name);

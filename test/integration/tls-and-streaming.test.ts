@@ -32,8 +32,38 @@ test.before(async () => {
   openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=puttu test CA');
   openssl('req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
   fs.writeFileSync(pem('ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'ext.cnf');
-  openssl('req', '-x509', ...ec, '-keyout', 'self.key', '-out', 'self.pem', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1');
+  openssl(
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'server.pem',
+    '-days',
+    '1',
+    '-extfile',
+    'ext.cnf',
+  );
+  openssl(
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    'self.key',
+    '-out',
+    'self.pem',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+  );
   zk = await startZooKeeper();
 });
 
@@ -158,6 +188,7 @@ test('server-sent events are forwarded as they are sent, not buffered', async (t
     ['event 0', 'event 1', 'event 2', 'event 3', 'event 4'],
   );
   // Each event arrives before the next one is even sent: nothing waits for the stream to end.
-  for (let i = 0; i < 4; i++) t.true(arrivals[i]!.at <= sentAt[i + 1]!, `event ${i} arrived ${arrivals[i]!.at - sentAt[i]!} ms after it was sent`);
+  for (let i = 0; i < 4; i++)
+    t.true(arrivals[i]!.at <= sentAt[i + 1]!, `event ${i} arrived ${arrivals[i]!.at - sentAt[i]!} ms after it was sent`);
   t.log(`delivery delays: ${arrivals.map((a, i) => a.at - sentAt[i]!).join(', ')} ms`);
 });

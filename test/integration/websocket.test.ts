@@ -145,7 +145,12 @@ test('a failed upgrade answers with the status of its cause: 504 timed out, 502 
   await leaving.register('emptyws', { host: '127.0.0.1', port: await freePort() });
   await eventually(() => timing.app.registry!.get('emptyws')?.instances.length === 1);
   await leaving.close();
-  await eventually(() => timing.app.registry!.get('silentws')?.instances.length && timing.app.registry!.get('refusedws')?.instances.length && timing.app.registry!.get('emptyws')?.instances.length === 0);
+  await eventually(
+    () =>
+      timing.app.registry!.get('silentws')?.instances.length &&
+      timing.app.registry!.get('refusedws')?.instances.length &&
+      timing.app.registry!.get('emptyws')?.instances.length === 0,
+  );
 
   const started = Date.now();
   t.deepEqual(await refusal(url('/silentws/x')), { status: 504, reason: 'Gateway Timeout', code: 'PUTTU_UPSTREAM_TIMEOUT' });
@@ -207,7 +212,9 @@ test('a client that leaves during the handshake aborts the upstream request', as
   await eventually(() => proxy.app.registry!.get('hang')?.instances.length);
   const ws = new WebSocket(wsUrl('/hang/x'));
   ws.on('error', () => undefined);
-  await eventually(() => server.listenerCount('upgrade') > 0 && (server as any)._connections > 0, { message: 'upstream holds the handshake' });
+  await eventually(() => server.listenerCount('upgrade') > 0 && (server as any)._connections > 0, {
+    message: 'upstream holds the handshake',
+  });
   ws.terminate();
   await eventually(() => upstreamClosed, { message: 'upstream request aborted' });
   t.true(upstreamClosed);

@@ -5,7 +5,6 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { freePort } from '../../proxy/dev/local-zookeeper.js';
 import { silentLogger } from '../../proxy/logger.js';
 import { ZkClient, ZkError, type ConnectionState, type WatchEvent } from '../../proxy/registry/zk-client.js';
@@ -218,7 +217,11 @@ test('never connected (nobody listens): whenConnected and operations time out wi
   await t.throwsAsync(c.getData('/'), { code: 'PUTTU_ZK_TIMEOUT', message: /getData \/: no answer from ZooKeeper within 300 ms/ } as never);
   const pending = c.exists('/');
   t.not(await within(c.close(), 3_000), 'pending', 'close() settled');
-  await t.throwsAsync(pending, { code: 'PUTTU_ZK_CLOSED' } as never, 'an operation pending at close() is rejected then, not left to its timer');
+  await t.throwsAsync(
+    pending,
+    { code: 'PUTTU_ZK_CLOSED' } as never,
+    'an operation pending at close() is rejected then, not left to its timer',
+  );
 });
 
 test('server gone: an operation rejects with PUTTU_ZK_TIMEOUT after opTimeoutMs, and close() settles promptly', async (t) => {
@@ -264,7 +267,11 @@ test('an operation that timed out while disconnected is never sent later, when t
   const restartMs = Date.now() - restart;
   await eventually(() => reconnects.length > 0 || c.generation > 1, { timeoutMs: 40_000, message: 'reconnected' });
   const downMs = Date.now() - restart;
-  t.is(c.generation, 1, `the same session, not a new one (server start ${restartMs} ms, reconnected ${downMs} ms after it; session ${c.sessionTimeoutMs} ms)`);
+  t.is(
+    c.generation,
+    1,
+    `the same session, not a new one (server start ${restartMs} ms, reconnected ${downMs} ms after it; session ${c.sessionTimeoutMs} ms)`,
+  );
   // Anything the library had queued is flushed before a request made after the reconnect.
   t.false(await c.exists(node), 'the timed-out create was never sent');
 });

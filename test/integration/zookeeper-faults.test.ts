@@ -74,7 +74,9 @@ test('connection lost, session alive: the last snapshot keeps serving, staleness
   // Served from the snapshot while ZooKeeper is out of reach.
   for (let i = 0; i < 10; i++) t.is((await request(proxy.url + '/cut/x')).status, 200);
   t.truthy(await metric(proxy.adminUrl, /puttu_zookeeper_connection_state\{state="(disconnected|connecting)"\} 1/));
-  await eventually(async () => Number((await metric(proxy.adminUrl, /puttu_registry_staleness_seconds ([\d.]+)/))?.[1]) > 0.2, { message: 'staleness grows' });
+  await eventually(async () => Number((await metric(proxy.adminUrl, /puttu_registry_staleness_seconds ([\d.]+)/))?.[1]) > 0.2, {
+    message: 'staleness grows',
+  });
 
   // Changes during the outage: a leaves, b arrives, a new service appears.
   await regA.unregister();
@@ -82,11 +84,20 @@ test('connection lost, session alive: the last snapshot keeps serving, staleness
   await lib.register('born-in-outage', { host: '127.0.0.1', port: b.port });
   relay.mode = 'pass';
   const backAt = Date.now();
-  await eventually(() => proxy.app.registry!.get('cut')?.instances.map((i) => i.port).join() === String(b.port), { timeoutMs: 15_000, message: 'resynced cut' });
+  await eventually(
+    () =>
+      proxy.app
+        .registry!.get('cut')
+        ?.instances.map((i) => i.port)
+        .join() === String(b.port),
+    { timeoutMs: 15_000, message: 'resynced cut' },
+  );
   t.log(`outage changes visible ${Date.now() - backAt} ms after the connection came back`);
   await eventually(() => proxy.app.registry!.get('born-in-outage')?.instances.length === 1, { message: 'resynced new service' });
   t.is(proxy.app.zk!.generation, 1, 'the same session (reconnected, not expired)');
-  await eventually(async () => Number((await metric(proxy.adminUrl, /puttu_registry_staleness_seconds ([\d.]+)/))?.[1]) === 0, { message: 'fresh again' });
+  await eventually(async () => Number((await metric(proxy.adminUrl, /puttu_registry_staleness_seconds ([\d.]+)/))?.[1]) === 0, {
+    message: 'fresh again',
+  });
 });
 
 test('forced session expiry of the proxy: a new session, a full relist, and re-armed watches', async (t) => {
@@ -101,7 +112,10 @@ test('forced session expiry of the proxy: a new session, a full relist, and re-a
 
   const expiredAt = Date.now();
   await expireSession(zk.connectString, proxy.app.zk!);
-  await eventually(() => proxy.app.zk!.generation === 2 && proxy.app.zk!.state === 'connected', { timeoutMs: 20_000, message: 'new session' });
+  await eventually(() => proxy.app.zk!.generation === 2 && proxy.app.zk!.state === 'connected', {
+    timeoutMs: 20_000,
+    message: 'new session',
+  });
   t.log(`new session ${Date.now() - expiredAt} ms after the expiry was forced`);
   t.is((await request(proxy.url + '/exp/x')).status, 200);
   // Watches were re-armed on the new session: a change after the expiry is seen.
@@ -127,7 +141,14 @@ test('churn: after hundreds of rapid creates and deletes the view equals getChil
   await Promise.all(ops);
   for (const s of services) {
     const truth = (await raw.getChildren(`${proxy.basePath}/${s}`)).sort();
-    await eventually(() => proxy.app.registry!.get(s)!.instances.map((i) => i.id).join() === truth.join(), { message: `view of ${s} settled` });
+    await eventually(
+      () =>
+        proxy.app
+          .registry!.get(s)!
+          .instances.map((i) => i.id)
+          .join() === truth.join(),
+      { message: `view of ${s} settled` },
+    );
   }
   // Watch count on the server: one child watch per service path plus one data watch per live node.
   const wchc = await fourLetter(zk.server.options.clientPort, 'wchc');
@@ -175,7 +196,10 @@ test('3-node ensemble under load: kill the leader, then the member the proxy use
   await connectedTo.stop('SIGKILL');
   const at = load.sent;
   await eventually(() => load.sent > at + 1_000, { timeoutMs: 30_000 });
-  const back = await eventually(() => transitions.find(([when, s]) => when > memberKilledAt && s === 'connected'), { timeoutMs: 20_000, message: `the proxy reconnected to another member (states: ${JSON.stringify(transitions)})` });
+  const back = await eventually(() => transitions.find(([when, s]) => when > memberKilledAt && s === 'connected'), {
+    timeoutMs: 20_000,
+    message: `the proxy reconnected to another member (states: ${JSON.stringify(transitions)})`,
+  });
   const result = await load.stop();
   t.is(proxy.app.zk!.generation, 1, 'the same session');
   t.log(`member in use killed: reconnected after ${back![0] - memberKilledAt} ms, same session`);

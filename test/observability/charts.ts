@@ -17,8 +17,28 @@ export interface PanelData {
   series: Series[];
 }
 
-const PALETTE = ['#7EB26D', '#EAB839', '#6ED0E0', '#EF843C', '#E24D42', '#1F78C1', '#BA43A9', '#705DA0', '#508642', '#CCA300', '#447EBC', '#C15C17']; // Grafana's classic palette
-const COLORS: Record<string, string> = { green: '#73BF69', red: '#F2495C', orange: '#FF9830', yellow: '#FADE2A', blue: '#5794F2', transparent: 'transparent' };
+const PALETTE = [
+  '#7EB26D',
+  '#EAB839',
+  '#6ED0E0',
+  '#EF843C',
+  '#E24D42',
+  '#1F78C1',
+  '#BA43A9',
+  '#705DA0',
+  '#508642',
+  '#CCA300',
+  '#447EBC',
+  '#C15C17',
+]; // Grafana's classic palette
+const COLORS: Record<string, string> = {
+  green: '#73BF69',
+  red: '#F2495C',
+  orange: '#FF9830',
+  yellow: '#FADE2A',
+  blue: '#5794F2',
+  transparent: 'transparent',
+};
 const color = (c: string | undefined) => (c === undefined ? '#8e8e8e' : (COLORS[c] ?? c));
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
@@ -41,7 +61,10 @@ export function formatValue(v: number, unit: string | undefined, decimals?: numb
     case 'bytes': {
       const units = ['B', 'KiB', 'MiB', 'GiB'];
       let i = 0;
-      while (Math.abs(v) >= 1024 && i < units.length - 1) (v /= 1024), i++;
+      while (Math.abs(v) >= 1024 && i < units.length - 1) {
+        v /= 1024;
+        i++;
+      }
       return `${fixed(v)} ${units[i]}`;
     }
     default:
@@ -100,7 +123,10 @@ function timeseries(d: PanelData, box: Box, from: number, to: number): string {
     out.push(`<line x1="${x(t)}" x2="${x(t)}" y1="${top}" y2="${top + ph}" class="grid"/>`);
     out.push(`<text x="${x(t)}" y="${top + ph + 15}" class="tick" text-anchor="middle">${clock(t)}</text>`);
   }
-  for (const s of thresholdLines) out.push(`<line x1="${left}" x2="${left + pw}" y1="${y(s.value!)}" y2="${y(s.value!)}" stroke="${color(s.color)}" stroke-dasharray="6 4" stroke-width="1.5"/>`);
+  for (const s of thresholdLines)
+    out.push(
+      `<line x1="${left}" x2="${left + pw}" y1="${y(s.value!)}" y2="${y(s.value!)}" stroke="${color(s.color)}" stroke-dasharray="6 4" stroke-width="1.5"/>`,
+    );
   d.series.forEach((s, i) => {
     const c = PALETTE[i % PALETTE.length]!;
     for (const run of runs(s.points)) {
@@ -110,11 +136,16 @@ function timeseries(d: PanelData, box: Box, from: number, to: number): string {
         pts.push(`${x(t)},${y(v)}`);
       });
       const fill = Number(custom.fillOpacity ?? 0) / 100;
-      if (fill > 0) out.push(`<polygon points="${x(run[0]![0])},${y(yMin)} ${pts.join(' ')} ${x(run.at(-1)![0])},${y(yMin)}" fill="${c}" fill-opacity="${fill}"/>`);
+      if (fill > 0)
+        out.push(
+          `<polygon points="${x(run[0]![0])},${y(yMin)} ${pts.join(' ')} ${x(run.at(-1)![0])},${y(yMin)}" fill="${c}" fill-opacity="${fill}"/>`,
+        );
       out.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${c}" stroke-width="${custom.lineWidth ?? 1.5}"/>`);
     }
   });
-  out.push(`<line x1="${left}" x2="${left}" y1="${top}" y2="${top + ph}" class="axis"/><line x1="${left}" x2="${left + pw}" y1="${top + ph}" y2="${top + ph}" class="axis"/>`);
+  out.push(
+    `<line x1="${left}" x2="${left}" y1="${top}" y2="${top + ph}" class="axis"/><line x1="${left}" x2="${left + pw}" y1="${top + ph}" y2="${top + ph}" class="axis"/>`,
+  );
   d.series.forEach((s, i) => {
     const lx = left + (i % 3) * (pw / 3);
     const ly = top + ph + 32 + Math.floor(i / 3) * 16;
@@ -131,7 +162,10 @@ function runs(points: Array<[number, number]>): Array<Array<[number, number]>> {
   let current: Array<[number, number]> = [];
   for (const p of points) {
     if (Number.isFinite(p[1])) current.push(p);
-    else if (current.length > 0) (out.push(current), (current = []));
+    else if (current.length > 0) {
+      out.push(current);
+      current = [];
+    }
   }
   if (current.length > 0) out.push(current);
   return out;
@@ -155,7 +189,7 @@ function stat(d: PanelData, box: Box): string {
   const last = finite.at(-1)?.[1] ?? NaN;
   const map = Number.isFinite(last) ? mapped(defaults, last) : undefined;
   const text = map?.text ?? formatValue(last, defaults.unit, defaults.decimals);
-  const bg = Number.isFinite(last) ? color(map?.color) !== '#8e8e8e' ? color(map?.color) : thresholdColor(defaults, last) : '#3d3d3d';
+  const bg = Number.isFinite(last) ? (color(map?.color) !== '#8e8e8e' ? color(map?.color) : thresholdColor(defaults, last)) : '#3d3d3d';
   const out = [`<rect x="0" y="0" width="${box.w}" height="${box.h}" rx="2" fill="${bg}" fill-opacity="0.85"/>`];
   if (finite.length > 1) {
     const vs = finite.map((p) => p[1]);
@@ -194,7 +228,8 @@ function stateTimeline(d: PanelData, box: Box, from: number, to: number): string
       const c = colorAt(v);
       const x0 = x(s.points[runStart]![0]);
       const x1 = x(next?.[0] ?? to);
-      if (c !== 'transparent') out.push(`<rect x="${x0}" y="${y + rowH * 0.1}" width="${Math.max(x1 - x0, 1)}" height="${rowH * 0.8}" fill="${c}"/>`);
+      if (c !== 'transparent')
+        out.push(`<rect x="${x0}" y="${y + rowH * 0.1}" width="${Math.max(x1 - x0, 1)}" height="${rowH * 0.8}" fill="${c}"/>`);
       runStart = j + 1;
     });
   });
@@ -205,7 +240,8 @@ function stateTimeline(d: PanelData, box: Box, from: number, to: number): string
   return svg(box, out);
 }
 
-const svg = (box: Box, parts: string[]) => `<svg width="${box.w}" height="${box.h}" viewBox="0 0 ${box.w} ${box.h}" xmlns="http://www.w3.org/2000/svg">${parts.join('')}</svg>`;
+const svg = (box: Box, parts: string[]) =>
+  `<svg width="${box.w}" height="${box.h}" viewBox="0 0 ${box.w} ${box.h}" xmlns="http://www.w3.org/2000/svg">${parts.join('')}</svg>`;
 
 const CSS = `
 body{margin:0;background:#111217;color:#ccccdc;font-family:"Liberation Sans","DejaVu Sans",Arial,sans-serif}
@@ -221,7 +257,11 @@ h1{font-size:20px;font-weight:500;margin:0;color:#d8d9da}
 .stat{fill:#fff;font-size:30px;font-weight:500}`;
 
 /** The whole dashboard as an HTML page `width` pixels wide, laid out on Grafana's 24-column grid. */
-export function dashboardHtml(dashboard: Dashboard, data: PanelData[], options: { from: number; to: number; width: number; subtitle: string; variables: Record<string, string> }): string {
+export function dashboardHtml(
+  dashboard: Dashboard,
+  data: PanelData[],
+  options: { from: number; to: number; width: number; subtitle: string; variables: Record<string, string> },
+): string {
   const { from, to, width } = options;
   const col = (width - 16) / 24;
   const row = 34;
@@ -231,12 +271,18 @@ export function dashboardHtml(dashboard: Dashboard, data: PanelData[], options: 
     const box = { w: g.w * col - gap, h: g.h * row - gap };
     const body = { w: box.w - 2, h: box.h - 28 };
     const chart =
-      d.panel.type === 'stat' ? stat(d, { w: body.w - 8, h: body.h - 6 }) : d.panel.type === 'state-timeline' ? stateTimeline(d, body, from, to) : timeseries(d, body, from, to);
+      d.panel.type === 'stat'
+        ? stat(d, { w: body.w - 8, h: body.h - 6 })
+        : d.panel.type === 'state-timeline'
+          ? stateTimeline(d, body, from, to)
+          : timeseries(d, body, from, to);
     const inner = d.panel.type === 'stat' ? `<div style="padding:0 4px">${chart}</div>` : chart;
     return `<div class="panel" style="left:${g.x * col}px;top:${g.y * row}px;width:${box.w}px;height:${box.h}px"><h2>${esc(d.panel.title)}</h2>${inner}</div>`;
   });
   const height = Math.max(...data.map((d) => (d.panel.gridPos.y + d.panel.gridPos.h) * row)) + 8;
-  const vars = Object.entries(options.variables).map(([k, v]) => `<span>${esc(k)} = ${esc(v)}</span>`).join('');
+  const vars = Object.entries(options.variables)
+    .map(([k, v]) => `<span>${esc(k)} = ${esc(v)}</span>`)
+    .join('');
   return `<!doctype html><html><head><meta charset="utf-8"><style>${CSS}</style></head><body>
 <header><h1>${esc(dashboard.title)}</h1><div class="sub">${esc(options.subtitle)}</div></header>
 <div class="vars">${vars}</div>

@@ -68,8 +68,10 @@ export function dashboardProblems(value: unknown, datasourceUids: ReadonlySet<st
   const d = value as Partial<Dashboard> | null;
   if (typeof d !== 'object' || d === null) return ['not a JSON object'];
   if (typeof d.title !== 'string' || d.title.trim() === '') problems.push('title: missing');
-  if (typeof d.uid !== 'string' || !/^[A-Za-z0-9_-]{1,40}$/.test(d.uid)) problems.push(`uid: ${JSON.stringify(d.uid)} is not 1-40 characters of [A-Za-z0-9_-]`);
-  if (!Number.isInteger(d.schemaVersion) || d.schemaVersion! < 36) problems.push(`schemaVersion: ${JSON.stringify(d.schemaVersion)} (an integer >= 36, Grafana 9+)`);
+  if (typeof d.uid !== 'string' || !/^[A-Za-z0-9_-]{1,40}$/.test(d.uid))
+    problems.push(`uid: ${JSON.stringify(d.uid)} is not 1-40 characters of [A-Za-z0-9_-]`);
+  if (!Number.isInteger(d.schemaVersion) || d.schemaVersion! < 36)
+    problems.push(`schemaVersion: ${JSON.stringify(d.schemaVersion)} (an integer >= 36, Grafana 9+)`);
   if (!Array.isArray(d.panels) || d.panels.length === 0) return [...problems, 'panels: missing or empty'];
   const variables = new Set((d.templating?.list ?? []).map((v) => v.name));
   const ids = new Set<number>();
@@ -98,9 +100,11 @@ export function dashboardProblems(value: unknown, datasourceUids: ReadonlySet<st
       if (typeof t.refId !== 'string' || refIds.has(t.refId)) problems.push(`${where}: refId ${t.refId} missing or repeated`);
       refIds.add(t.refId);
       const uid = (t as { datasource?: { uid?: string } }).datasource?.uid ?? p.datasource?.uid;
-      if (uid === undefined || !datasourceUids.has(uid)) problems.push(`${where}: datasource uid ${JSON.stringify(uid)} is not provisioned (${[...datasourceUids].join(', ')})`);
+      if (uid === undefined || !datasourceUids.has(uid))
+        problems.push(`${where}: datasource uid ${JSON.stringify(uid)} is not provisioned (${[...datasourceUids].join(', ')})`);
       for (const m of (t.expr ?? '').matchAll(/\$\{?(\w+)/g)) {
-        if (!variables.has(m[1]!) && !BUILTIN_VARIABLES.has(m[1]!)) problems.push(`${where}: expr uses $${m[1]}, which is neither a template variable nor built in`);
+        if (!variables.has(m[1]!) && !BUILTIN_VARIABLES.has(m[1]!))
+          problems.push(`${where}: expr uses $${m[1]}, which is neither a template variable nor built in`);
       }
     }
   }
@@ -121,7 +125,22 @@ export function expandVariables(expr: string, values: { rateInterval: string; va
   });
 }
 
-const NOT_METRICS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'offset', 'and', 'or', 'unless', 'inf', 'nan', 'atan2']);
+const NOT_METRICS = new Set([
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'bool',
+  'offset',
+  'and',
+  'or',
+  'unless',
+  'inf',
+  'nan',
+  'atan2',
+]);
 
 /**
  * The metric names a PromQL expression selects. Strings, label matchers (`{...}`), label lists
@@ -149,7 +168,9 @@ export function metricNames(expr: string): string[] {
 export function legendFor(format: string | undefined, labels: Record<string, string>): string {
   if (!format || format === '__auto') {
     const { __name__, ...rest } = labels;
-    const inner = Object.entries(rest).map(([k, v]) => `${k}="${v}"`).join(', ');
+    const inner = Object.entries(rest)
+      .map(([k, v]) => `${k}="${v}"`)
+      .join(', ');
     return `${__name__ ?? ''}{${inner}}`;
   }
   return format.replace(/\{\{\s*(\w+)\s*\}\}/g, (_, k: string) => labels[k] ?? '');

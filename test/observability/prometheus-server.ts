@@ -59,7 +59,8 @@ export function prometheusConfigFor(adminUrl: string, interval = '1s'): string {
     ['scrape_interval', `scrape_interval: ${interval}`],
     ['evaluation_interval', `evaluation_interval: ${interval}`],
   ] as const) {
-    if (!rewritten.includes(needle)) throw new Error(`config/prometheus.yml: could not rewrite its ${what} for the test (expected 'puttu:9090' and global intervals)`);
+    if (!rewritten.includes(needle))
+      throw new Error(`config/prometheus.yml: could not rewrite its ${what} for the test (expected 'puttu:9090' and global intervals)`);
   }
   return rewritten;
 }
@@ -92,10 +93,15 @@ process.once('exit', () => {
  * (config/alerts.yml by default, so rule_files resolves as in docker-compose). Resolves once
  * /-/ready answers 200.
  */
-export async function startPrometheus(options: { config: string; ruleFiles?: string[]; readyTimeoutMs?: number }): Promise<PrometheusServer> {
+export async function startPrometheus(options: {
+  config: string;
+  ruleFiles?: string[];
+  readyTimeoutMs?: number;
+}): Promise<PrometheusServer> {
   requireBinary(PROMETHEUS_BIN);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'puttu-prometheus-'));
-  for (const file of options.ruleFiles ?? [path.join(REPO, 'config/alerts.yml')]) fs.copyFileSync(file, path.join(dir, path.basename(file)));
+  for (const file of options.ruleFiles ?? [path.join(REPO, 'config/alerts.yml')])
+    fs.copyFileSync(file, path.join(dir, path.basename(file)));
   const configFile = path.join(dir, 'prometheus.yml');
   fs.writeFileSync(configFile, options.config);
   const port = await freePort();

@@ -49,7 +49,10 @@ export async function renderDashboards(options: RenderOptions = {}): Promise<str
     prometheus = await startPrometheus({ config: prometheusConfigFor(s.proxy.adminUrl, `${STEP_SECONDS}s`) });
     // Prometheus applies discovered targets only every 5 s: start the load once it scrapes.
     const p = prometheus;
-    await eventually(async () => (await p.query('up{job="puttu"} == 1')).result.length > 0, { timeoutMs: 30_000, message: 'Prometheus scraping the proxy' });
+    await eventually(async () => (await p.query('up{job="puttu"} == 1')).result.length > 0, {
+      timeoutMs: 30_000,
+      message: 'Prometheus scraping the proxy',
+    });
     log(`Prometheus at ${prometheus.url}; load for ${durationMs / 1000} s`);
 
     const start = Math.floor(Date.now() / 1000);
@@ -58,10 +61,13 @@ export async function renderDashboards(options: RenderOptions = {}): Promise<str
     const sent = await load;
     // Wait for a scrape after the load ended, so its last second is in Prometheus.
     const loadEnded = Date.now() / 1000;
-    await eventually(async () => Number((await p.query('max(timestamp(puttu_registry_synced))')).result[0]?.value?.[1] ?? 0) > loadEnded + 1, {
-      timeoutMs: 15_000,
-      message: 'a scrape after the load',
-    });
+    await eventually(
+      async () => Number((await p.query('max(timestamp(puttu_registry_synced))')).result[0]?.value?.[1] ?? 0) > loadEnded + 1,
+      {
+        timeoutMs: 15_000,
+        message: 'a scrape after the load',
+      },
+    );
     const end = Math.floor(Date.now() / 1000);
     log(`${sent} requests sent; querying ${start}..${end}`);
 
@@ -108,7 +114,12 @@ async function query(prometheus: PrometheusServer, dashboard: Dashboard, start: 
 }
 
 /** The incidents, at fixed fractions of the load window. */
-async function incidents(s: Scenario, durationMs: number, leaving: { unregister(): Promise<void> }, log: (m: string) => void): Promise<void> {
+async function incidents(
+  s: Scenario,
+  durationMs: number,
+  leaving: { unregister(): Promise<void> },
+  log: (m: string) => void,
+): Promise<void> {
   const t0 = Date.now();
   const at = (fraction: number) => new Promise((r) => setTimeout(r, Math.max(0, t0 + fraction * durationMs - Date.now())));
   await at(0.2);
@@ -137,7 +148,6 @@ async function incidents(s: Scenario, durationMs: number, leaving: { unregister(
   await at(1);
 }
 
-
 /** Six keep-alive clients for `durationMs`: mostly warehouse reads and billing writes with varied backend latency. */
 async function startMixedLoad(s: Scenario, durationMs: number): Promise<number> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 6 });
@@ -159,7 +169,11 @@ async function startMixedLoad(s: Scenario, durationMs: number): Promise<number> 
       sent++;
       const r = Math.random();
       if (r < 0.6) await one('GET', `/warehouse/items?ms=${Math.round(1 + Math.random() ** 3 * 40)}`);
-      else if (r < 0.93) await one('POST', `/billing/${billingFailing && Math.random() < 0.2 ? 'fail' : 'invoices'}?ms=${Math.round(5 + Math.random() * 60)}`);
+      else if (r < 0.93)
+        await one(
+          'POST',
+          `/billing/${billingFailing && Math.random() < 0.2 ? 'fail' : 'invoices'}?ms=${Math.round(5 + Math.random() * 60)}`,
+        );
       else if (r < 0.97) await one('GET', '/nowhere/x');
       else await one('GET', `/warehouse/${Math.random() < 0.1 ? 'fail' : 'items'}`);
     }

@@ -94,8 +94,14 @@ export async function startScenario(proxyOverrides: Parameters<typeof startProxy
         const dir = `${proxy.basePath}/${service}`;
         await zkc.mkdirp(dir);
         await zkc.create(`${dir}/garbled-`, Buffer.from('this is not an instance'), 'ephemeral_sequential');
-        await zkc.create(`${dir}/metadata-`, Buffer.from(JSON.stringify({ protocol: 'http', host: '169.254.169.254', port: 80 })), 'ephemeral_sequential');
-        await eventually(() => (proxy.app.registry!.get(service)?.rejected.length ?? 0) >= 2, { message: `proxy rejects the bad ${service} znodes` });
+        await zkc.create(
+          `${dir}/metadata-`,
+          Buffer.from(JSON.stringify({ protocol: 'http', host: '169.254.169.254', port: 80 })),
+          'ephemeral_sequential',
+        );
+        await eventually(() => (proxy.app.registry!.get(service)?.rejected.length ?? 0) >= 2, {
+          message: `proxy rejects the bad ${service} znodes`,
+        });
       },
       addEmptyService: async (service) => {
         await (await rawZk()).mkdirp(`${proxy.basePath}/${service}`);

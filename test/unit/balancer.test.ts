@@ -69,9 +69,15 @@ test('BALANCERS.random pins like createRandomBalancer', (t) => {
 test('round-robin: each instance in turn from a random start, a new rotation per snapshot array', (t) => {
   const rr = createRoundRobinBalancer({ random: () => 0.5 });
   const list = [a, b, c];
-  t.deepEqual([1, 2, 3, 4, 5, 6].map(() => rr.pick(list)), [b, c, a, b, c, a]);
+  t.deepEqual(
+    [1, 2, 3, 4, 5, 6].map(() => rr.pick(list)),
+    [b, c, a, b, c, a],
+  );
   const next = [a, b];
-  t.deepEqual([1, 2, 3].map(() => rr.pick(next)), [b, a, b]);
+  t.deepEqual(
+    [1, 2, 3].map(() => rr.pick(next)),
+    [b, a, b],
+  );
 });
 
 test('p2c: of two distinct random instances the less loaded wins', (t) => {
@@ -104,10 +110,13 @@ test('p2c never compares an instance with itself', (t) => {
 });
 
 test('per-service strategies parse, and a bad entry names itself', (t) => {
-  t.deepEqual([...parseServiceBalancers('cart=p2c, search = round-robin')], [
-    ['cart', 'p2c'],
-    ['search', 'round-robin'],
-  ]);
+  t.deepEqual(
+    [...parseServiceBalancers('cart=p2c, search = round-robin')],
+    [
+      ['cart', 'p2c'],
+      ['search', 'round-robin'],
+    ],
+  );
   t.is(parseServiceBalancers('').size, 0);
   t.throws(() => parseServiceBalancers('cart=fastest'), { message: /"cart=fastest"/ });
   t.throws(() => parseServiceBalancers('cart'), { message: /"cart"/ });

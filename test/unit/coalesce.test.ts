@@ -13,19 +13,40 @@ function deferred(): { promise: Promise<void>; resolve: () => void; reject: (e: 
 }
 
 test('pickIndex: 0 → first, 0.999 → last, 1 clamps to last, below 0 clamps to first', (t) => {
-  t.is(pickIndex(() => 0, 3), 0);
-  t.is(pickIndex(() => 0.4, 3), 1);
-  t.is(pickIndex(() => 0.999, 3), 2);
-  t.is(pickIndex(() => 1, 3), 2);
-  t.is(pickIndex(() => -0.5, 3), 0);
-  t.is(pickIndex(() => 0.5, 1), 0);
+  t.is(
+    pickIndex(() => 0, 3),
+    0,
+  );
+  t.is(
+    pickIndex(() => 0.4, 3),
+    1,
+  );
+  t.is(
+    pickIndex(() => 0.999, 3),
+    2,
+  );
+  t.is(
+    pickIndex(() => 1, 3),
+    2,
+  );
+  t.is(
+    pickIndex(() => -0.5, 3),
+    0,
+  );
+  t.is(
+    pickIndex(() => 0.5, 1),
+    0,
+  );
 });
 
 test('coalescer: one trigger runs the task once', async (t) => {
   let runs = 0;
-  const c = createCoalescer(async () => {
-    runs += 1;
-  }, (e) => t.fail(String(e)));
+  const c = createCoalescer(
+    async () => {
+      runs += 1;
+    },
+    (e) => t.fail(String(e)),
+  );
   t.false(c.running);
   c.trigger();
   t.true(c.running);
@@ -39,14 +60,17 @@ test('coalescer: triggers during a run cause exactly one re-run, never an overla
   let runs = 0;
   let inFlight = 0;
   let maxInFlight = 0;
-  const c = createCoalescer(async () => {
-    const gate = gates[runs]!;
-    runs += 1;
-    inFlight += 1;
-    maxInFlight = Math.max(maxInFlight, inFlight);
-    await gate.promise;
-    inFlight -= 1;
-  }, (e) => t.fail(String(e)));
+  const c = createCoalescer(
+    async () => {
+      const gate = gates[runs]!;
+      runs += 1;
+      inFlight += 1;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      await gate.promise;
+      inFlight -= 1;
+    },
+    (e) => t.fail(String(e)),
+  );
   c.trigger();
   c.trigger();
   c.trigger();

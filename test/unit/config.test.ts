@@ -231,7 +231,13 @@ test('error: a flag without a value is named', (t) => {
 
 test('error: an unknown key in the file names the key and the file', (t) => {
   const reader = files({ 'conf.json': '{"port": 1, "prot": 2}' });
-  const e = configError(t, () => loadConfig(['--config', 'conf.json'], {}, reader), /\bprot\b/, /conf\.json/, /not a known configuration key/);
+  const e = configError(
+    t,
+    () => loadConfig(['--config', 'conf.json'], {}, reader),
+    /\bprot\b/,
+    /conf\.json/,
+    /not a known configuration key/,
+  );
   t.is(e?.key, 'prot');
 });
 
@@ -296,7 +302,14 @@ test('coerce, toEnv and toKebab agree with the documented spelling', (t) => {
 test('parseFlags keeps values verbatim, including ones that start with a single dash', (t) => {
   const { values, help } = parseFlags(['--admin-port', '-1', '--host=', '--zk', 'a=b']);
   t.false(help);
-  t.deepEqual([...values], [['admin-port', '-1'], ['host', ''], ['zk', 'a=b']]);
+  t.deepEqual(
+    [...values],
+    [
+      ['admin-port', '-1'],
+      ['host', ''],
+      ['zk', 'a=b'],
+    ],
+  );
 });
 
 test('helpText mentions every flag and its environment variable, plus --config and --help', (t) => {
@@ -314,7 +327,9 @@ test('helpText mentions every flag and its environment variable, plus --config a
 });
 
 test('error: tlsCert and tlsKey go together', (t) => {
-  t.throws(() => loadConfig(['--tls-cert', '/c.pem'], {}, noFiles), { message: /tlsKey .* is required when the other of tlsCert\/tlsKey is set/ });
+  t.throws(() => loadConfig(['--tls-cert', '/c.pem'], {}, noFiles), {
+    message: /tlsKey .* is required when the other of tlsCert\/tlsKey is set/,
+  });
   t.throws(() => loadConfig([], { PUTTU_TLS_KEY: '/k.pem' }, noFiles), { message: /tlsCert/ });
   t.is(loadConfig(['--tls-cert', '/c.pem', '--tls-key', '/k.pem'], {}, noFiles).config.tlsKey, '/k.pem');
 });

@@ -99,5 +99,8 @@ test('the list holds through tracking, untracking in any order, and tracking aga
     all.map((_, i) => (i % 2 === 1 ? 1 : 0)),
   );
   t.is(d.size, 0);
-  t.true(all.every((r) => r.prevTimed === undefined && r.nextTimed === undefined), 'no request keeps another alive');
+  t.true(
+    all.every((r) => r.prevTimed === undefined && r.nextTimed === undefined),
+    'no request keeps another alive',
+  );
 });

@@ -24,9 +24,17 @@ const PRIVATE_USE: Record<string, string> = {
 for (const [dep, path] of Object.entries(PRIVATE_USE)) {
   test(`${dep} is pinned to one exact version, and that version is the one installed`, (t) => {
     const wanted = pkg.dependencies[dep];
-    t.regex(wanted ?? '', /^\d+\.\d+\.\d+$/, `${dep}: package.json must pin an exact version, not "${wanted}": puttu uses its private ${path}`);
+    t.regex(
+      wanted ?? '',
+      /^\d+\.\d+\.\d+$/,
+      `${dep}: package.json must pin an exact version, not "${wanted}": puttu uses its private ${path}`,
+    );
     const installed = (require(`${dep}/package.json`) as { version: string }).version;
-    t.is(installed, wanted ?? '', `${dep}: ${installed} is installed but package.json pins ${wanted}; puttu uses its private ${path}, check it before moving the pin`);
+    t.is(
+      installed,
+      wanted ?? '',
+      `${dep}: ${installed} is installed but package.json pins ${wanted}; puttu uses its private ${path}, check it before moving the pin`,
+    );
   });
 }
 
@@ -53,7 +61,8 @@ test("prom-client: puttu's default metrics are the modules collectDefaultMetrics
     listed.filter((name) => name !== 'processCpuTotal').sort(),
     'prom-client: lib/defaultMetrics.js requires a different set of lib/metrics/* modules than proxy/deps/prom-client.ts lists',
   );
-  for (const name of DEFAULT_METRICS) t.is(typeof require(defaultMetricPath(name)), 'function', `prom-client: ${defaultMetricPath(name)} is not a function`);
+  for (const name of DEFAULT_METRICS)
+    t.is(typeof require(defaultMetricPath(name)), 'function', `prom-client: ${defaultMetricPath(name)} is not a function`);
 });
 
 test('node-zookeeper-client: the ConnectionManager has every field the patches use', (t) => {
@@ -62,22 +71,38 @@ test('node-zookeeper-client: the ConnectionManager has every field the patches u
   t.truthy(cm, 'node-zookeeper-client: client.connectionManager is gone');
   const text = source('node-zookeeper-client/lib/ConnectionManager.js');
   for (const field of MANAGER_FIELDS) {
-    t.true(field in (cm ?? {}) || new RegExp(`(this|self)\\.${field}\\b`).test(text), `node-zookeeper-client: ConnectionManager no longer has ${field}`);
+    t.true(
+      field in (cm ?? {}) || new RegExp(`(this|self)\\.${field}\\b`).test(text),
+      `node-zookeeper-client: ConnectionManager no longer has ${field}`,
+    );
   }
   t.is(typeof cm?.connect, 'function', 'node-zookeeper-client: ConnectionManager.connect is not a function');
   t.is(typeof cm?.onSocketData, 'function', 'node-zookeeper-client: ConnectionManager.onSocketData is not a function');
   // frameReads sets its own onSocketData: that takes effect only if the library binds the method
   // when it opens a socket, rather than once in its constructor.
-  t.regex(text, /socket\.on\('data', self\.onSocketData\.bind\(self\)\)/, 'node-zookeeper-client: ConnectionManager.connect no longer binds onSocketData per socket');
+  t.regex(
+    text,
+    /socket\.on\('data', self\.onSocketData\.bind\(self\)\)/,
+    'node-zookeeper-client: ConnectionManager.connect no longer binds onSocketData per socket',
+  );
   // guardReads reads the state as numbers.
-  t.regex(text, /CONNECTED : 2,\s+CONNECTED_READ_ONLY : 3,/, 'node-zookeeper-client: ConnectionManager STATES.CONNECTED / CONNECTED_READ_ONLY changed');
+  t.regex(
+    text,
+    /CONNECTED : 2,\s+CONNECTED_READ_ONLY : 3,/,
+    'node-zookeeper-client: ConnectionManager STATES.CONNECTED / CONNECTED_READ_ONLY changed',
+  );
 });
 
 test('node-zookeeper-client: the library calls only the WatcherManager methods leanWatchers implements', (t) => {
   const called = new Set([...source('node-zookeeper-client/lib/ConnectionManager.js').matchAll(/watcherManager\.(\w+)/g)].map((m) => m[1]));
-  t.deepEqual([...called].sort(), [...WATCHER_MANAGER_METHODS].sort(), 'node-zookeeper-client: ConnectionManager.js calls a different set of watcherManager methods');
+  t.deepEqual(
+    [...called].sort(),
+    [...WATCHER_MANAGER_METHODS].sort(),
+    'node-zookeeper-client: ConnectionManager.js calls a different set of watcherManager methods',
+  );
   const original = require('node-zookeeper-client/lib/WatcherManager.js') as { prototype: Record<string, unknown> };
-  for (const method of WATCHER_MANAGER_METHODS) t.is(typeof original.prototype[method], 'function', `node-zookeeper-client: WatcherManager.${method} is gone`);
+  for (const method of WATCHER_MANAGER_METHODS)
+    t.is(typeof original.prototype[method], 'function', `node-zookeeper-client: WatcherManager.${method} is gone`);
 });
 
 test("node-zookeeper-client: Event.create, which leanWatchers' notifications use, builds the library's Event", (t) => {

@@ -77,13 +77,30 @@ test('toProxyError maps the errors undici really raises (codes taken from undici
     [new undiciErrors.ResponseContentLengthMismatchError(), 'PUTTU_UPSTREAM_BAD_RESPONSE'],
     [new undiciErrors.ResponseExceededMaxSizeError(), 'PUTTU_UPSTREAM_BAD_RESPONSE'],
     [new undiciErrors.HeadersOverflowError(), 'PUTTU_UPSTREAM_BAD_RESPONSE'],
-    [new (undiciErrors.HTTPParserError as unknown as new (message: string, code: string) => Error)('Invalid header value char', 'INVALID_HEADER_TOKEN'), 'PUTTU_UPSTREAM_BAD_RESPONSE'],
+    [
+      new (undiciErrors.HTTPParserError as unknown as new (message: string, code: string) => Error)(
+        'Invalid header value char',
+        'INVALID_HEADER_TOKEN',
+      ),
+      'PUTTU_UPSTREAM_BAD_RESPONSE',
+    ],
   ];
   for (const [error, code] of cases) t.is(toProxyError(error).code, code, (error as Error & { code?: string }).code);
 });
 
 test('toProxyError: unknown codes and non-errors become a generic 500', (t) => {
-  for (const input of [new Error('boom at 10.0.0.1'), sysError('EWHATEVER'), { code: 42 }, { code: 'toString' }, { code: '__proto__' }, null, undefined, 'ECONNREFUSED', 42, new TypeError('x')]) {
+  for (const input of [
+    new Error('boom at 10.0.0.1'),
+    sysError('EWHATEVER'),
+    { code: 42 },
+    { code: 'toString' },
+    { code: '__proto__' },
+    null,
+    undefined,
+    'ECONNREFUSED',
+    42,
+    new TypeError('x'),
+  ]) {
     const e = toProxyError(input);
     t.true(e instanceof InternalError, String(input));
     t.is(e.code, 'PUTTU_INTERNAL');
@@ -93,7 +110,14 @@ test('toProxyError: unknown codes and non-errors become a generic 500', (t) => {
 });
 
 test('toProxyError: a PuttuError passes through as the same object', (t) => {
-  const errors = [new BadPathError('x'), new UnknownServiceError(), new NotReadyError(), new NoInstancesError(), new PayloadTooLargeError('big'), new UpstreamTimeoutError()];
+  const errors = [
+    new BadPathError('x'),
+    new UnknownServiceError(),
+    new NotReadyError(),
+    new NoInstancesError(),
+    new PayloadTooLargeError('big'),
+    new UpstreamTimeoutError(),
+  ];
   for (const e of errors) t.is(toProxyError(e), e);
 });
 
@@ -115,7 +139,16 @@ test('request-side and registry errors: codes, statuses, not upstream', (t) => {
 });
 
 test('UPSTREAM_ERROR_CODES lists exactly the codes of the upstream classes', (t) => {
-  const upstream = [new UpstreamRefusedError(), new UpstreamUnreachableError(), new UpstreamResetError(), new UpstreamBadResponseError(), new UpstreamConnectTimeoutError(), new UpstreamTimeoutError(), new UpstreamPolicyError(), new UpstreamTlsError()];
+  const upstream = [
+    new UpstreamRefusedError(),
+    new UpstreamUnreachableError(),
+    new UpstreamResetError(),
+    new UpstreamBadResponseError(),
+    new UpstreamConnectTimeoutError(),
+    new UpstreamTimeoutError(),
+    new UpstreamPolicyError(),
+    new UpstreamTlsError(),
+  ];
   t.deepEqual([...UPSTREAM_ERROR_CODES].sort(), upstream.map((e) => e.code).sort());
   t.true(upstream.every((e) => e.upstream));
 });
@@ -129,7 +162,12 @@ test('errorBody is {error: {code, status, message}} and nothing else', (t) => {
 });
 
 test('errorBody of a mapped failure carries no stack, no address and no original message', (t) => {
-  const inputs = [sysError('ECONNREFUSED', '10.9.8.7:4321'), sysError('ENOTFOUND', 'db.internal.example:5432'), new Error('secret at /srv/app/x.js:10 10.9.8.7'), new undiciErrors.SocketError('other side closed')];
+  const inputs = [
+    sysError('ECONNREFUSED', '10.9.8.7:4321'),
+    sysError('ENOTFOUND', 'db.internal.example:5432'),
+    new Error('secret at /srv/app/x.js:10 10.9.8.7'),
+    new undiciErrors.SocketError('other side closed'),
+  ];
   for (const input of inputs) {
     const text = errorBody(toProxyError(input));
     const body = JSON.parse(text) as { error: Record<string, unknown> };
@@ -144,7 +182,15 @@ test('errorBody of a mapped failure carries no stack, no address and no original
 });
 
 test('TLS verification and handshake failures map to 502 PUTTU_UPSTREAM_TLS', (t) => {
-  for (const code of ['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID', 'EPROTO', 'ERR_SSL_WRONG_VERSION_NUMBER']) {
+  for (const code of [
+    'DEPTH_ZERO_SELF_SIGNED_CERT',
+    'SELF_SIGNED_CERT_IN_CHAIN',
+    'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+    'CERT_HAS_EXPIRED',
+    'ERR_TLS_CERT_ALTNAME_INVALID',
+    'EPROTO',
+    'ERR_SSL_WRONG_VERSION_NUMBER',
+  ]) {
     const e = toProxyError(Object.assign(new Error('x'), { code }));
     t.is(e.code, 'PUTTU_UPSTREAM_TLS', code);
     t.is(e.status, 502, code);
@@ -153,7 +199,9 @@ test('TLS verification and handshake failures map to 502 PUTTU_UPSTREAM_TLS', (t
 
 test('the catalogue: every error class is a PuttuError with its own name, a unique code and an HTTP status', async (t) => {
   const catalogue = (await import('../../proxy/errors.js')) as Record<string, unknown>;
-  const classes = Object.entries(catalogue).filter(([, v]) => typeof v === 'function' && (v as { prototype?: unknown }).prototype instanceof PuttuError);
+  const classes = Object.entries(catalogue).filter(
+    ([, v]) => typeof v === 'function' && (v as { prototype?: unknown }).prototype instanceof PuttuError,
+  );
   t.true(classes.length >= 25, `${classes.length} classes`);
   const codes = new Map<string, string>();
   for (const [name, cls] of classes) {

@@ -18,7 +18,8 @@ function ok(t: { fail(msg: string): void }, result: DecodeResult): Instance {
   return result.instance;
 }
 
-const describe = (r: DecodeResult) => (r.ok ? `accepted ${r.instance.url}${r.inactive ? ` (inactive: ${r.inactive})` : ''}` : `rejected: ${r.reason}`);
+const describe = (r: DecodeResult) =>
+  r.ok ? `accepted ${r.instance.url}${r.inactive ? ` (inactive: ${r.inactive})` : ''}` : `rejected: ${r.reason}`;
 
 const files = loadFixtures();
 
@@ -110,12 +111,27 @@ test('curator: the uriSpec path, string or Jackson parts; Curator variables fill
   t.is(api('no scheme here /x'), '', 'not a URI template');
   t.is(api(42), '', 'a uriSpec shape we do not know is ignored');
   t.is(api({ parts: 'nope' }), '');
-  t.is(api({ parts: [{ value: 'scheme', variable: true }, { value: '://h/', variable: false }, { value: 7 }] }), '', 'a broken part: ignored');
   t.is(
-    api({ parts: [{ value: 'scheme', variable: true }, { value: '://', variable: false }, { value: 'address', variable: true }, { value: '/v2', variable: false }] }),
+    api({ parts: [{ value: 'scheme', variable: true }, { value: '://h/', variable: false }, { value: 7 }] }),
+    '',
+    'a broken part: ignored',
+  );
+  t.is(
+    api({
+      parts: [
+        { value: 'scheme', variable: true },
+        { value: '://', variable: false },
+        { value: 'address', variable: true },
+        { value: '/v2', variable: false },
+      ],
+    }),
     '/v2',
   );
-  for (const bad of ['{scheme}://{address}:{port}/{constructor}', '{scheme}://{address}:{port}/{__proto__}', '{scheme}://{address}:{port}/{}']) {
+  for (const bad of [
+    '{scheme}://{address}:{port}/{constructor}',
+    '{scheme}://{address}:{port}/{__proto__}',
+    '{scheme}://{address}:{port}/{}',
+  ]) {
     const r = decode(curator({ port: 8080, uriSpec: bad }));
     t.false(r.ok, bad);
     t.regex(describe(r), /cannot fill/, bad);
@@ -124,7 +140,12 @@ test('curator: the uriSpec path, string or Jackson parts; Curator variables fill
 });
 
 test('curator: Spring instance_status is compared ignoring case; enabled null counts as enabled', (t) => {
-  const spring = (status: unknown) => ({ '@class': 'org.springframework.cloud.zookeeper.discovery.ZookeeperInstance', id: 'a', name: 'orders', metadata: { instance_status: status } });
+  const spring = (status: unknown) => ({
+    '@class': 'org.springframework.cloud.zookeeper.discovery.ZookeeperInstance',
+    id: 'a',
+    name: 'orders',
+    metadata: { instance_status: status },
+  });
   const up = decode(curator({ port: 8080, payload: spring('up') }));
   t.true(up.ok && up.inactive === undefined);
   const nullStatus = decode(curator({ port: 8080, payload: spring(null), enabled: null }));
@@ -138,7 +159,10 @@ test('curator: Spring instance_status is compared ignoring case; enabled null co
 
 test('serverset: shard and well-formed additional endpoints are kept; a bad shard is ignored; status compared ignoring case', (t) => {
   const member = (fields: Record<string, unknown>) => ({ serviceEndpoint: { host: '10.0.0.7', port: 31337 }, status: 'ALIVE', ...fields });
-  const i = ok(t, decode(member({ shard: 3, additionalEndpoints: { http: { host: '10.0.0.7', port: 8080 }, bad: { host: 'x y', port: 1 }, worse: 5 } })));
+  const i = ok(
+    t,
+    decode(member({ shard: 3, additionalEndpoints: { http: { host: '10.0.0.7', port: 8080 }, bad: { host: 'x y', port: 1 }, worse: 5 } })),
+  );
   t.is(i.shard, 3);
   t.deepEqual(i.endpoints, { http: { host: '10.0.0.7', port: 8080 } });
   t.is(ok(t, decode(member({ shard: -1 }))).shard, undefined);

@@ -1,5 +1,18 @@
 import test from 'ava';
-import { bytesDecimal, clientResponseHeaders, connectionTokens, DROP, DROP_NAMING, RELAY, RELAY_CONTENT_LENGTH, RELAY_DATE, requestIdOf, responseField, upstreamRequestHeaders, type ForwardInfo } from '../../proxy/forward/headers.js';
+import {
+  bytesDecimal,
+  clientResponseHeaders,
+  connectionTokens,
+  DROP,
+  DROP_NAMING,
+  RELAY,
+  RELAY_CONTENT_LENGTH,
+  RELAY_DATE,
+  requestIdOf,
+  responseField,
+  upstreamRequestHeaders,
+  type ForwardInfo,
+} from '../../proxy/forward/headers.js';
 
 const info: ForwardInfo = { clientIp: '203.0.113.7', proto: 'http', host: 'proxy.example', requestId: 'rid-1' };
 const RID = ['x-request-id', 'rid-1'];
@@ -19,21 +32,43 @@ function names(raw: readonly string[]): string[] {
 
 test('request: hop-by-hop fields, host, expect and client X-Forwarded-Proto/-Host are removed', (t) => {
   const raw = [
-    'Host', 'proxy.example',
-    'Connection', 'keep-alive',
-    'Keep-Alive', 'timeout=5',
-    'Proxy-Connection', 'keep-alive',
-    'Transfer-Encoding', 'chunked',
-    'TE', 'trailers',
-    'Trailer', 'X-Checksum',
-    'Upgrade', 'websocket',
-    'Expect', '100-continue',
-    'X-Forwarded-Proto', 'https',
-    'X-Forwarded-Host', 'evil.example',
-    'Accept', 'application/json',
+    'Host',
+    'proxy.example',
+    'Connection',
+    'keep-alive',
+    'Keep-Alive',
+    'timeout=5',
+    'Proxy-Connection',
+    'keep-alive',
+    'Transfer-Encoding',
+    'chunked',
+    'TE',
+    'trailers',
+    'Trailer',
+    'X-Checksum',
+    'Upgrade',
+    'websocket',
+    'Expect',
+    '100-continue',
+    'X-Forwarded-Proto',
+    'https',
+    'X-Forwarded-Host',
+    'evil.example',
+    'Accept',
+    'application/json',
   ];
   const out = upstreamRequestHeaders(raw, info);
-  for (const dropped of ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'expect']) {
+  for (const dropped of [
+    'connection',
+    'keep-alive',
+    'proxy-connection',
+    'transfer-encoding',
+    'te',
+    'trailer',
+    'upgrade',
+    'host',
+    'expect',
+  ]) {
     t.deepEqual(all(out, dropped), [], dropped);
   }
   t.deepEqual(all(out, 'x-forwarded-proto'), ['http']);
@@ -81,7 +116,11 @@ test('request: "Connection: Via" or naming X-Forwarded-Proto/-Host cannot suppre
 });
 
 test('request: X-Forwarded-Proto and -Host are set by us, once each', (t) => {
-  const out = upstreamRequestHeaders(['x-forwarded-proto', 'https', 'X-FORWARDED-HOST', 'a', 'x-forwarded-host', 'b'], { ...info, proto: 'https', host: 'shop.example:8080' });
+  const out = upstreamRequestHeaders(['x-forwarded-proto', 'https', 'X-FORWARDED-HOST', 'a', 'x-forwarded-host', 'b'], {
+    ...info,
+    proto: 'https',
+    host: 'shop.example:8080',
+  });
   t.deepEqual(all(out, 'x-forwarded-proto'), ['https']);
   t.deepEqual(all(out, 'x-forwarded-host'), ['shop.example:8080']);
 });
@@ -109,15 +148,24 @@ const buffers = (raw: string[]) => raw.map((s) => Buffer.from(s, 'latin1'));
 
 test('response: hop-by-hop fields and fields named in Connection are dropped', (t) => {
   const raw = buffers([
-    'Connection', 'keep-alive, X-Internal',
-    'Keep-Alive', 'timeout=5',
-    'Transfer-Encoding', 'chunked',
-    'Proxy-Connection', 'close',
-    'Trailer', 'X-Sum',
-    'Upgrade', 'h2c',
-    'TE', 'trailers',
-    'x-internal', 'secret',
-    'Content-Type', 'text/plain',
+    'Connection',
+    'keep-alive, X-Internal',
+    'Keep-Alive',
+    'timeout=5',
+    'Transfer-Encoding',
+    'chunked',
+    'Proxy-Connection',
+    'close',
+    'Trailer',
+    'X-Sum',
+    'Upgrade',
+    'h2c',
+    'TE',
+    'trailers',
+    'x-internal',
+    'secret',
+    'Content-Type',
+    'text/plain',
   ]);
   t.deepEqual(clientResponseHeaders(raw, 'rid-1'), ['Content-Type', 'text/plain', ...RID]);
 });

@@ -3,7 +3,13 @@ import type os from 'node:os';
 import { resolveHost } from '../../proxy/registry/host.js';
 
 function nic(address: string, family: 'IPv4' | 'IPv6'): os.NetworkInterfaceInfo {
-  const base = { address, netmask: family === 'IPv4' ? '255.255.255.0' : 'ffff:ffff:ffff:ffff::', mac: '02:00:00:00:00:01', internal: false, cidr: null };
+  const base = {
+    address,
+    netmask: family === 'IPv4' ? '255.255.255.0' : 'ffff:ffff:ffff:ffff::',
+    mac: '02:00:00:00:00:01',
+    internal: false,
+    cidr: null,
+  };
   return family === 'IPv4' ? { ...base, family, scopeid: undefined } : { ...base, family, scopeid: 0 };
 }
 
@@ -42,7 +48,10 @@ test('no interface and no PUTTU_IP is an error saying what to do', (t) => {
   t.is((error as { code?: string }).code, 'PUTTU_INVALID_REGISTRATION');
   t.regex(error!.message, /set PUTTU_IP or name a network interface/);
   t.regex(error!.message, /lo, eth0, v6only/);
-  t.regex(resolveErrorMessage(() => resolveHost(undefined, {}, {})), /this machine has: none/);
+  t.regex(
+    resolveErrorMessage(() => resolveHost(undefined, {}, {})),
+    /this machine has: none/,
+  );
 });
 
 function resolveErrorMessage(fn: () => unknown): string {

@@ -11,7 +11,8 @@ import {
   type Instance,
 } from '../../proxy/registry/instance.js';
 
-const decode = (data: string | Buffer): DecodeResult => decodeInstance('warehouse', 'warehouse0000000007', typeof data === 'string' ? Buffer.from(data) : data);
+const decode = (data: string | Buffer): DecodeResult =>
+  decodeInstance('warehouse', 'warehouse0000000007', typeof data === 'string' ? Buffer.from(data) : data);
 
 function ok(t: { fail(msg: string): void }, result: DecodeResult): Instance {
   if (!result.ok) {
@@ -26,7 +27,10 @@ function reason(result: DecodeResult): string {
 }
 
 test('our JSON decodes to a frozen instance', (t) => {
-  const i = ok(t, decode(JSON.stringify({ protocol: 'https', host: '10.0.0.5', port: 10001, api: '/warehouse/v1', id: 'x', registrationTimeUTC: 1 })));
+  const i = ok(
+    t,
+    decode(JSON.stringify({ protocol: 'https', host: '10.0.0.5', port: 10001, api: '/warehouse/v1', id: 'x', registrationTimeUTC: 1 })),
+  );
   t.like(i, {
     id: 'warehouse0000000007',
     service: 'warehouse',
@@ -135,7 +139,25 @@ test('normalizeApi', (t) => {
   t.is(normalizeApi('//a//b'), '/a/b');
   t.is(normalizeApi('/a.b/c..d/~e'), '/a.b/c..d/~e', 'dots inside a segment are fine');
   t.is(normalizeApi('/a%20b'), '/a%20b');
-  for (const bad of ['a', 'a/b', '/a/../b', '/a/./b', '/..', '/a/%2e%2e', '/a/%2E%2e/b', '/a/%2e', '/a%2Fb', '/a%5Cb', '/a?x', '/a#f', '/a\\b', '/a b', '/a\tb', '/a\u0000', '/' + 'x'.repeat(1024)]) {
+  for (const bad of [
+    'a',
+    'a/b',
+    '/a/../b',
+    '/a/./b',
+    '/..',
+    '/a/%2e%2e',
+    '/a/%2E%2e/b',
+    '/a/%2e',
+    '/a%2Fb',
+    '/a%5Cb',
+    '/a?x',
+    '/a#f',
+    '/a\\b',
+    '/a b',
+    '/a\tb',
+    '/a\u0000',
+    '/' + 'x'.repeat(1024),
+  ]) {
     t.is(normalizeApi(bad), undefined, JSON.stringify(bad));
   }
   for (const notString of [undefined, null, 7, ['/a'], { api: '/a' }]) t.is(normalizeApi(notString), undefined);
@@ -161,7 +183,13 @@ test('encodeRegistration writes the canonical superset, every field in a fixed o
   t.is(registrationIdOf(data), 'a2c4');
   const back = decode(data);
   t.true(back.ok && back.inactive === undefined);
-  t.like(ok(t, back), { format: 'puttu', url: 'https://10.0.0.5:10001/warehouse/v1', weight: 7, status: 'UP', metadata: { zone: 'eu-1a' } });
+  t.like(ok(t, back), {
+    format: 'puttu',
+    url: 'https://10.0.0.5:10001/warehouse/v1',
+    weight: 7,
+    status: 'UP',
+    metadata: { zone: 'eu-1a' },
+  });
   const draining = decode(encodeRegistration({ ...record, status: 'DRAINING' }));
   t.true(draining.ok, 'a draining registration is valid');
   t.is(draining.ok ? draining.inactive : undefined, 'status DRAINING', 'but gets no traffic');
@@ -171,7 +199,8 @@ test('registration weight: an integer from 1 to 1000, default 1', (t) => {
   t.is(validateWeight(undefined), 1);
   t.is(validateWeight(1), 1);
   t.is(validateWeight(1000), 1000);
-  for (const bad of [0, -1, 1001, 1.5, NaN, '5', null, true]) t.regex(String(validateWeight(bad)), /^weight must be an integer from 1 to 1000/, String(bad));
+  for (const bad of [0, -1, 1001, 1.5, NaN, '5', null, true])
+    t.regex(String(validateWeight(bad)), /^weight must be an integer from 1 to 1000/, String(bad));
 });
 
 test('registration metadata: an object of strings, at most 4 KiB as JSON, copied and frozen', (t) => {
@@ -184,5 +213,6 @@ test('registration metadata: an object of strings, at most 4 KiB as JSON, copied
   t.deepEqual(validateMetadata({ big: 'x'.repeat(4096 - '{"big":""}'.length) }), { big: 'x'.repeat(4086) }, 'exactly 4 KiB is fine');
   t.regex(String(validateMetadata({ big: 'x'.repeat(4087) })), /^metadata is 4097 bytes as JSON, over 4096$/);
   t.regex(String(validateMetadata({ n: 1 })), /^metadata\["n"\] must be a string, got 1$/);
-  for (const bad of [null, 'a=b', ['a'], new Map([['a', 'b']]), 5]) t.regex(String(validateMetadata(bad)), /^metadata must be an object of strings/, String(bad));
+  for (const bad of [null, 'a=b', ['a'], new Map([['a', 'b']]), 5])
+    t.regex(String(validateMetadata(bad)), /^metadata must be an object of strings/, String(bad));
 });

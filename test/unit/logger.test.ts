@@ -24,7 +24,10 @@ test('levels below the configured one are dropped; silent drops everything', (t)
   warn.logger.info('i');
   warn.logger.warn('w');
   warn.logger.error('e');
-  t.deepEqual(warn.parsed().map((l) => l.level), ['warn', 'error']);
+  t.deepEqual(
+    warn.parsed().map((l) => l.level),
+    ['warn', 'error'],
+  );
   t.false(warn.logger.isLevelEnabled('info'));
   t.true(warn.logger.isLevelEnabled('error'));
   t.false(warn.logger.isLevelEnabled('silent'));

@@ -16,7 +16,9 @@ async function samples(metrics: Metrics, name: string): Promise<Sample[]> {
 }
 
 async function value(metrics: Metrics, name: string, labels: Record<string, string>): Promise<number | undefined> {
-  const match = (await samples(metrics, name)).filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v) && Object.keys(s.labels).length === Object.keys(labels).length);
+  const match = (await samples(metrics, name)).filter(
+    (s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v) && Object.keys(s.labels).length === Object.keys(labels).length,
+  );
   if (match.length > 1) throw new Error(`several series match ${JSON.stringify(labels)}`);
   return match[0]?.value;
 }
@@ -37,14 +39,28 @@ test("the default process metrics are prom-client's, less the three that fail pr
   prom.collectDefaultMetrics({ register: reference, prefix: 'puttu_' });
   const expected = (await reference.getMetricsAsJSON()).map((m) => m.name).filter((n) => !LINT_FAILING_DEFAULTS.includes(n));
   const ours = new Set((await createMetrics().registry.getMetricsAsJSON()).map((m) => m.name));
-  t.deepEqual(expected.filter((n) => !ours.has(n)), []);
-  t.deepEqual(LINT_FAILING_DEFAULTS.filter((n) => ours.has(n)), []);
+  t.deepEqual(
+    expected.filter((n) => !ours.has(n)),
+    [],
+  );
+  t.deepEqual(
+    LINT_FAILING_DEFAULTS.filter((n) => ours.has(n)),
+    [],
+  );
   t.true(ours.has('puttu_process_cpu_seconds_total'));
 });
 
 test('the process CPU counters grow, and the total is user plus system', async (t) => {
   const m = createMetrics();
-  const read = async () => Object.fromEntries(await Promise.all(['user', 'system', ''].map(async (k) => [k || 'total', (await samples(m, `puttu_process_cpu_${k ? `${k}_` : ''}seconds_total`))[0]?.value ?? -1])));
+  const read = async () =>
+    Object.fromEntries(
+      await Promise.all(
+        ['user', 'system', ''].map(async (k) => [
+          k || 'total',
+          (await samples(m, `puttu_process_cpu_${k ? `${k}_` : ''}seconds_total`))[0]?.value ?? -1,
+        ]),
+      ),
+    );
   const first = await read();
   const until = process.cpuUsage().user + 20_000;
   while (process.cpuUsage().user < until); // burn 20 ms of user CPU
@@ -126,7 +142,8 @@ test('observe records the duration in the per-service histogram', async (t) => {
   const sum = all.find((s) => s.metricName === 'puttu_request_duration_seconds_sum' && s.labels.service === 's');
   t.is(count?.value, 3);
   t.is(Math.round((sum?.value ?? 0) * 1000), 40_203);
-  const bucket = (le: number | string) => all.find((s) => s.metricName === 'puttu_request_duration_seconds_bucket' && s.labels.le === le)?.value;
+  const bucket = (le: number | string) =>
+    all.find((s) => s.metricName === 'puttu_request_duration_seconds_bucket' && s.labels.le === le)?.value;
   t.is(bucket(0.001), 0);
   t.is(bucket(0.005), 1);
   t.is(bucket(0.25), 2);
@@ -163,8 +180,17 @@ test('forget removes every series of that service and keeps the others', async (
   }
   const before = await m.registry.metrics();
   t.true(before.includes('service="x"'));
-  for (const metric of ['puttu_requests_total{', 'puttu_request_duration_seconds_bucket{', 'puttu_upstream_errors_total{', 'puttu_endpoints{', 'puttu_registry_invalid_znodes_total{']) {
-    t.true(before.split('\n').some((l) => l.startsWith(metric) && l.includes('service="x"')), metric);
+  for (const metric of [
+    'puttu_requests_total{',
+    'puttu_request_duration_seconds_bucket{',
+    'puttu_upstream_errors_total{',
+    'puttu_endpoints{',
+    'puttu_registry_invalid_znodes_total{',
+  ]) {
+    t.true(
+      before.split('\n').some((l) => l.startsWith(metric) && l.includes('service="x"')),
+      metric,
+    );
   }
 
   m.forget('x');
@@ -224,7 +250,11 @@ test('setZkState sets exactly one state to 1 and all the others to 0', async (t)
     t.is(now.size, CONNECTION_STATES.length);
     t.is(now.get(state), 1, state);
     t.is([...now.values()].filter((v) => v === 1).length, 1, state);
-    t.is([...now.values()].reduce((a, b) => a + b, 0), 1, state);
+    t.is(
+      [...now.values()].reduce((a, b) => a + b, 0),
+      1,
+      state,
+    );
   }
 });
 
@@ -276,15 +306,26 @@ test('label cardinality stays bounded after 1000 observations with random method
     (i % 2 === 0 ? svc : unknown).observe(method, status, random());
   }
   const series = await samples(m, 'puttu_requests_total');
-  t.is(series.reduce((a, s) => a + s.value, 0), 1000);
+  t.is(
+    series.reduce((a, s) => a + s.value, 0),
+    1000,
+  );
   // 9 method values (8 known + OTHER) × 6 status classes × 2 services at most.
   t.true(series.length <= 9 * 6 * 2, String(series.length));
   const methods = new Set(series.map((s) => String(s.labels.method)));
-  t.true([...methods].every((x) => x === 'OTHER' || known.includes(x)), [...methods].join(','));
+  t.true(
+    [...methods].every((x) => x === 'OTHER' || known.includes(x)),
+    [...methods].join(','),
+  );
   t.true(methods.has('OTHER'));
   const classes = new Set(series.map((s) => String(s.labels.status_class)));
-  t.true([...classes].every((c) => ['1xx', '2xx', '3xx', '4xx', '5xx', 'aborted'].includes(c)), [...classes].join(','));
+  t.true(
+    [...classes].every((c) => ['1xx', '2xx', '3xx', '4xx', '5xx', 'aborted'].includes(c)),
+    [...classes].join(','),
+  );
   t.deepEqual(new Set(series.map((s) => s.labels.service)), new Set(['s', UNKNOWN_SERVICE]));
-  const histogramSeries = (await samples(m, 'puttu_request_duration_seconds')).filter((s) => s.metricName === 'puttu_request_duration_seconds_count');
+  const histogramSeries = (await samples(m, 'puttu_request_duration_seconds')).filter(
+    (s) => s.metricName === 'puttu_request_duration_seconds_count',
+  );
   t.is(histogramSeries.length, 2);
 });

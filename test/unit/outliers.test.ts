@@ -5,7 +5,9 @@ import { silentLogger } from '../../proxy/logger.js';
 import { fakeClock } from '../helpers/fakes.js';
 
 function instances(n: number, service = 'svc'): Instance[] {
-  return Array.from({ length: n }, (_, i) => makeInstance(service, `svc${i}`, 'puttu', { protocol: 'http', host: '127.0.0.1', port: 1000 + i, api: '' }));
+  return Array.from({ length: n }, (_, i) =>
+    makeInstance(service, `svc${i}`, 'puttu', { protocol: 'http', host: '127.0.0.1', port: 1000 + i, api: '' }),
+  );
 }
 
 function detector(options = {}) {

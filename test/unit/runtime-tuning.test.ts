@@ -10,7 +10,12 @@ const TUNING = new URL('../../proxy/runtime-tuning.js', import.meta.url).href;
  * Runs a fresh node that allocates short-lived objects for `ms` (as a busy proxy does) with the
  * young generation capped at `capMiB` (or not capped), and returns what it saw.
  */
-function churn(capMiB: number | undefined, nodeArgs: string[] = [], ms = 1_500, startHeld = false): { youngBytes: number; installed: boolean; capped: boolean } {
+function churn(
+  capMiB: number | undefined,
+  nodeArgs: string[] = [],
+  ms = 1_500,
+  startHeld = false,
+): { youngBytes: number; installed: boolean; capped: boolean } {
   const script = `
     import v8 from 'node:v8';
     import { capYoungGeneration } from ${JSON.stringify(TUNING)};
@@ -28,7 +33,11 @@ function churn(capMiB: number | undefined, nodeArgs: string[] = [], ms = 1_500, 
       cap?.stop();
     };
     tick();`;
-  const r = spawnSync(process.execPath, [...nodeArgs, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, NODE_OPTIONS: '' } });
+  const r = spawnSync(process.execPath, [...nodeArgs, '--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
   if (r.status !== 0) throw new Error(`node exited ${r.status}: ${r.stderr}`);
   return JSON.parse(r.stdout.trim());
 }
@@ -71,7 +80,11 @@ test('collectGarbageOnce runs a full collection: an unreachable old object is go
       const ms = collectGarbageOnce();
       console.log(JSON.stringify({ collected: ref.deref() === undefined, ms }));
     });`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, NODE_OPTIONS: '' } });
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
   t.is(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout.trim()) as { collected: boolean; ms: number };
   t.true(out.collected);
@@ -96,7 +109,11 @@ function optimized(nodeArgs: string[] = []): string[] {
     await new Promise((resolve) => setTimeout(resolve, 200)); // concurrent compiles finish
     spin(hotAfterStartup);
     console.log('sum', sum);`;
-  const r = spawnSync(process.execPath, ['--trace-opt', ...nodeArgs, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, NODE_OPTIONS: '' } });
+  const r = spawnSync(process.execPath, ['--trace-opt', ...nodeArgs, '--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
   if (r.status !== 0) throw new Error(`node exited ${r.status}: ${r.stderr}`);
   return [...r.stdout.matchAll(/completed optimizing .*?<JSFunction (\w+)/g)].map((m) => m[1]!);
 }
@@ -109,7 +126,10 @@ test('TurboFan is off while puttu starts and on again after startupOver()', (t) 
 
 test("an operator's --no-opt holds after startupOver()", (t) => {
   const names = optimized(['--no-opt']);
-  t.deepEqual(names.filter((n) => n.startsWith('hot')), []);
+  t.deepEqual(
+    names.filter((n) => n.startsWith('hot')),
+    [],
+  );
 });
 
 test('without the start-up hold (an operator --opt) the start-up code is optimized too: the first test can fail', (t) => {
@@ -123,7 +143,18 @@ test('without the start-up hold (an operator --opt) the start-up code is optimiz
  * resources (timers, handles) a turn after the imports. `then` runs after the imports, to show the
  * check can fail.
  */
-function sideEffectsOfImporting(modules: string[], then = ''): { flags: string[]; timers: string[]; gcExposed: boolean; heapBefore: object; heapAfter: object; resourcesBefore: string[]; resourcesAfter: string[] } {
+function sideEffectsOfImporting(
+  modules: string[],
+  then = '',
+): {
+  flags: string[];
+  timers: string[];
+  gcExposed: boolean;
+  heapBefore: object;
+  heapAfter: object;
+  resourcesBefore: string[];
+  resourcesAfter: string[];
+} {
   const script = `
     import v8 from 'node:v8';
     import vm from 'node:vm';
@@ -149,7 +180,11 @@ function sideEffectsOfImporting(modules: string[], then = ''): { flags: string[]
     await new Promise((resolve) => setImmediate(resolve));
     const resourcesAfter = process.getActiveResourcesInfo();
     console.log(JSON.stringify({ flags, timers, gcExposed: vm.runInNewContext('typeof gc') === 'function', heapBefore, heapAfter: settings(), resourcesBefore, resourcesAfter }));`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, NODE_OPTIONS: '' } });
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
   if (r.status !== 0) throw new Error(`node exited ${r.status}: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
@@ -188,7 +223,10 @@ test('importing the library, or any module under proxy/, changes no V8 flag, exp
 
 test('the check above sees tuning when it happens: beforeLoad() and a collection set flags and expose gc', (t) => {
   const tuning = new URL('../../proxy/runtime-tuning.js', import.meta.url).href;
-  const r = sideEffectsOfImporting([tuning], `const t = await import(${JSON.stringify(tuning)}); t.beforeLoad(); t.collectGarbageOnce(); globalThis.keep = setInterval(() => {}, 1000); keep.unref(); globalThis.once = setTimeout(() => {}, 10);`);
+  const r = sideEffectsOfImporting(
+    [tuning],
+    `const t = await import(${JSON.stringify(tuning)}); t.beforeLoad(); t.collectGarbageOnce(); globalThis.keep = setInterval(() => {}, 1000); keep.unref(); globalThis.once = setTimeout(() => {}, 10);`,
+  );
   t.true(r.flags.includes('--no-allocation-site-pretenuring'), r.flags.join(' '));
   t.true(r.flags.includes('--expose-gc'));
   t.true(r.gcExposed);
@@ -203,7 +241,10 @@ test('--tune-runtime off / on and PUTTU_TUNE_RUNTIME choose tuning, and the flag
   t.deepEqual(tuningChoice(['proxy'], { PUTTU_TUNE_RUNTIME: 'off' }), { tune: false, argv: ['proxy'] });
   t.deepEqual(tuningChoice(['proxy', '--tune-runtime', 'on'], { PUTTU_TUNE_RUNTIME: 'off' }), { tune: true, argv: ['proxy'] });
   // After `--` the arguments belong to the command `puttu register` runs.
-  t.deepEqual(tuningChoice(['register', '--', 'app', '--tune-runtime', 'off'], {}), { tune: true, argv: ['register', '--', 'app', '--tune-runtime', 'off'] });
+  t.deepEqual(tuningChoice(['register', '--', 'app', '--tune-runtime', 'off'], {}), {
+    tune: true,
+    argv: ['register', '--', 'app', '--tune-runtime', 'off'],
+  });
   t.throws(() => tuningChoice(['--tune-runtime', 'maybe'], {}), { instanceOf: UsageError, message: /"on" or "off"/ });
   t.throws(() => tuningChoice(['--tune-runtime'], {}), { instanceOf: UsageError });
 });

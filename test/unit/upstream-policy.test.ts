@@ -8,7 +8,8 @@ test('by default link-local and cloud metadata addresses are refused', (t) => {
   for (const host of ['169.254.169.254', '169.254.0.1', 'fe80::1', 'fd00:ec2::254', '100.100.100.200', '::ffff:169.254.169.254']) {
     t.regex(p.check(host, 80) ?? '', /denied network/, host);
   }
-  for (const host of ['10.0.0.5', '127.0.0.1', '192.168.1.2', '::1', '2001:db8::1', 'warehouse.internal']) t.is(p.check(host, 80), undefined, host);
+  for (const host of ['10.0.0.5', '127.0.0.1', '192.168.1.2', '::1', '2001:db8::1', 'warehouse.internal'])
+    t.is(p.check(host, 80), undefined, host);
 });
 
 test('an allow list admits only its networks', (t) => {
@@ -53,6 +54,8 @@ test('the lookup refuses names that resolve only to refused addresses, without c
   const error = await new Promise<NodeJS.ErrnoException | null>((resolve) => lookup('localhost', {}, (err) => resolve(err)));
   t.is(error?.code, 'PUTTU_UPSTREAM_POLICY');
   const open = policyLookup(defaults(), 80);
-  const address = await new Promise<string>((resolve, reject) => open('localhost', {}, (err, a) => (err ? reject(err) : resolve(a as string))));
+  const address = await new Promise<string>((resolve, reject) =>
+    open('localhost', {}, (err, a) => (err ? reject(err) : resolve(a as string))),
+  );
   t.regex(address, /^(127\.0\.0\.1|::1)$/);
 });

@@ -36,6 +36,7 @@ export function normalizeApi(api: unknown): string | undefined {
   if (api === '' || api === '/') return '';
   if (!api.startsWith('/') || api.length > 1024) return undefined;
   // No query, fragment, backslash, control or space characters; no dot segments.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
   if (/[?#\\\s\x00-\x1f\x7f]/.test(api)) return undefined;
   const segments = api.split('/').filter((s) => s !== '');
   for (const s of segments) {

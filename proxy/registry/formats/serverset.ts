@@ -22,7 +22,8 @@ export function decodeServerset(service: string, id: string, obj: Record<string,
   const checked = validateEndpoint({ protocol: 'http', host: main.host, port: main.port, api: '' });
   if (typeof checked === 'string') return fail(`serverset: serviceEndpoint.${checked}`);
   const status = obj.status;
-  if (typeof status !== 'string' || status.trim() === '') return fail(`serverset: status must be a string such as "ALIVE", got ${show(status)}`);
+  if (typeof status !== 'string' || status.trim() === '')
+    return fail(`serverset: status must be a string such as "ALIVE", got ${show(status)}`);
   const shard = typeof obj.shard === 'number' && Number.isInteger(obj.shard) && obj.shard >= 0 ? obj.shard : undefined;
   const endpoints = namedEndpoints(obj.additionalEndpoints);
   const instance = makeInstance(service, id, 'serverset', checked, {

@@ -12,7 +12,12 @@ import { parseArgs } from 'node:util';
  */
 export function startBaseline(name, toBackend, forward) {
   const { values } = parseArgs({ options: { port: { type: 'string' }, host: { type: 'string', default: '127.0.0.1' } } });
-  const routes = new Map(Object.entries(JSON.parse(process.env.BENCH_ROUTES ?? '{}')).map(([service, urls]) => [service, { backends: urls.map(toBackend), next: 0 }]));
+  const routes = new Map(
+    Object.entries(JSON.parse(process.env.BENCH_ROUTES ?? '{}')).map(([service, urls]) => [
+      service,
+      { backends: urls.map(toBackend), next: 0 },
+    ]),
+  );
   const server = http.createServer((req, res) => {
     const url = req.url ?? '/';
     const slash = url.indexOf('/', 1);

@@ -21,7 +21,10 @@ function machineBusyTicks() {
 function processTicks(pid, withChildren) {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+    const f = stat
+      .slice(stat.lastIndexOf(')') + 2)
+      .split(' ')
+      .map(Number);
     return f[11] + f[12] + (withChildren ? f[13] + f[14] : 0);
   } catch {
     return 0;
@@ -35,7 +38,10 @@ export function cpuSeconds(pids) {
   for (const pid of pids) {
     try {
       const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+      const f = stat
+        .slice(stat.lastIndexOf(')') + 2)
+        .split(' ')
+        .map(Number);
       user += f[11];
       sys += f[12];
     } catch {

@@ -35,5 +35,11 @@ export async function probeLatency(url, { connections = 10, seconds = 5 } = {}) 
   };
   await Promise.all(Array.from({ length: connections }, worker));
   agent.destroy();
-  return { requests: latencies.length, rps: latencies.length / ((performance.now() - start) / 1_000), errors, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+  return {
+    requests: latencies.length,
+    rps: latencies.length / ((performance.now() - start) / 1_000),
+    errors,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+  };
 }

@@ -5,7 +5,12 @@ import os from 'node:os';
 
 function firstLine(command, args) {
   const r = spawnSync(command, args, { encoding: 'utf8', timeout: 5_000 });
-  return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').find((l) => l.trim())?.trim() ?? 'unknown';
+  return (
+    `${r.stdout ?? ''}${r.stderr ?? ''}`
+      .split('\n')
+      .find((l) => l.trim())
+      ?.trim() ?? 'unknown'
+  );
 }
 
 export function machine({ nginx, wrk } = {}) {

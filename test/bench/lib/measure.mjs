@@ -11,7 +11,10 @@ import { runWrk } from './wrk.mjs';
 
 /** Read and write system calls of the proxy's processes so far (nginx's recv() is not counted). */
 function syscalls(target) {
-  return target.pids().map(syscallCounts).reduce((a, b) => ({ reads: a.reads + b.reads, writes: a.writes + b.writes }), { reads: 0, writes: 0 });
+  return target
+    .pids()
+    .map(syscallCounts)
+    .reduce((a, b) => ({ reads: a.reads + b.reads, writes: a.writes + b.writes }), { reads: 0, writes: 0 });
 }
 
 /** `slow`: the slow backend, whose served-requests counter is read before and after. */
@@ -20,7 +23,14 @@ export async function measure({ target, scenario, seconds, threads, logFile, slo
   const sampler = startRssSampler(target.pids);
   const before = { machine: cpuSnapshot(), cpu: cpuSeconds(target.pids()), io: syscalls(target), slow: slow ? await slow.served() : 0 };
   let rss;
-  const result = await runWrk({ url: `http://127.0.0.1:${target.port}${scenario.path}`, connections: scenario.connections, threads, seconds, script: scenario.script, logFile }).finally(() => {
+  const result = await runWrk({
+    url: `http://127.0.0.1:${target.port}${scenario.path}`,
+    connections: scenario.connections,
+    threads,
+    seconds,
+    script: scenario.script,
+    logFile,
+  }).finally(() => {
     rss = sampler.stop();
   });
   const after = { machine: cpuSnapshot(), cpu: cpuSeconds(target.pids()), io: syscalls(target), slow: slow ? await slow.served() : 0 };

@@ -81,11 +81,14 @@ export async function startNginx({ binary, dir, port, routes, logFile, forwardin
   const conf = path.join(dir, 'nginx.conf');
   fs.writeFileSync(conf, nginxConfig({ dir, port, routes, forwarding }));
   const proc = spawnTracked('nginx', binary, ['-p', `${dir}/`, '-c', conf, '-e', path.join(dir, 'error.log')], { logFile });
-  await waitUntil(async () => {
-    if (!proc.alive()) throw new Error(`nginx exited: ${proc.logTail()}\n${readIfExists(path.join(dir, 'error.log'))}`);
-    const res = await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined);
-    return res !== undefined && childPids(proc.pid).length > 0;
-  }, { timeoutMs: 15_000, what: 'nginx to answer' });
+  await waitUntil(
+    async () => {
+      if (!proc.alive()) throw new Error(`nginx exited: ${proc.logTail()}\n${readIfExists(path.join(dir, 'error.log'))}`);
+      const res = await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined);
+      return res !== undefined && childPids(proc.pid).length > 0;
+    },
+    { timeoutMs: 15_000, what: 'nginx to answer' },
+  );
   // Stop the master first (it stops its workers), then kill any worker it left behind.
   const killWorkers = childPids(proc.pid).map(adoptPid);
   onCleanup('nginx', async () => {

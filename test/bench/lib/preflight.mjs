@@ -36,12 +36,16 @@ export function preflight({ tools = ['nginx', 'wrk'] } = {}) {
   const found = Object.fromEntries(tools.map((t) => [t, findExecutable(t)]));
   const missing = tools.filter((t) => !found[t]);
   if (missing.length > 0) {
-    fail(`${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not installed. Install with:\n\n  ${INSTALL_NGINX_WRK}\n\n(as root, after \`apt-get update\` on a fresh machine; the benchmark installs nothing itself)`);
+    fail(
+      `${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not installed. Install with:\n\n  ${INSTALL_NGINX_WRK}\n\n(as root, after \`apt-get update\` on a fresh machine; the benchmark installs nothing itself)`,
+    );
   }
   if (!fs.existsSync('/usr/share/java/zookeeper.jar') || !findExecutable('java')) {
     fail('ZooKeeper is not installed. Install with:\n\n  apt-get install -y zookeeper\n');
   }
-  const built = ['dist/proxy/main.js', 'dist/proxy/index.js', 'dist/test/helpers/zookeeper.js'].every((f) => fs.existsSync(path.join(ROOT, f)));
+  const built = ['dist/proxy/main.js', 'dist/proxy/index.js', 'dist/test/helpers/zookeeper.js'].every((f) =>
+    fs.existsSync(path.join(ROOT, f)),
+  );
   if (!built) fail('puttu is not built. Build it first:\n\n  npx tsc -p .\n');
   warnIfStale();
   return found;
@@ -63,5 +67,8 @@ function warnIfStale() {
     .readdirSync(path.join(ROOT, 'proxy'), { recursive: true })
     .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
     .filter((f) => fs.statSync(path.join(ROOT, 'proxy', f)).mtimeMs > outputAt(f));
-  if (newer.length > 0) process.stderr.write(`warning: proxy/${newer[0]} (and ${newer.length - 1} more) changed after the last build; run \`npx tsc -p .\` to measure them\n`);
+  if (newer.length > 0)
+    process.stderr.write(
+      `warning: proxy/${newer[0]} (and ${newer.length - 1} more) changed after the last build; run \`npx tsc -p .\` to measure them\n`,
+    );
 }

@@ -13,7 +13,14 @@ export const SCENARIOS = [
   { id: 'small-c50', title: 'small response, 50 conn', path: '/echo/small', connections: 50, expect: 35 },
   { id: 'post-64k', title: '64 KiB POST, 10 conn', path: '/echo/upload', connections: 10, script: LUA, expect: 9 },
   { id: 'get-256k', title: '256 KiB response, 10 conn', path: '/echo/large', connections: 10, expect: 256 * 1024 },
-  { id: 'slow-1-of-3', title: `1 of 3 instances +${SLOW_MS} ms, 10 conn`, path: '/mixed/small', connections: 10, expect: 35, perBalancer: true },
+  {
+    id: 'slow-1-of-3',
+    title: `1 of 3 instances +${SLOW_MS} ms, 10 conn`,
+    path: '/mixed/small',
+    connections: 10,
+    expect: 35,
+    perBalancer: true,
+  },
 ];
 
 /** The scenarios named in `list` (comma-separated ids), or all. */
@@ -21,7 +28,8 @@ export function selectScenarios(list) {
   if (!list) return SCENARIOS;
   const ids = list.split(',').map((s) => s.trim());
   const unknown = ids.filter((id) => !SCENARIOS.some((s) => s.id === id));
-  if (unknown.length > 0) throw new Error(`BENCH_SCENARIOS: unknown ${unknown.join(', ')} (known: ${SCENARIOS.map((s) => s.id).join(', ')})`);
+  if (unknown.length > 0)
+    throw new Error(`BENCH_SCENARIOS: unknown ${unknown.join(', ')} (known: ${SCENARIOS.map((s) => s.id).join(', ')})`);
   return SCENARIOS.filter((s) => ids.includes(s.id));
 }
 

@@ -37,13 +37,21 @@ async function answers(url) {
 /** An echo backend process (see echo-backend.mjs); resolves once it answers. */
 export async function startBackend({ dir, name, delayMs = 0 }) {
   const port = await freePort();
-  const proc = spawnTracked(`backend ${name}`, process.execPath, [path.join(BENCH, 'echo-backend.mjs'), '--port', String(port), '--delay-ms', String(delayMs)], {
-    logFile: path.join(dir, `backend-${name}.log`),
-  });
-  await waitUntil(async () => {
-    if (!proc.alive()) throw new Error(`backend ${name} exited: ${proc.logTail()}`);
-    return (await answers(`http://127.0.0.1:${port}/small`)) === 200;
-  }, { timeoutMs: 10_000, what: `backend ${name}` });
+  const proc = spawnTracked(
+    `backend ${name}`,
+    process.execPath,
+    [path.join(BENCH, 'echo-backend.mjs'), '--port', String(port), '--delay-ms', String(delayMs)],
+    {
+      logFile: path.join(dir, `backend-${name}.log`),
+    },
+  );
+  await waitUntil(
+    async () => {
+      if (!proc.alive()) throw new Error(`backend ${name} exited: ${proc.logTail()}`);
+      return (await answers(`http://127.0.0.1:${port}/small`)) === 200;
+    },
+    { timeoutMs: 10_000, what: `backend ${name}` },
+  );
   const served = async () => Number(await (await fetch(`http://127.0.0.1:${port}/__requests`)).text());
   return { name, port, delayMs, proc, served };
 }
@@ -81,10 +89,13 @@ async function startBaseline({ dir, routes, name, script }) {
     env: { BENCH_ROUTES: JSON.stringify(targets) },
   });
   const service = Object.keys(routes)[0];
-  await waitUntil(async () => {
-    if (!proc.alive()) throw new Error(`${name} exited: ${proc.logTail()}`);
-    return (await answers(`http://127.0.0.1:${port}/${service}/small`)) === 200;
-  }, { timeoutMs: 10_000, what: `${name} baseline` });
+  await waitUntil(
+    async () => {
+      if (!proc.alive()) throw new Error(`${name} exited: ${proc.logTail()}`);
+      return (await answers(`http://127.0.0.1:${port}/${service}/small`)) === 200;
+    },
+    { timeoutMs: 10_000, what: `${name} baseline` },
+  );
   return { name, proc, port, pids: () => (proc.alive() ? [proc.pid] : []) };
 }
 
@@ -96,15 +107,33 @@ async function startBaseline({ dir, routes, name, script }) {
 export async function startPuttu({ dir, zk, name = 'puttu', flags = [], nodeArgs = [], expect = {}, bin = BIN }) {
   const port = await freePort();
   const adminPort = await freePort();
-  const args = [...nodeArgs, bin, 'proxy', '--zk', zk, '--port', String(port), '--admin-port', String(adminPort), '--host', '127.0.0.1', ...flags];
+  const args = [
+    ...nodeArgs,
+    bin,
+    'proxy',
+    '--zk',
+    zk,
+    '--port',
+    String(port),
+    '--admin-port',
+    String(adminPort),
+    '--host',
+    '127.0.0.1',
+    ...flags,
+  ];
   const proc = spawnTracked(name, process.execPath, args, { logFile: path.join(dir, `${name.replace(/\W+/g, '-')}.log`) });
-  await waitUntil(async () => {
-    if (!proc.alive()) throw new Error(`${name} exited: ${proc.logTail()}`);
-    const snapshot = await fetch(`http://127.0.0.1:${adminPort}/api/services`).then((r) => r.json()).catch(() => undefined);
-    if (!snapshot?.ready) return false;
-    const counts = Object.fromEntries(snapshot.services.map((s) => [s.name, s.instances.length]));
-    return Object.entries(expect).every(([service, n]) => counts[service] === n);
-  }, { timeoutMs: 30_000, what: `${name} to read the registry` });
+  await waitUntil(
+    async () => {
+      if (!proc.alive()) throw new Error(`${name} exited: ${proc.logTail()}`);
+      const snapshot = await fetch(`http://127.0.0.1:${adminPort}/api/services`)
+        .then((r) => r.json())
+        .catch(() => undefined);
+      if (!snapshot?.ready) return false;
+      const counts = Object.fromEntries(snapshot.services.map((s) => [s.name, s.instances.length]));
+      return Object.entries(expect).every(([service, n]) => counts[service] === n);
+    },
+    { timeoutMs: 30_000, what: `${name} to read the registry` },
+  );
   // With --workers, the workers are its children: count them too.
   return { name, proc, port, adminPort, pids: () => (proc.alive() ? [proc.pid, ...childPids(proc.pid)] : []) };
 }

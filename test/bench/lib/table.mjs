@@ -38,14 +38,38 @@ export function renderTable(results) {
     targets.forEach((t, i) => {
       const m = (key) => median(t.runs.map((r) => r[key]));
       const errors = t.runs.reduce((sum, r) => sum + r.errors, 0);
-      lines.push(row([i === 0 ? scenario.title : '', t.label, fmt.rps(m('rps')), fmt.ms(m('p50')), fmt.ms(m('p99')), fmt.mb(m('peakKiB')), fmt.cpu(m('cores')), fmt.us(m('cpuPerRequestUs')), String(errors)]));
+      lines.push(
+        row([
+          i === 0 ? scenario.title : '',
+          t.label,
+          fmt.rps(m('rps')),
+          fmt.ms(m('p50')),
+          fmt.ms(m('p99')),
+          fmt.mb(m('peakKiB')),
+          fmt.cpu(m('cores')),
+          fmt.us(m('cpuPerRequestUs')),
+          String(errors),
+        ]),
+      );
     });
     const byLabel = new Map(targets.map((t) => [t.label, t]));
     for (const [a, b] of comparisons) {
       const ta = byLabel.get(a);
       const tb = byLabel.get(b);
       if (!ta || !tb) continue;
-      lines.push(row(['', `*${a} / ${b}*`, fmt.ratio(ratio(ta, tb, 'rps')), fmt.ratio(ratio(ta, tb, 'p50')), fmt.ratio(ratio(ta, tb, 'p99')), fmt.ratio(ratio(ta, tb, 'peakKiB')), fmt.ratio(ratio(ta, tb, 'cores')), fmt.ratio(ratio(ta, tb, 'cpuPerRequestUs')), '']));
+      lines.push(
+        row([
+          '',
+          `*${a} / ${b}*`,
+          fmt.ratio(ratio(ta, tb, 'rps')),
+          fmt.ratio(ratio(ta, tb, 'p50')),
+          fmt.ratio(ratio(ta, tb, 'p99')),
+          fmt.ratio(ratio(ta, tb, 'peakKiB')),
+          fmt.ratio(ratio(ta, tb, 'cores')),
+          fmt.ratio(ratio(ta, tb, 'cpuPerRequestUs')),
+          '',
+        ]),
+      );
     }
   }
   return lines.join('\n');
@@ -57,7 +81,9 @@ export function renderTable(results) {
  */
 export function slowShareNote({ scenario, targets }) {
   const m = (t, f) => median(t.runs.map(f));
-  const lines = [`${scenario.title}: share of requests sent to the slow instance, and per-request latency (uncorrected, Node client, ${scenario.connections} conn):`];
+  const lines = [
+    `${scenario.title}: share of requests sent to the slow instance, and per-request latency (uncorrected, Node client, ${scenario.connections} conn):`,
+  ];
   for (const t of targets) {
     const probe = t.runs.some((r) => r.probe)
       ? `; probe: ${Math.round(m(t, (r) => r.probe?.rps))} req/s, ${(100 * m(t, (r) => r.probe?.toSlow)).toFixed(1)}% to the slow instance, per-request p50 ${fmt.ms(m(t, (r) => r.probe?.p50))} ms, p99 ${fmt.ms(m(t, (r) => r.probe?.p99))} ms`
@@ -69,13 +95,18 @@ export function slowShareNote({ scenario, targets }) {
 
 /** How much other processes disturbed the measured runs (a shared machine), and which runs. */
 export function foreignNote(results, threshold) {
-  const runs = results.flatMap((r) => r.targets.flatMap((t) => t.runs.map((run, i) => ({ run, name: `${r.scenario.id} ${t.label} #${i + 1}` }))));
+  const runs = results.flatMap((r) =>
+    r.targets.flatMap((t) => t.runs.map((run, i) => ({ run, name: `${r.scenario.id} ${t.label} #${i + 1}` }))),
+  );
   const all = runs.map(({ run }) => run.foreign);
   const retried = runs.filter(({ run }) => run.retries).length;
   const kept = runs.filter(({ run }) => run.foreign > threshold);
   const lines = [
     `CPU used by other processes during the measured runs: median ${Math.round(median(all) * 100)}% of a core, max ${Math.round(Math.max(...all) * 100)}%; ${retried} runs were repeated because others used more than ${Math.round(threshold * 100)}%`,
   ];
-  if (kept.length > 0) lines.push(`WARNING: still disturbed after the retries: ${kept.map(({ run, name }) => `${name} (${Math.round(run.foreign * 100)}%)`).join(', ')}`);
+  if (kept.length > 0)
+    lines.push(
+      `WARNING: still disturbed after the retries: ${kept.map(({ run, name }) => `${name} (${Math.round(run.foreign * 100)}%)`).join(', ')}`,
+    );
   return lines.join('\n');
 }
