@@ -1,8 +1,8 @@
 /**
  * The fast lane: a plain-HTTP listener's everyday requests read and answered without Node's
- * http.Server machinery. An IncomingMessage and a ServerResponse are two streams per request, and
- * on the benchmark they cost about 18 µs of CPU per request, more than a third of the proxy's
- * whole budget (BENCHMARKS.md, "Fast lane").
+ * http.Server machinery. An IncomingMessage and a ServerResponse are two streams per request, a
+ * large share of a proxy's whole CPU cost per request; the lane answers the common requests
+ * without them and hands everything else to Node's path (BENCHMARKS.md, "Fast lane", measures it).
  *
  * The lane reads each new connection's bytes itself and takes a request only when it is plainly
  * well-formed:
@@ -72,8 +72,8 @@ export interface FastLane {
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 /**
  * The largest request body the lane waits for when it arrives after its head: one socket read's
- * worth (Node reads up to 64 KiB at a time). Measured with the benchmark's 64 KiB POST
- * (BENCHMARKS.md, "Request bodies in the fast lane"): 1.30× the req/s of Node's path.
+ * worth (Node reads up to 64 KiB at a time), so an ordinary POST is served here too rather than
+ * by Node's slower path.
  */
 export const BUFFERED_BODY = 64 * 1024;
 /** Sweeps (1 s apart) a connection waits for the rest of a body before Node's path takes it. */
@@ -476,9 +476,8 @@ class LaneConnection {
     const start = end + 4;
     if (head.length <= buf.length - start) return this.#take(head, start, buf);
     // The body is on its way: wait for a small one, briefly (the sweep hands a slow one to Node's
-    // path). The reads of a large one are kept as they are, not copied together: a copy of each
-    // 64 KiB body doubled the external memory per request, and with it V8's full collections
-    // (BENCHMARKS.md, "Request bodies in the fast lane").
+    // path). The reads of a large one are kept as they are, not copied together: a copy would
+    // double the external memory per request, and with it V8's full collections.
     if (head.length > BUFFERED_BODY) return this.handOff();
     this.#waiting = head;
     this.#bodyStart = start;

@@ -4,7 +4,7 @@
  * undici-`dispatch` proxy (undici-proxy.mjs), on loopback, same backends (registered in a real
  * ZooKeeper), measured with wrk, interleaved (nginx, http-proxy, undici,
  * puttu, nginx, ...) and repeated. Prints one table of medians over the repeats. Numbers are
- * output, never asserted (issue 4).
+ * output, never asserted.
  *
  * Environment (all optional):
  *   BENCH_SECONDS=10         length of each measured wrk run

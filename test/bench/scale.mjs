@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Scale of the registry (issue 4): SCALE_SERVICES services × SCALE_INSTANCES instances in a real
+ * Scale of the registry: SCALE_SERVICES services × SCALE_INSTANCES instances in a real
  * ZooKeeper (defaults 1,000 × 10). Measures puttu's initial sync (process start → /readyz ready with
  * every service read), its RSS once synced and under load, and req/s to one service with the big
  * tree against the same with a one-service tree (interleaved, SCALE_REPEATS × SCALE_SECONDS, after

@@ -1,5 +1,5 @@
 /**
- * A second baseline: the minimal proxy issue 4 measured, on undici's `dispatch` API (one keep-alive
+ * A second baseline: a minimal proxy on undici's `dispatch` API (one keep-alive
  * `Pool` per backend, round-robin over a static list). `/<service>/<rest>` goes to
  * `<backend>/<rest>`. It drops only the hop-by-hop fields undici refuses; no registry, no metrics,
  * no X-Forwarded-*, no error pages beyond a bare 502.
