@@ -174,6 +174,7 @@ export function buildProxyListener(
     }),
     {
       headersTimeoutMs: config.clientHeadersTimeoutMs,
+      requestTimeoutMs: config.clientRequestTimeoutMs,
       maxHeaderSize: config.maxHeaderBytes,
       ...(config.fastLane === 'on' && { fastLane: { maxBodyBytes: config.maxBodyBytes } }),
       ...(config.tlsCert && { tls: { cert: readPem(config.tlsCert, 'tlsCert')[0]!, key: readPem(config.tlsKey, 'tlsKey')[0]! } }),

@@ -74,6 +74,8 @@ export interface Config {
   tlsKey: string;
   /** Time a client has to send the request head (trickled headers get 408). */
   clientHeadersTimeoutMs: number;
+  /** Time for a client to send its whole request, head and body; 0: no limit. */
+  clientRequestTimeoutMs: number;
   /** Largest request head accepted (431 beyond). */
   maxHeaderBytes: number;
   /** Everyday plain-HTTP requests read by puttu's fast lane ("on") or all by Node's parser ("off"). */
@@ -117,6 +119,7 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   tlsCert: '',
   tlsKey: '',
   clientHeadersTimeoutMs: 10_000,
+  clientRequestTimeoutMs: 120_000,
   maxHeaderBytes: 16 * 1024,
   fastLane: 'on',
   shutdownGraceMs: 10_000,
@@ -197,6 +200,12 @@ export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } =
   tlsCert: { type: 'string', allowEmpty: true, help: 'PEM certificate: serve the proxy over TLS (with --tls-key)' },
   tlsKey: { type: 'string', allowEmpty: true, help: 'PEM private key for --tls-cert' },
   clientHeadersTimeoutMs: { ...ms, help: 'time for a client to send the request head, ms (then 408)' },
+  clientRequestTimeoutMs: {
+    type: 'int',
+    min: 0,
+    max: 86_400_000,
+    help: 'time for a client to send its whole request, body included, ms (then 408; 0: no limit)',
+  },
   maxHeaderBytes: { type: 'int', min: 1024, max: 1024 * 1024, help: 'largest request head, bytes (then 431)' },
   fastLane: {
     type: 'enum',

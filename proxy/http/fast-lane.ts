@@ -434,6 +434,9 @@ class LaneConnection {
   #received = 0;
   waitingSince = -1;
   #paused = false;
+  /** A response has ended but is not yet flushed: the client has not read it. */
+  #draining = false;
+  readonly #onDrain = (): void => this.#drained();
   readonly #onData = (chunk: Buffer): void => this.data(chunk);
   readonly #onEnd = (): void => this.ended();
   readonly #onClose = (): void => this.closed();
@@ -533,12 +536,39 @@ class LaneConnection {
       this.socket.destroySoon();
       return;
     }
+    if (this.socket.writableNeedDrain) {
+      // The client is not reading its answers (yet): read nothing more from it, and take no
+      // pipelined request, until it has, so unread responses never pile up in the proxy. The
+      // connection is not idle while its answer is still going out.
+      this.#draining = true;
+      if (!this.#paused) {
+        this.#paused = true;
+        this.socket.pause();
+      }
+      this.socket.once('drain', this.#onDrain);
+      return;
+    }
+    this.#readOn();
+  }
+
+  #drained(): void {
+    this.#draining = false;
+    this.idleSince = this.lane.tick;
+    this.#readOn();
+  }
+
+  #readOn(): void {
     if (this.#paused) {
       this.#paused = false;
       this.socket.resume();
     }
     // A pipelined request: taken on the next tick, not inside the caller's callback.
     if (this.buf !== null) process.nextTick(() => this.next());
+  }
+
+  /** Whether the connection waits for a request: no response in progress or still going out. */
+  get idle(): boolean {
+    return this.res === undefined && !this.#draining;
   }
 
   /**
@@ -570,7 +600,11 @@ class LaneConnection {
     this.lane.conns.delete(this);
     this.lane.handedOff++;
     socket.pause();
-    if (this.buf !== null) socket.unshift(this.#parts.length === 0 ? this.buf : Buffer.concat([this.buf, ...this.#parts]));
+    if (this.buf !== null) {
+      // Put back in order without copying them together: each unshift goes in front of the last.
+      for (let i = this.#parts.length - 1; i >= 0; i--) socket.unshift(this.#parts[i]!);
+      socket.unshift(this.buf);
+    }
     this.#parts = [];
     this.#waiting = undefined;
     this.waitingSince = -1;
@@ -637,7 +671,7 @@ class Lane implements FastLane {
         continue;
       }
       // Idle past the keep-alive timeout (or never sent a byte): closed, as Node closes its own.
-      if (conn.res === undefined && this.tick - conn.idleSince > this.#idleTicks) conn.socket.destroy();
+      if (conn.idle && this.tick - conn.idleSince > this.#idleTicks) conn.socket.destroy();
     }
     if (this.#closing && waiting === 0) clearInterval(this.#timer);
   }
@@ -645,7 +679,7 @@ class Lane implements FastLane {
   close(): void {
     this.#closing = true;
     for (const conn of this.conns) {
-      if (conn.res === undefined && conn.waitingSince < 0) conn.socket.destroy();
+      if (conn.idle && conn.waitingSince < 0) conn.socket.destroy();
       // Busy, or its body is arriving: served (the sweep keeps waiting), then closed.
       else conn.closeAfter = true;
     }

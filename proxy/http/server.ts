@@ -53,6 +53,69 @@ function onClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
   );
 }
 
+/** Pipelined requests a connection may have waiting on Node's path; beyond, it is closed. */
+export const MAX_PIPELINED = 64;
+
+const kPipeline = Symbol('puttu.pipeline');
+interface Pipeline {
+  busy: boolean;
+  /** Requests and their responses, in order: [req, res, req, res, ...]. */
+  waiting: Array<http.IncomingMessage | http.ServerResponse>;
+}
+type PipelinedSocket = Duplex & { [kPipeline]?: Pipeline; writableNeedDrain?: boolean };
+
+/**
+ * Node's path takes a connection's pipelined requests one at a time, as the fast lane does: the
+ * next is forwarded once the answer to the one before has gone out to the client. Node's server
+ * parses every request in a read at once and would forward them all, their answers piling up in
+ * the proxy for a client that does not read them. A client with more than `maxWaiting` waiting
+ * is not pipelining but flooding: its connection is closed.
+ */
+function oneAtATime(handler: http.RequestListener, maxWaiting: number): http.RequestListener {
+  const next = (socket: PipelinedSocket, pipeline: Pipeline): void => {
+    if (socket.destroyed) {
+      pipeline.waiting.length = 0;
+      return;
+    }
+    // The answer before is still in the socket's buffer: the client has not read it yet.
+    if (socket.writableNeedDrain) {
+      socket.once('drain', () => next(socket, pipeline));
+      return;
+    }
+    const req = pipeline.waiting.shift() as http.IncomingMessage | undefined;
+    const res = pipeline.waiting.shift() as http.ServerResponse | undefined;
+    if (req === undefined || res === undefined) {
+      pipeline.busy = false;
+      return;
+    }
+    run(socket, pipeline, req, res);
+  };
+  const run = (socket: PipelinedSocket, pipeline: Pipeline, req: http.IncomingMessage, res: http.ServerResponse): void => {
+    res.once('close', () => next(socket, pipeline));
+    handler(req, res);
+  };
+  return (req, res) => {
+    const socket = req.socket as PipelinedSocket;
+    let pipeline = socket[kPipeline];
+    if (pipeline === undefined) {
+      pipeline = { busy: false, waiting: [] };
+      socket[kPipeline] = pipeline;
+    }
+    if (!pipeline.busy) {
+      pipeline.busy = true;
+      run(socket, pipeline, req, res);
+      return;
+    }
+    if (socket.destroyed) return;
+    if (pipeline.waiting.length >= 2 * maxWaiting) {
+      pipeline.waiting.length = 0;
+      socket.destroy();
+      return;
+    }
+    pipeline.waiting.push(req, res);
+  };
+}
+
 export function createListener(handler: LaneHandler, options: ListenerOptions): Listener;
 export function createListener(handler: http.RequestListener, options?: Omit<ListenerOptions, 'fastLane'>): Listener;
 export function createListener(handler: http.RequestListener | LaneHandler, options: ListenerOptions = {}): Listener {
@@ -61,10 +124,13 @@ export function createListener(handler: http.RequestListener | LaneHandler, opti
     : http.createServer;
   const keepAliveTimeoutMs = options.keepAliveTimeoutMs ?? 5_000;
   const maxHeaderSize = options.maxHeaderSize ?? 16 * 1024;
+  const headersTimeout = options.headersTimeoutMs ?? 10_000;
+  const requestTimeout = options.requestTimeoutMs ?? 300_000;
   const server: http.Server = create(
     {
-      requestTimeout: options.requestTimeoutMs ?? 300_000,
-      headersTimeout: options.headersTimeoutMs ?? 10_000,
+      // Node refuses a request timeout shorter than the head's; the whole request gets at least that.
+      requestTimeout: requestTimeout > 0 ? Math.max(requestTimeout, headersTimeout) : 0,
+      headersTimeout,
       keepAliveTimeout: keepAliveTimeoutMs,
       maxHeaderSize,
       // Parse strictly: no lenient framing a backend might read differently (request smuggling).
@@ -72,7 +138,7 @@ export function createListener(handler: http.RequestListener | LaneHandler, opti
       // How often the timeouts above are checked (Node's default, 30 s, makes them coarse).
       connectionsCheckingInterval: 1_000,
     },
-    handler as http.RequestListener,
+    oneAtATime(handler as http.RequestListener, MAX_PIPELINED),
   );
   server.on('clientError', onClientError);
   const lane: FastLane | undefined =
