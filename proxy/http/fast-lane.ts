@@ -157,7 +157,12 @@ export function parseHead(head: string, socket: Socket): Head | undefined {
     while (i < eol && (c === 32 || c === 9)) c = head.charCodeAt(++i);
     let valueEnd = eol;
     c = head.charCodeAt(valueEnd - 1);
-    while (valueEnd > i && (c === 32 || c === 9)) c = head.charCodeAt(--valueEnd - 1);
+    while (valueEnd > i && (c === 32 || c === 9)) {
+      // Node's parser reads a trailing tab unlike a trailing space (a Content-Length of "5\t" is
+      // refused, a Connection of "close\t" is not close): Node decides.
+      if (c === 9) return undefined;
+      c = head.charCodeAt(--valueEnd - 1);
+    }
     for (let k = i; k < valueEnd; k++) {
       c = head.charCodeAt(k);
       if ((c < 0x20 && c !== 9) || c > 0x7e) return undefined;

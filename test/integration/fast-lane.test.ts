@@ -260,6 +260,13 @@ const HANDED: Array<[string, string[], number, boolean[]?]> = [
   ['obs-fold', [`GET /svc/a HTTP/1.1\r\n${H}X-A: one\r\n two\r\n\r\n`], 1],
   ['no Host', [`GET /svc/a HTTP/1.1\r\nAccept: */*\r\n\r\n`], 1],
   ['two Host fields', [`GET /svc/a HTTP/1.1\r\n${H}${H}\r\n`], 1],
+  // Found by the fuzzer: Node reads a trailing tab unlike a trailing space.
+  ['Content-Length with a trailing tab', [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: 5\t\r\n\r\nhello`], 1],
+  [
+    'Connection: close with a trailing tab, then a second request',
+    [`GET /svc/a HTTP/1.1\r\n${H}Connection: close\t\r\n\r\nGET /svc/b HTTP/1.1\r\n${H}\r\n`],
+    2,
+  ],
   [
     'Content-Length and Transfer-Encoding',
     [`POST /svc/p HTTP/1.1\r\n${H}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`],
