@@ -156,11 +156,10 @@ export function parseHead(head: string, socket: Socket): Head | undefined {
     let c = head.charCodeAt(i);
     while (i < eol && (c === 32 || c === 9)) c = head.charCodeAt(++i);
     let valueEnd = eol;
+    let trailingTab = false;
     c = head.charCodeAt(valueEnd - 1);
     while (valueEnd > i && (c === 32 || c === 9)) {
-      // Node's parser reads a trailing tab unlike a trailing space (a Content-Length of "5\t" is
-      // refused, a Connection of "close\t" is not close): Node decides.
-      if (c === 9) return undefined;
+      if (c === 9) trailingTab = true;
       c = head.charCodeAt(--valueEnd - 1);
     }
     for (let k = i; k < valueEnd; k++) {
@@ -183,6 +182,9 @@ export function parseHead(head: string, socket: Socket): Head | undefined {
         break;
       case 10:
         if (named(name, 'connection')) {
+          // Node's parser reads a trailing tab on the fields it interprets unlike a trailing
+          // space (a Connection of "close\t" is not close, a Content-Length of "5\t" is refused).
+          if (trailingTab) return undefined;
           if (named(value, 'close')) close = true;
           else if (!named(value, 'keep-alive')) return undefined;
         }
@@ -195,7 +197,7 @@ export function parseHead(head: string, socket: Socket): Head | undefined {
         break;
       case 14:
         if (named(name, 'content-length')) {
-          if (contentLength !== undefined || plainDecimal(value) < 0) return undefined;
+          if (trailingTab || contentLength !== undefined || plainDecimal(value) < 0) return undefined;
           contentLength = value;
         }
         break;
