@@ -15,6 +15,7 @@ import { eventually } from '../helpers/eventually.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { startUpstream, type Upstream } from '../helpers/upstreams.js';
 import { startZooKeeper, type TestZooKeeper } from '../helpers/zookeeper.js';
+import { mulberry32 } from '../fuzz/generator.js';
 
 let zk: TestZooKeeper;
 let lane: TestProxy;
@@ -338,16 +339,8 @@ for (const [name, bytes, count, heads] of [...TAKEN, ...HANDED]) {
   });
 }
 
-/** mulberry32: a seeded random source, so a failing generated case can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded random source, so a failing generated case can be replayed (the fuzzer's). */
+const seeded = mulberry32;
 
 /**
  * One generated request: a plain request with a few random deviations (method, target, version,
