@@ -45,6 +45,15 @@ export class ClosedError extends PuttuError {
   }
 }
 
+/** A module-level `register()`, `get()` or `list()` before any `connect()`. */
+export class NotConnectedError extends PuttuError {
+  readonly code = 'PUTTU_NOT_CONNECTED';
+  readonly status = 503;
+  constructor() {
+    super('call connect(connectString, basePath) before the module-level register(), get() or list()');
+  }
+}
+
 /** ZooKeeper did not answer in time or the connection was lost. */
 export class ZooKeeperUnavailableError extends PuttuError {
   readonly code = 'PUTTU_ZK_UNAVAILABLE';

@@ -7,10 +7,21 @@
  * await puttu.register('warehouse', { port: 10001, api: '/warehouse/v1' }, 'eth0');
  * const endpoint = await puttu.get('billing'); // { url: 'http://10.0.0.7:9000/billing', ... }
  * ```
+ *
+ * The module-level form works too, as puttu was first described (CommonJS or ESM): `connect()`
+ * also makes its client the module's default, which `register()`, `get()`, `list()` and
+ * `close()` below use.
+ *
+ * ```js
+ * var puttu = require('puttu');
+ * puttu.connect('localhost:2181', '/myRegistry/endpoints');
+ * puttu.register('warehouse', data, 'en0').then(...);
+ * puttu.get('warehouse').then((endpoint) => fetch(`${endpoint}/stock`)); // endpoint.url, .host, .port...
+ * ```
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pickIndex, systemClock, type Random } from './clock.js';
-import { ClosedError, InvalidRegistrationError, NoEndpointError, ZooKeeperUnavailableError } from './errors.js';
+import { ClosedError, InvalidRegistrationError, NoEndpointError, NotConnectedError, ZooKeeperUnavailableError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import { digestAuth, ownedAcl, sharedParentAcl, type Credentials } from './registry/acl.js';
 import { resolveHost } from './registry/host.js';
@@ -20,7 +31,14 @@ import { Registrar, type Registration } from './registry/registrar.js';
 import { Registry } from './registry/registry.js';
 import { kZkClient, ZkClient, type AclEntry, type AuthInfo, type ConnectionState } from './registry/zk-client.js';
 
-export { PuttuError, NoEndpointError, InvalidRegistrationError, ClosedError, ZooKeeperUnavailableError } from './errors.js';
+export {
+  PuttuError,
+  NoEndpointError,
+  InvalidRegistrationError,
+  ClosedError,
+  NotConnectedError,
+  ZooKeeperUnavailableError,
+} from './errors.js';
 export type { Registration } from './registry/registrar.js';
 export type { ConnectionState, AclEntry, AuthInfo } from './registry/zk-client.js';
 export { digestId } from './registry/acl.js';
@@ -84,8 +102,10 @@ export interface Endpoint {
   readonly host: string;
   readonly port: number;
   readonly api: string;
-  /** `protocol://host:port/api`: what to call. */
+  /** `protocol://host:port/api`: what to call. Also what the endpoint is as a string. */
   readonly url: string;
+  /** The url: `${endpoint}/path` is a URL to call. */
+  toString(): string;
 }
 
 export interface Puttu {
@@ -103,7 +123,48 @@ export interface Puttu {
   readonly state: ConnectionState;
 }
 
+/** The client the module-level functions use: the one the last `connect()` returned. */
+let defaultClient: Puttu | undefined;
+
+function theDefault(): Puttu {
+  if (defaultClient === undefined) throw new NotConnectedError();
+  return defaultClient;
+}
+
+/** Registers this instance with the default client (see `Puttu.register`). */
+export function register(service: string, data: RegisterData, networkInterface?: string): Promise<Registration> {
+  return Promise.resolve().then(() => theDefault().register(service, data, networkInterface));
+}
+
+/** One random live endpoint of `service`, from the default client (see `Puttu.get`). */
+export function get(service: string): Promise<Endpoint> {
+  return Promise.resolve().then(() => theDefault().get(service));
+}
+
+/** Every live endpoint of `service`, from the default client. */
+export function list(service: string): Promise<Endpoint[]> {
+  return Promise.resolve().then(() => theDefault().list(service));
+}
+
+/** Closes the default client (its registrations go, its session ends); nothing when there is none. */
+export function close(): Promise<void> {
+  const client = defaultClient;
+  defaultClient = undefined;
+  return client?.close() ?? Promise.resolve();
+}
+
+/**
+ * A client of the registry under `basePath`. It also becomes the module's default client, for
+ * `register()`, `get()`, `list()` and `close()` at module level; a later `connect()` replaces it
+ * as the default (the earlier client stays open until it is closed).
+ */
 export function connect(connectString: string, basePath: string, options: ConnectOptions = {}): Puttu {
+  const client = createClient(connectString, basePath, options);
+  defaultClient = client;
+  return client;
+}
+
+function createClient(connectString: string, basePath: string, options: ConnectOptions): Puttu {
   const base = normalizeBasePath(basePath);
   const logger = options.logger ?? silentLogger;
   const random = options.random ?? Math.random;
@@ -207,7 +268,13 @@ function checkName(service: string): void {
 }
 
 function toEndpoint(i: Instance): Endpoint {
-  return { id: i.id, service: i.service, protocol: i.protocol, host: i.host, port: i.port, api: i.api, url: i.url };
+  const endpoint = { id: i.id, service: i.service, protocol: i.protocol, host: i.host, port: i.port, api: i.api, url: i.url };
+  // Not enumerable: the endpoint still logs and serialises as its fields.
+  return Object.defineProperty(endpoint, 'toString', { value: endpointUrl }) as Endpoint;
+}
+
+function endpointUrl(this: Endpoint): string {
+  return this.url;
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, service: string): Promise<T> {
