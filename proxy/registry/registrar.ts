@@ -23,12 +23,20 @@ export interface Registration {
   /** Relative share of traffic, 1–1000. */
   readonly weight: number;
   readonly metadata: Readonly<Record<string, string>>;
-  /** 'UP'; 'DRAINING' once its owner has begun shutting down. */
+  /** 'UP'; 'DRAINING' once its owner has begun shutting down, or set so with `setStatus()`. */
   readonly status: RegistrationStatus;
   /** The znode currently holding it (changes after a session expiry). */
   readonly path: string;
   /** Deletes the znode and stops maintaining it. Idempotent. */
   unregister(): Promise<void>;
+  /**
+   * Rewrites the znode's status in place: 'DRAINING' keeps readers from sending new requests while
+   * the node stays, 'UP' makes it routable again (a failing health check, maintenance). A node
+   * re-created after a session expiry carries the status last set. Rejects when the node cannot be
+   * rewritten now (ZooKeeper away): the status is kept for the next write and the caller may call
+   * again. No effect once unregistered.
+   */
+  setStatus(status: RegistrationStatus): Promise<void>;
 }
 
 /** What a registration carries besides its endpoint (validated by the caller). */
@@ -88,6 +96,9 @@ class Entry implements Registration {
   unregister(): Promise<void> {
     return this.registrar.unregister(this);
   }
+  setStatus(status: RegistrationStatus): Promise<void> {
+    return this.registrar.setStatus(this, status);
+  }
 }
 
 export class Registrar {
@@ -145,6 +156,16 @@ export class Registrar {
         return entry.chain;
       }),
     );
+  }
+
+  /** See `Registration.setStatus()`. */
+  setStatus(reg: Registration, status: RegistrationStatus): Promise<void> {
+    const entry = reg as Entry;
+    if (entry.removed) return Promise.resolve();
+    entry.record.status = status;
+    const write = entry.chain.then(() => this.#writeStatus(entry));
+    entry.chain = write.catch(() => undefined);
+    return write;
   }
 
   /** Deletes every registration (before the session is closed). */
@@ -215,6 +236,19 @@ export class Registrar {
       if (isNoNode(error)) return; // gone with its session; the re-creation writes DRAINING
       logger.warn('marking the registration DRAINING failed; it is deleted after the drain', { path: entry.path, error });
     }
+  }
+
+  async #writeStatus(entry: Entry): Promise<void> {
+    const { zk, logger } = this.#o;
+    // No node on this session yet: the write that re-creates it encodes the record, new status included.
+    if (entry.removed || !entry.path || zk.generation !== entry.generation) return;
+    try {
+      await zk.setData(entry.path, encodeRegistration(entry.record));
+    } catch (error) {
+      if (isNoNode(error)) return; // gone with its session; the re-creation writes the status
+      throw error;
+    }
+    logger.info(`registration marked ${entry.record.status}`, { service: entry.service, path: entry.path });
   }
 
   readonly #onSession = (generation: number): void => {
