@@ -308,7 +308,7 @@ interface Parts {
 
 function parts(t: ExecutionContext, connectString: string, base: string, sessionTimeoutMs = 2_000): Parts {
   const logger = recordingLogger();
-  const zkClient = new ZkClient({ connectString, logger, sessionTimeoutMs, opTimeoutMs: 2_000 });
+  const zkClient = new ZkClient({ connectString, logger, sessionTimeoutMs, opTimeoutMs: 5_000 });
   const states: ConnectionState[] = [];
   zkClient.on('state', (s) => states.push(s));
   const registrar = new Registrar({ zk: zkClient, basePath: base, logger, retryMs: 100 });
