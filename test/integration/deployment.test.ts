@@ -28,6 +28,40 @@ test('docker-compose config accepts the compose file, with the services the gate
   t.regex(result.stdout, /127\.0\.0\.1:9090/, 'admin port published on loopback only');
 });
 
+test('docker-compose config accepts the production file: 3-member ensemble, two proxies, one balancer', (t) => {
+  const result = spawnSync('docker-compose', ['-f', path.join(ROOT, 'docker-compose.prod.yml'), 'config'], { encoding: 'utf8' });
+  if (result.error) t.fail(`docker-compose is not installed: ${result.error.message} (apt-get install -y docker-compose)`);
+  t.is(result.status, 0, result.stderr);
+  for (const service of ['zk1', 'zk2', 'zk3', 'puttu-1', 'puttu-2', 'lb']) {
+    t.regex(result.stdout, new RegExp(`^  ${service}:`, 'm'), service);
+  }
+  for (const id of [1, 2, 3]) t.regex(result.stdout, new RegExp(`ZOO_MY_ID: '${id}'`), `zk${id} has its id`);
+  t.is(result.stdout.match(/server\.1=zk1:2888:3888;2181 server\.2=zk2:2888:3888;2181 server\.3=zk3:2888:3888;2181/g)?.length, 3);
+  t.is(
+    result.stdout.match(/^ {4}- zk1:2181,zk2:2181,zk3:2181$/gm)?.length,
+    3,
+    'both proxies and the sample instance use all three members',
+  );
+  t.is(result.stdout.match(/^ {4}- published: 8080$/gm)?.length, 1, 'one published proxy port: the balancer');
+  const adminPorts = result.stdout.match(/^ {4}- .*:9090(\/tcp)?$/gm) ?? [];
+  t.is(adminPorts.length, 2);
+  t.true(
+    adminPorts.every((p) => p.includes('127.0.0.1:')),
+    `admin ports published on loopback only: ${adminPorts.join(' ')}`,
+  );
+  t.is(result.stdout.match(/\/readyz/g)?.length, 2, "both proxies' healthchecks probe /readyz");
+
+  // The balancer's config, with HAProxy's own checker (the proxies' names resolve only in Docker).
+  const cfg = path.join(ROOT, 'config', 'haproxy.cfg');
+  const check = spawnSync('haproxy', ['-c', '-f', cfg], { encoding: 'utf8' });
+  if (check.error) t.fail(`haproxy is not installed: ${check.error.message} (apt-get install -y haproxy)`);
+  t.is(check.status, 0, check.stderr);
+  const text = fs.readFileSync(cfg, 'utf8');
+  t.regex(text, /option httpchk GET \/readyz/);
+  t.regex(text, /check port 9090/);
+  t.regex(text, /server puttu-1 puttu-1:8080\n\s+server puttu-2 puttu-2:8080/);
+});
+
 interface Instruction {
   op: string;
   args: string;
