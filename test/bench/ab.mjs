@@ -7,8 +7,11 @@
  *   node test/bench/ab.mjs [options] TARGET TARGET ...
  *
  * TARGET:
- *   nginx | http-proxy | undici        the baselines of `npm run bench` (undici: undici-proxy.mjs)
- *   nginx-plain                        nginx without the forwarding fields puttu adds (see lib/nginx.mjs)
+ *   nginx | haproxy | caddy | http-proxy | undici
+ *                                      the baselines of `npm run bench` (undici: undici-proxy.mjs)
+ *   nginx-plain | haproxy-plain | caddy-plain
+ *                                      without the forwarding fields puttu adds (lib/nginx.mjs,
+ *                                      lib/haproxy.mjs, lib/caddy.mjs; Caddy keeps its X-Forwarded-*)
  *   script:LABEL=FILE                  a baseline-like script (BENCH_ROUTES, --port), e.g. a prototype
  *   puttu[:LABEL][=DIR][,FLAG,...]     puttu from DIR (a built tree, default this one) with extra
  *                                      `puttu proxy` flags, e.g. puttu:p2c,--balancer,p2c; a FLAG
@@ -47,9 +50,16 @@ if (positionals.length === 0) {
   );
   process.exit(2);
 }
-const tools = preflight({ tools: positionals.some((p) => p.startsWith('nginx')) ? ['nginx', 'wrk'] : ['wrk'] });
+/** The targets run by a binary of their own (a Debian package), and how each is started. */
+const EXTERNAL = /^(nginx|haproxy|caddy)(-plain)?$/;
+const tools = preflight({
+  tools: ['wrk', ...new Set(positionals.map((p) => EXTERNAL.exec(p)?.[1]).filter(Boolean))],
+});
 const { installGuards, onCleanup, runMain } = await import('./lib/processes.mjs');
 const { startNginx } = await import('./lib/nginx.mjs');
+const { startHaproxy } = await import('./lib/haproxy.mjs');
+const { startCaddy } = await import('./lib/caddy.mjs');
+const starters = { nginx: startNginx, haproxy: startHaproxy, caddy: startCaddy };
 const { describeRun, idleRssKiB, measure } = await import('./lib/measure.mjs');
 const { median } = await import('./lib/stats.mjs');
 const stack = await import('./lib/stack.mjs');
@@ -71,17 +81,18 @@ onCleanup('temp folder', () =>
 );
 
 async function startTarget(spec, ctx) {
-  if (spec === 'nginx' || spec === 'nginx-plain') {
-    const forwarding = spec === 'nginx';
+  const external = EXTERNAL.exec(spec);
+  if (external) {
+    const [, name, plain] = external;
     return {
       label: spec,
-      ...(await startNginx({
-        binary: tools.nginx,
+      ...(await starters[name]({
+        binary: tools[name],
         dir: path.join(dir, spec),
         port: await stack.freePort(),
         routes: ctx.routes,
         logFile: path.join(dir, `${spec}.log`),
-        forwarding,
+        forwarding: !plain,
       })),
     };
   }

@@ -1,8 +1,9 @@
 /**
  * The benchmark's backend: a minimal, fast Node HTTP server. By path: `.../large` answers 256 KiB,
- * anything else a small body; a request with a body (the 64 KiB POST) is read whole and answered
- * with a small body. `--delay-ms N` adds N ms before every answer (the slow instance).
- * `GET /__requests` (asked directly, not through a proxy) answers how many requests it served.
+ * `.../huge` 4 MiB, anything else a small body; a request with a body (the 64 KiB upload,
+ * post-64k.lua to `/upload`) is read whole and answered with a small body. `--delay-ms N` adds
+ * N ms before every answer (the slow instance). `GET /__requests` (asked directly, not through a
+ * proxy) answers how many requests it served.
  *
  *   node test/bench/echo-backend.mjs --port 41001 [--delay-ms 50]
  */
@@ -15,6 +16,7 @@ const { values } = parseArgs({
 const delayMs = Number(values['delay-ms']);
 const SMALL = Buffer.from('hello from the puttu bench backend\n');
 const LARGE = Buffer.alloc(256 * 1024, 'x');
+const HUGE = Buffer.alloc(4 * 1024 * 1024, 'x');
 const RECEIVED = Buffer.from('received\n');
 
 function reply(res, body) {
@@ -37,7 +39,7 @@ const server = http.createServer((req, res) => {
     req.on('end', () => answer(res, RECEIVED));
     return;
   }
-  answer(res, req.url.endsWith('/large') ? LARGE : SMALL);
+  answer(res, req.url.endsWith('/large') ? LARGE : req.url.endsWith('/huge') ? HUGE : SMALL);
 });
 // Longer than any proxy's idle upstream timeout (nginx's upstream keepalive_timeout is 60 s): a
 // proxy must never reuse a connection the backend is closing at that moment (a spurious 502).

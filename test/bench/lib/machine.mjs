@@ -13,7 +13,8 @@ function firstLine(command, args) {
   );
 }
 
-export function machine({ nginx, wrk } = {}) {
+/** `tools`: name → path, as preflight() returns them; those it lists are asked their version. */
+export function machine({ nginx, wrk, haproxy, caddy } = {}) {
   const cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
   return {
     nproc: os.availableParallelism(),
@@ -23,12 +24,14 @@ export function machine({ nginx, wrk } = {}) {
     node: process.version,
     nginx: nginx ? firstLine(nginx, ['-v']) : undefined,
     wrk: wrk ? firstLine(wrk, ['-v']) : undefined,
+    haproxy: haproxy ? firstLine(haproxy, ['-v']).replace(/^HAProxy version (\S+).*/, 'HAProxy $1') : undefined,
+    caddy: caddy ? `Caddy ${firstLine(caddy, ['version']).split(' ')[0]}` : undefined,
   };
 }
 
 export function describeMachine(m) {
   return [
     `machine: ${m.nproc} CPUs (${m.cpu}), ${m.memory} RAM, Linux ${m.kernel}`,
-    `node ${m.node}${m.nginx ? `; ${m.nginx}` : ''}${m.wrk ? `; ${m.wrk}` : ''}`,
+    `node ${m.node}${[m.nginx, m.haproxy, m.caddy, m.wrk].map((v) => (v ? `; ${v}` : '')).join('')}`,
   ].join('\n');
 }

@@ -63,9 +63,12 @@ http {
   keepalive_requests 1000000;
   keepalive_timeout 65s;
   # Keep the 64 KiB request body and the 256 KiB response in memory: the defaults (16 KiB body
-  # buffer, 8 x 4 KiB proxy buffers) spill both to temp files on disk.
+  # buffer, 8 x 4 KiB proxy buffers) spill both to temp files on disk. A larger response (4 MiB)
+  # is streamed through those buffers at the client's pace instead of spilling to disk, as the
+  # other proxies stream it.
   client_body_buffer_size 128k;
   proxy_buffers 64 8k;
+  proxy_max_temp_file_size 0;
 ${upstreams.join('\n')}
   server {
     listen 127.0.0.1:${port};

@@ -7,7 +7,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-export const INSTALL_NGINX_WRK = 'apt-get install -y nginx wrk';
+/** The Debian package of each tool a script may need (all four are in bookworm's main). */
+const PACKAGE = { nginx: 'nginx', wrk: 'wrk', haproxy: 'haproxy', caddy: 'caddy' };
 
 /** Absolute path of `name` on PATH (and the sbin folders, where Debian puts nginx), or undefined. */
 export function findExecutable(name) {
@@ -30,14 +31,19 @@ function fail(message) {
   process.exit(1);
 }
 
-/** Exits 1 with the fix when something is missing; returns the tools' paths otherwise. */
-export function preflight({ tools = ['nginx', 'wrk'] } = {}) {
+/**
+ * Exits 1 with the fix when something is missing; returns the tools' paths otherwise. `hint`: how
+ * to run without the missing tools, said after the install command (run.mjs: `--targets`).
+ */
+export function preflight({ tools = ['nginx', 'wrk'], hint } = {}) {
   if (process.platform !== 'linux') fail('the benchmark reads /proc: it runs on Linux only');
   const found = Object.fromEntries(tools.map((t) => [t, findExecutable(t)]));
   const missing = tools.filter((t) => !found[t]);
   if (missing.length > 0) {
+    const names = missing.length > 1 ? `${missing.slice(0, -1).join(', ')} and ${missing.at(-1)} are` : `${missing[0]} is`;
+    const install = `apt-get install -y ${missing.map((t) => PACKAGE[t] ?? t).join(' ')}`;
     fail(
-      `${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} not installed. Install with:\n\n  ${INSTALL_NGINX_WRK}\n\n(as root, after \`apt-get update\` on a fresh machine; the benchmark installs nothing itself)`,
+      `${names} not installed (no executable on PATH or in /usr/sbin). Install with:\n\n  ${install}\n\n(as root, after \`apt-get update\` on a fresh machine; the benchmark installs nothing itself)${hint ? `\n${hint(missing)}` : ''}`,
     );
   }
   if (!fs.existsSync('/usr/share/java/zookeeper.jar') || !findExecutable('java')) {

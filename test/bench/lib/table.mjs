@@ -1,5 +1,5 @@
-/** The report: one Markdown table (readable as is in a terminal), medians over the repeats. */
-import { median } from './stats.mjs';
+/** The report: Markdown tables (readable as they are in a terminal), medians over the rounds. */
+import { max, median } from './stats.mjs';
 
 const fmt = {
   rps: (v) => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : '–'),
@@ -15,9 +15,14 @@ function withCpuPerRequest(runs) {
   return runs.map((r) => ({ ...r, cpuPerRequestUs: (r.cores / r.rps) * 1e6 }));
 }
 
-/** Per-repeat ratios a/b (runs of the same repeat ran next to each other), then their median. */
+/** Per-round ratios a/b (runs of the same round ran next to each other), then their median. */
 function ratio(a, b, key) {
   return median(a.runs.map((run, i) => (b.runs[i] ? run[key] / b.runs[i][key] : NaN)));
+}
+
+/** The highest RSS sampled in any of a proxy's runs. */
+function maxRss(t) {
+  return max(t.runs.map((r) => r.peakKiB));
 }
 
 function row(cells) {
@@ -26,14 +31,15 @@ function row(cells) {
 
 /**
  * `results`: [{ scenario, targets: [{ label, runs: [{ rps, p50, p99, peakKiB, cores, errors }] }],
- * comparisons: [[labelA, labelB], ...] }] (measure.mjs makes the runs).
+ * comparisons: [[labelA, labelB], ...] }] (measure.mjs makes the runs). A ratio row a / b follows
+ * a scenario's figures for each of its comparisons.
  */
 export function renderTable(results) {
   const lines = [
-    row(['scenario', 'proxy', 'req/s', 'p50 ms', 'p99 ms', 'RSS MB (peak)', 'CPU', 'CPU µs/req', 'errors']),
+    row(['scenario', 'proxy', 'req/s', 'p50 ms', 'p99 ms', 'max RSS MB', 'CPU', 'CPU µs/req', 'errors']),
     row(['---', '---', '--:', '--:', '--:', '--:', '--:', '--:', '--:']),
   ];
-  for (const { scenario, comparisons, ...entry } of results) {
+  for (const { scenario, comparisons = [], ...entry } of results) {
     const targets = entry.targets.map((t) => ({ ...t, runs: withCpuPerRequest(t.runs) }));
     targets.forEach((t, i) => {
       const m = (key) => median(t.runs.map((r) => r[key]));
@@ -45,7 +51,7 @@ export function renderTable(results) {
           fmt.rps(m('rps')),
           fmt.ms(m('p50')),
           fmt.ms(m('p99')),
-          fmt.mb(m('peakKiB')),
+          fmt.mb(maxRss(t)),
           fmt.cpu(m('cores')),
           fmt.us(m('cpuPerRequestUs')),
           String(errors),
@@ -64,13 +70,50 @@ export function renderTable(results) {
           fmt.ratio(ratio(ta, tb, 'rps')),
           fmt.ratio(ratio(ta, tb, 'p50')),
           fmt.ratio(ratio(ta, tb, 'p99')),
-          fmt.ratio(ratio(ta, tb, 'peakKiB')),
+          fmt.ratio(maxRss(ta) / maxRss(tb)),
           fmt.ratio(ratio(ta, tb, 'cores')),
           fmt.ratio(ratio(ta, tb, 'cpuPerRequestUs')),
           '',
         ]),
       );
     }
+  }
+  return lines.join('\n');
+}
+
+/** The summary's rows per scenario: [name, the run's figure] (`maxRss`: the maximum over the runs). */
+const SUMMARY = [
+  ['req/s', 'rps'],
+  ['p99', 'p99'],
+  ['CPU µs/req', 'cpuPerRequestUs'],
+  ['max RSS', 'maxRss'],
+];
+
+/**
+ * The subject (puttu) against each reference side by side: one column per reference, one row per
+ * scenario and figure, each cell subject / reference (the table's medians of per-round ratios;
+ * max RSS: the ratio of the maxima). `results` entries carry `subject` and `references` (labels).
+ */
+export function renderSummary(results) {
+  const columns = [...new Set(results.flatMap((r) => (r.subject ? r.references : [])))];
+  const lines = [
+    'puttu / each proxy (req/s above 1×: puttu faster; p99, CPU µs/req and max RSS below 1×: puttu lower)',
+    '',
+    row(['scenario', 'figure', ...columns.map((c) => `/ ${c}`)]),
+    row(['---', '---', ...columns.map(() => '--:')]),
+  ];
+  for (const { scenario, subject, references = [], ...entry } of results) {
+    if (!subject) continue;
+    const byLabel = new Map(entry.targets.map((t) => [t.label, { ...t, runs: withCpuPerRequest(t.runs) }]));
+    const a = byLabel.get(subject);
+    SUMMARY.forEach(([name, key], i) => {
+      const cells = columns.map((c) => {
+        const b = references.includes(c) ? byLabel.get(c) : undefined;
+        if (!a || !b) return '';
+        return fmt.ratio(key === 'maxRss' ? maxRss(a) / maxRss(b) : ratio(a, b, key));
+      });
+      lines.push(row([i === 0 ? `${scenario.title}${subject === 'puttu' ? '' : ` (${subject})`}` : '', name, ...cells]));
+    });
   }
   return lines.join('\n');
 }
