@@ -59,6 +59,7 @@ export function operatorSetFlag(
 
 const OPTIMIZER_FLAG = /^--(no[-_]opt|no[-_]turbofan|turbofan|opt|jitless|max[-_]opt)\b/;
 let optimizerHeld = false;
+let loadTuned = false;
 
 /**
  * Step 1, before the command's modules load.
@@ -76,6 +77,9 @@ let optimizerHeld = false;
  *   path is optimized as always once step 2 releases it.
  */
 export function beforeLoad(): void {
+  // bin/puttu.js applies it before main.js loads, and main.ts asks again for `node dist/proxy/main.js`.
+  if (loadTuned) return;
+  loadTuned = true;
   v8.setFlagsFromString('--no-allocation-site-pretenuring');
   v8.setFlagsFromString('--semi-space-growth-factor=1');
   if (!operatorSetFlag(OPTIMIZER_FLAG)) {
