@@ -16,7 +16,10 @@
  *
  * A body of up to BUFFERED_BODY bytes still arriving after its head is waited for (as nginx buffers
  * request bodies), for 1-2 s and up to MAX_BODY_READS reads; a larger body, or one slower than
- * that, goes to Node's path, which streams it.
+ * that, goes to Node's path, which streams it. The bodies waited for on all connections together
+ * may reserve at most WAITING_BODY_BUDGET bytes: past it, a request whose body is still arriving
+ * goes to Node's path at once, which reads a body only as fast as the upstream takes it. So many
+ * slow uploads cost the proxy no more memory with the lane than without it.
  *
  * Anything else goes to Node's own parser, on that connection for good, with the unread bytes put
  * back (`socket.unshift`): a slow, odd, hostile or streaming request gets exactly the handling
@@ -63,6 +66,8 @@ export interface FastLane {
   readonly connections: number;
   /** Of those, the ones whose request body is still arriving (see BUFFERED_BODY). */
   readonly waiting: number;
+  /** Their declared body bytes together (at most WAITING_BODY_BUDGET). */
+  readonly waitingBytes: number;
   /** Requests the lane has taken. */
   readonly served: number;
   /** Connections handed to Node's parser. */
@@ -76,6 +81,12 @@ const CRLFCRLF = Buffer.from('\r\n\r\n');
  * by Node's slower path.
  */
 export const BUFFERED_BODY = 64 * 1024;
+/**
+ * The most body bytes (declared lengths) the lane waits for on all its connections at once. A
+ * body handed to Node's path after waiting is held twice until V8 frees the lane's copy, so the
+ * budget also bounds that.
+ */
+export const WAITING_BODY_BUDGET = 8 * 1024 * 1024;
 /** Sweeps (1 s apart) a connection waits for the rest of a body before Node's path takes it. */
 const BODY_WAIT_TICKS = 2;
 /** Reads after the head a waited-for body may take (the last one completing it); more, and Node's path streams it. */
@@ -488,7 +499,8 @@ class LaneConnection {
     // The body is on its way: wait for a small one, briefly (the sweep hands a slow one to Node's
     // path). The reads of a large one are kept as they are, not copied together: a copy would
     // double the external memory per request, and with it V8's full collections.
-    if (head.length > BUFFERED_BODY) return this.handOff();
+    if (head.length > BUFFERED_BODY || this.lane.waitingBytes + head.length > WAITING_BODY_BUDGET) return this.handOff();
+    this.lane.waitingBytes += head.length;
     this.#waiting = head;
     this.#bodyStart = start;
     this.#received = buf.length - start;
@@ -510,9 +522,8 @@ class LaneConnection {
     const body = this.#parts;
     if (buf.length > this.#bodyStart) body.unshift(buf.subarray(this.#bodyStart));
     body.push(missing === chunk.length ? chunk : chunk.subarray(0, missing));
-    this.#waiting = undefined;
     this.#parts = [];
-    this.waitingSince = -1;
+    this.#stopWaiting();
     // A small body goes out in one buffer (undici writes an iterable part by part); a large one
     // is not copied.
     const whole = body.length === 1 ? body[0]! : head.length <= COPIED_BODY ? Buffer.concat(body, head.length) : body;
@@ -584,13 +595,21 @@ class LaneConnection {
    */
   ended(): void {
     // A body still awaited will not come: nothing to hand on to Node either.
-    this.#waiting = undefined;
     this.#parts = [];
-    this.waitingSince = -1;
+    this.#stopWaiting();
     this.socket.end();
   }
 
+  /** No longer waiting for a body (it came, or went elsewhere): its reservation is given back. */
+  #stopWaiting(): void {
+    if (this.#waiting !== undefined) this.lane.waitingBytes -= this.#waiting.length;
+    this.#waiting = undefined;
+    this.waitingSince = -1;
+  }
+
   closed(): void {
+    this.#parts = [];
+    this.#stopWaiting();
     this.lane.conns.delete(this);
     const res = this.res;
     this.res = undefined;
@@ -613,8 +632,7 @@ class LaneConnection {
       socket.unshift(this.buf);
     }
     this.#parts = [];
-    this.#waiting = undefined;
-    this.waitingSince = -1;
+    this.#stopWaiting();
     this.buf = null;
     this.lane.toNode(socket);
     socket.resume();
@@ -634,6 +652,8 @@ class Lane implements FastLane {
   tick = 0;
   served = 0;
   handedOff = 0;
+  /** Declared body bytes of the requests waiting for their body (see WAITING_BODY_BUDGET). */
+  waitingBytes = 0;
   #closing = false;
   readonly #timer: NodeJS.Timeout;
   readonly #idleTicks: number;

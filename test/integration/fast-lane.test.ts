@@ -10,6 +10,7 @@ import type http from 'node:http';
 import net from 'node:net';
 import { connect, type Puttu } from '../../proxy/index.js';
 import { createListener, type Listener } from '../../proxy/http/server.js';
+import { BUFFERED_BODY, WAITING_BODY_BUDGET } from '../../proxy/http/fast-lane.js';
 import type { ClientResponse } from '../../proxy/forward/client.js';
 import { eventually } from '../helpers/eventually.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
@@ -693,4 +694,42 @@ test('after a response that closes the connection, later bytes are not taken as 
   await closed;
   t.deepEqual(urls, ['/a']);
   t.regex(text(), /\r\nConnection: close\r\n/);
+});
+
+test('bodies waited for on all connections together stay within the lane budget; past it Node streams them, and a closed connection gives its share back', async (t) => {
+  const { listener, port } = await plainListener((res) => {
+    res.writeHead(200, undefined, ['content-length', '2']);
+    res.end('ok');
+  }, 60_000);
+  t.teardown(() => listener.close(100));
+  const l = listener.lane!;
+  const fit = Math.floor(WAITING_BODY_BUDGET / BUFFERED_BODY);
+  const extra = 5;
+  const head = `POST /upload HTTP/1.1\r\n${H}Content-Length: ${BUFFERED_BODY}\r\n\r\n`;
+  const sockets: net.Socket[] = [];
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+  });
+  // All at once: well within the lane's shortest wait (one sweep), so none is handed on for being slow.
+  const opened = await Promise.all(Array.from({ length: fit + extra }, () => openSocket(port)));
+  for (const { socket } of opened) {
+    sockets.push(socket);
+    socket.write(`${head}${'b'.repeat(1_000)}`);
+  }
+  await eventually(() => l.waiting + l.handedOff === fit + extra, { message: 'every request waited for or handed on' });
+  t.is(l.waiting, fit, 'as many wait as the budget holds');
+  t.is(l.waitingBytes, fit * BUFFERED_BODY);
+  t.is(l.handedOff, extra, 'the rest went to Node at once');
+  // The clients go: every reservation is given back.
+  for (const s of sockets.splice(0, fit)) s.destroy();
+  await eventually(() => l.waiting === 0 && l.waitingBytes === 0, { message: 'the reservations were given back' });
+  // And the lane waits for a body again.
+  const { socket, text } = await openSocket(port);
+  sockets.push(socket);
+  socket.write(`${head}${'b'.repeat(1_000)}`);
+  await eventually(() => l.waiting === 1, { message: 'the lane waits for a body again' });
+  socket.write('b'.repeat(BUFFERED_BODY - 1_000));
+  await eventually(() => text().endsWith('ok'), { message: 'and serves it once whole' });
+  t.is(l.waitingBytes, 0);
+  t.is(l.handedOff, extra);
 });

@@ -47,19 +47,16 @@ const MB = 1024 * 1024;
 const DECLARED_BODY = 64 * 1024;
 const SENT_BODY = 32 * 1024;
 /**
- * RSS growth allowed while the stalled connections are held: 80 MB on Node's path. With the fast
- * lane the bodies are first held by the lane (up to its 1-2 s body wait), then handed to Node's
- * parser, and the peak sits at 75-86 MB: held to 100 MB until the hand-over holds less.
+ * RSS growth allowed while the stalled connections are held, on both paths. The lane waits for
+ * such bodies only within its budget (fast-lane.ts WAITING_BODY_BUDGET) and hands the rest to
+ * Node's path at once, which reads a body only as fast as the upstream takes it.
  */
-const STALLED_BOUND = { off: 80 * MB, on: 100 * MB };
+const STALLED_BOUND = 80 * MB;
 /** A second round may peak this much above the first (allocator fragmentation, not retention). */
 const REUSE_SLACK = 16 * MB;
 /**
- * The proxy's limit on a request body that stops arriving, set short for the test. The proxy has
- * no client-side body timeout of its own (Node's requestTimeout is fixed at 300 s in
- * http/server.ts, and no configuration key reaches it); the key meant to cover a stalled upload is
- * upstreamTimeoutMs: "Requests with a streamed body keep undici's own timers: its head timer also
- * watches the upload" (forward/deadlines.ts). If a client body timeout is added, set it here too.
+ * The proxy's limits on a request that stops arriving (--client-request-timeout-ms) and on its
+ * head, set short for the test: a stalled upload is answered 408 and closed once they pass.
  */
 const STALL_TIMEOUT_MS = 2_000;
 const STALL_TIMEOUT_FLAGS = [
@@ -417,7 +414,7 @@ function allDispatched(
 
 for (const lane of ['on', 'off'] as const) {
   test.serial(
-    `${STALLED} stalled request bodies (fast lane ${lane}): RSS grows ≤ ${STALLED_BOUND[lane] / MB} MB while held, the proxy closes them after its timeout, and their memory is given back`,
+    `${STALLED} stalled request bodies (fast lane ${lane}): RSS grows ≤ ${STALLED_BOUND / MB} MB while held, the proxy closes them after its timeout, and their memory is given back`,
     async (t) => {
       t.timeout(60_000);
       const began = Date.now();
@@ -501,8 +498,8 @@ for (const lane of ['on', 'off'] as const) {
           `round 2 peak ${mb(round2Peak)} (+${mb(round2Peak - base.rss)})${dispatched2 ? '' : ', not all sent upstream'}, then ${fdsAfter} fds; test took ${Date.now() - began} ms`,
       );
       t.true(
-        heldPeak - base.rss <= STALLED_BOUND[lane],
-        `RSS grew by ${mb(heldPeak - base.rss)} while the connections were held (bound ${mb(STALLED_BOUND[lane])})`,
+        heldPeak - base.rss <= STALLED_BOUND,
+        `RSS grew by ${mb(heldPeak - base.rss)} while the connections were held (bound ${mb(STALLED_BOUND)})`,
       );
       t.true(
         closedInTime,
@@ -578,7 +575,9 @@ for (const lane of ['on', 'off'] as const) {
             since = Date.now();
             return undefined;
           }
-          return now >= PIPELINED_CONNECTIONS && Date.now() - since >= 1_500 ? 'stopped forwarding' : undefined;
+          // Node's path closes a flooding connection, sometimes before its first request went out.
+          const started = lane === 'off' || now >= PIPELINED_CONNECTIONS;
+          return started && Date.now() - since >= 1_500 ? 'stopped forwarding' : undefined;
         },
         { timeoutMs: 20_000, intervalMs: 50 },
       ).catch(() => 'still forwarding');
