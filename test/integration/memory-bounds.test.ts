@@ -99,6 +99,22 @@ let basePath: string;
 const bigServed = new Map<string, number>();
 const bigBody = Buffer.alloc(PIPELINED_BODY, 'b');
 
+/**
+ * Slow readers: clients each downloading a 4 MiB response at 1 MiB/s. The proxy must pass on the
+ * upstream's body only as fast as each client takes it (backpressure both ways), so what it holds
+ * per connection is about two socket reads (one being written, one parsed before the upstream
+ * socket paused; up to 64 KiB each), not the response. Kernel socket buffers are not the
+ * proxy's RSS.
+ */
+const SLOW_READERS = 200;
+const SLOW_BODY = 4 * MB;
+const SLOW_RATE = MB;
+/** Buffer memory per connection allowed halfway through: two socket reads and some slack. */
+const SLOW_PER_CONNECTION = 160 * 1024;
+/** RSS growth allowed: the Buffers above, and what the allocator keeps around them. */
+const SLOW_BOUND = 60 * MB;
+const hugeBody = Buffer.alloc(SLOW_BODY, 'h');
+
 /** The soft limit on open files of this process (the proxy child inherits it). */
 function openFilesLimit(): number {
   const line = /^Max open files\s+(\d+|unlimited)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
@@ -116,6 +132,11 @@ test.before(async () => {
     req.on('error', () => undefined);
     req.resume();
     req.on('end', () => {
+      if (req.url?.startsWith('/huge/')) {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(hugeBody.length) });
+        res.end(hugeBody);
+        return;
+      }
       if (req.url?.startsWith('/big/')) {
         const tag = req.url.split('/')[2]!;
         bigServed.set(tag, (bigServed.get(tag) ?? 0) + 1);
@@ -638,6 +659,90 @@ for (const lane of ['on', 'off'] as const) {
       }
       t.is(reply.status, 200, 'a normal request succeeds afterwards');
       t.true(clientsGone, "the proxy closed its side of the clients' connections once they went");
+    },
+  );
+}
+
+interface SlowReader {
+  received: number;
+  status: string;
+  done: Promise<number>;
+  socket: net.Socket;
+}
+
+/**
+ * A client that asks for `path` and reads the answer at `rate` bytes per second (pausing its socket
+ * when ahead); `done` resolves with the time taken once `total` bytes of body have arrived.
+ */
+function slowReader(port: number, path: string, total: number, rate: number): SlowReader {
+  const socket = net.connect(port, '127.0.0.1');
+  const reader: SlowReader = { received: 0, status: '', socket, done: Promise.resolve(0) };
+  const started = Date.now();
+  let headEnd = -1;
+  let head = '';
+  reader.done = new Promise((resolve, reject) => {
+    socket.on('error', reject);
+    socket.on('close', () => reject(new Error(`closed after ${reader.received} body bytes: ${head.slice(0, 400)}`)));
+    socket.on('data', (d: Buffer) => {
+      if (headEnd < 0) {
+        head += d.toString('latin1');
+        headEnd = head.indexOf('\r\n\r\n');
+        if (headEnd < 0) return;
+        reader.status = head.slice(9, 12);
+        reader.received = Buffer.byteLength(head, 'latin1') - headEnd - 4;
+      } else reader.received += d.length;
+      if (reader.received >= total) {
+        resolve(Date.now() - started);
+        socket.destroy();
+        return;
+      }
+      const ahead = reader.received / rate - (Date.now() - started) / 1000;
+      if (ahead > 0.01) {
+        socket.pause();
+        setTimeout(() => socket.resume(), ahead * 1000);
+      }
+    });
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: puttu.test\r\n\r\n`);
+  });
+  return reader;
+}
+
+for (const lane of ['on', 'off'] as const) {
+  test.serial(
+    `${SLOW_READERS} clients reading a ${SLOW_BODY / MB} MiB response at ${SLOW_RATE / MB} MiB/s (fast lane ${lane}): about two socket reads held per connection, RSS grows ≤ ${SLOW_BOUND / MB} MB, each gets it whole`,
+    async (t) => {
+      t.timeout(60_000);
+      const proxy = await startProxyProcess(t, ['--fast-lane', lane]);
+      const base = await warmBaseline(t, proxy, `${proxy.url}/svc/big/warm-slow-${lane}/`, undefined, 300);
+      const sampler = rssPeak(proxy.pid);
+      const readers = Array.from({ length: SLOW_READERS }, (_, i) => slowReader(proxy.port, `/svc/huge/${i}`, SLOW_BODY, SLOW_RATE));
+      t.teardown(() => {
+        for (const r of readers) r.socket.destroy();
+      });
+      // Halfway through, what the proxy holds for them (heap and Buffers).
+      await new Promise((r) => setTimeout(r, (SLOW_BODY / SLOW_RATE / 2) * 1000));
+      const [heapHeld, externalHeld] = (await metrics(proxy, HEAP, EXTERNAL)) as [number, number];
+      const times = await Promise.all(readers.map((r) => r.done.catch((error: Error) => error.message)));
+      const peak = sampler.stop();
+      const failed = times.filter((x) => typeof x === 'string');
+      const took = (times.filter((x) => typeof x === 'number') as number[]).sort((a, b) => a - b);
+      t.log(
+        `fast lane ${lane}, ${SLOW_READERS} × ${SLOW_BODY / MB} MiB at ${SLOW_RATE / MB} MiB/s: baseline RSS ${mb(base.rss)} (heap ${mb(base.heap)}, external ${mb(base.external)}); ` +
+          `halfway heap ${mb(heapHeld)}, external ${mb(externalHeld)} (+${mb(externalHeld - base.external)}, ${((externalHeld - base.external) / SLOW_READERS / 1024).toFixed(0)} KiB per connection); ` +
+          `peak ${mb(peak)} (+${mb(peak - base.rss)}); took ${took[0]}-${took.at(-1)} ms; ${failed.length} failed ${JSON.stringify(tally(failed as string[]))}`,
+      );
+      t.deepEqual(failed, [], 'every client got the whole response');
+      t.true(
+        readers.every((r) => r.status === '200'),
+        'answered 200',
+      );
+      // At 1 MiB/s a 4 MiB body takes about 4 s: the proxy paced it, it did not fail it early.
+      t.true(took[0]! >= ((SLOW_BODY / SLOW_RATE) * 1000) / 2, `the fastest took ${took[0]} ms`);
+      t.true(
+        (externalHeld - base.external) / SLOW_READERS <= SLOW_PER_CONNECTION,
+        `Buffers held halfway: ${((externalHeld - base.external) / SLOW_READERS / 1024).toFixed(0)} KiB per connection (bound ${SLOW_PER_CONNECTION / 1024} KiB)`,
+      );
+      t.true(peak - base.rss <= SLOW_BOUND, `RSS grew by ${mb(peak - base.rss)} (bound ${mb(SLOW_BOUND)})`);
     },
   );
 }
