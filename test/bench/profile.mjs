@@ -6,6 +6,7 @@
  *
  *   node test/bench/profile.mjs
  *   PROFILE_SECONDS=10 PROFILE_TOP=15 PROFILE_OUT=/tmp/puttu.cpuprofile
+ *   PROFILE_PATH=/echo/large (a 256 KiB response; /echo/huge: 4 MiB; default /echo/small)
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -22,6 +23,7 @@ const stack = await import('./lib/stack.mjs');
 const SECONDS = Number(process.env.PROFILE_SECONDS ?? 10);
 const TOP = Number(process.env.PROFILE_TOP ?? 15);
 const THREADS = Number(process.env.BENCH_WRK_THREADS ?? 2);
+const PATH = process.env.PROFILE_PATH ?? '/echo/small';
 const log = (line) => process.stderr.write(`${line}\n`);
 
 installGuards({ timeBoundMs: (120 + SECONDS + 5) * 1_000, label: 'profile' });
@@ -39,7 +41,7 @@ async function main() {
     expect: { echo: 2 },
     nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir],
   });
-  const url = `http://127.0.0.1:${puttu.port}/echo/small`;
+  const url = `http://127.0.0.1:${puttu.port}${PATH}`;
   await runWrk({ url, connections: 50, threads: THREADS, seconds: 2, logFile: path.join(dir, 'warmup.log') });
   const pid = puttu.proc.pid;
   const before = { at: performance.now(), cpu: cpuSeconds([pid]), sched: schedstat(pid), io: syscallCounts(pid) };
@@ -60,7 +62,7 @@ async function main() {
   if (process.env.PROFILE_OUT) fs.copyFileSync(profilePath, process.env.PROFILE_OUT);
   const summary = summarise(JSON.parse(fs.readFileSync(profilePath, 'utf8')));
   process.stdout.write(
-    `\nputtu under wrk -t${THREADS} -c50 small responses for ${SECONDS} s (after a 2 s warm-up; the profile covers the whole process lifetime)\n` +
+    `\nputtu under wrk -t${THREADS} -c50 ${PATH} for ${SECONDS} s (after a 2 s warm-up; the profile covers the whole process lifetime)\n` +
       `${Math.round(result.rps)} req/s under the profiler\n${usage}\n\n${renderSummary(summary, TOP)}\n`,
   );
 }
