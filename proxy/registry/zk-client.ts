@@ -286,8 +286,6 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
     if (client) this.#failPending(client, 'closed', 'client closed while waiting for an answer');
     for (const w of [...this.#waiting]) w.fail(new ZkError('closed', 'client closed while waiting for a connection'));
     if (client) await closeClient(client, this.#state === 'connected' ? CLOSE_GRACE_MS : 0);
-    // A client stopped by a TLS failure stays in that state: it says why it is not connected.
-    if (this.#tlsError) return;
     this.#setState('closed');
     this.removeAllListeners('session');
     this.removeAllListeners('reconnected');

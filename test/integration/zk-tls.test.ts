@@ -113,6 +113,8 @@ test('without a client certificate, a server with clientAuth=need is refused wit
   await delay(1_000);
   t.is(relay.accepted, attempts, 'no attempt after giving up');
   await t.throwsAsync(puttu.register('svc', { host: '127.0.0.1', port: 1 }), { instanceOf: ZkTlsError });
+  await puttu.close();
+  t.is(puttu.state, 'closed');
 });
 
 test('a wrong CA fails verification with ZkTlsError UNABLE_TO_VERIFY_LEAF_SIGNATURE, once per server, within a deadline', async (t) => {
