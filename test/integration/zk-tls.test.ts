@@ -236,3 +236,27 @@ test('over TLS, a session survives a server restart; clientAuth=want needs no cl
   t.is(zkClient.sessionCredentials().id.toString('hex'), session);
   t.is((await puttu.get('kept')).port, 7000);
 });
+
+test('puttu proxy --workers 2: the cluster primary holds the session, and a TLS failure stops it and its workers with exit 1', async (t) => {
+  const { code, output } = await run([
+    'proxy',
+    '--workers',
+    '2',
+    '--zk',
+    zk.secureConnectString,
+    '--zk-tls',
+    'on',
+    '--zk-ca',
+    zk.certs.ca,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    '0',
+    '--admin-port',
+    '0',
+  ]);
+  t.is(code, 1, output);
+  t.regex(output, /"msg":"puttu cluster primary/);
+  t.regex(output, /puttu proxy: ZooKeeper server 127\.0\.0\.1:\d+ refused the TLS handshake/);
+  t.regex(output, /"code":1,"msg":"stopped"/);
+});
