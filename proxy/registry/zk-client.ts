@@ -168,7 +168,7 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
     ).size;
   }
 
-  /** Why the client stopped in state `tls_failed` (undefined in any other state). */
+  /** Why the client stopped for good after a TLS failure (state `tls_failed`, then `closed`); undefined otherwise. */
   get tlsError(): ZkTlsError | undefined {
     return this.#tlsError;
   }
