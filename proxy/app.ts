@@ -20,6 +20,7 @@ import { normalizeBasePath } from './registry/paths.js';
 import { Registry } from './registry/registry.js';
 import type { RegistryView } from './registry/view.js';
 import { ZkClient } from './registry/zk-client.js';
+import { readZkTlsFiles } from './registry/zk-tls.js';
 
 const VERSION = (JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -44,6 +45,11 @@ export interface AppDeps {
    * collects that read's garbage then (runtime-tuning.ts). The app itself tunes nothing.
    */
   afterInitialRead?: () => void;
+  /**
+   * Called when the proxy cannot go on: ZooKeeper's TLS certificate failed verification on every
+   * server (the ZkTlsError says why). The CLI logs it and exits 1; without it the app waits.
+   */
+  onFatal?: (error: Error) => void;
 }
 
 export interface Started {
@@ -104,7 +110,9 @@ export function createApp(deps: AppDeps): App {
         sessionTimeoutMs: config.sessionTimeoutMs,
         logger: logger.child({ component: 'zookeeper' }),
         ...(config.zkAuth && { auth: [{ scheme: 'digest', auth: config.zkAuth }] }),
+        ...(config.zkTls === 'on' && { tls: readZkTlsFiles(config) }),
       });
+      zk.on('state', (state) => state === 'tls_failed' && deps.onFatal?.(zk!.tlsError!));
       reg = new Registry({
         zk,
         basePath,

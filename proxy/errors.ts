@@ -74,6 +74,24 @@ export class ZkError extends PuttuError {
   }
 }
 
+/**
+ * The TLS connection to ZooKeeper failed in a way retrying cannot fix: the server's certificate
+ * did not verify (wrong CA, name mismatch, expired) or the server refused the handshake (it wants a
+ * client certificate). `reason` is the TLS error's code, e.g. UNABLE_TO_VERIFY_LEAF_SIGNATURE.
+ */
+export class ZkTlsError extends PuttuError {
+  readonly code = 'PUTTU_ZK_TLS';
+  readonly status = 503;
+  readonly reason: string;
+  /** The server (host:port) whose handshake failed last. */
+  readonly server: string;
+  constructor(reason: string, server: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.reason = reason;
+    this.server = server;
+  }
+}
+
 // --- The command line -------------------------------------------------------------------------
 
 /** A configuration value (flag, environment variable or config file key) is invalid. */
@@ -247,7 +265,8 @@ export const UPSTREAM_ERROR_CODES = [
 ] as const;
 
 /** Certificate and handshake failures (OpenSSL verify codes and Node's TLS errors). */
-const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT_IN_CHAIN$|EPROTO$|HOSTNAME_MISMATCH$)/;
+export const TLS_CODE =
+  /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT_IN_CHAIN$|EPROTO$|HOSTNAME_MISMATCH$)/;
 
 const BY_ERRNO: Record<string, () => PuttuError> = {
   ECONNREFUSED: () => new UpstreamRefusedError(),

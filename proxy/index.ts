@@ -21,7 +21,14 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pickIndex, systemClock, type Random } from './clock.js';
-import { ClosedError, InvalidRegistrationError, NoEndpointError, NotConnectedError, ZooKeeperUnavailableError } from './errors.js';
+import {
+  ClosedError,
+  InvalidRegistrationError,
+  NoEndpointError,
+  NotConnectedError,
+  ZkTlsError,
+  ZooKeeperUnavailableError,
+} from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import { digestAuth, ownedAcl, sharedParentAcl, type Credentials } from './registry/acl.js';
 import { resolveHost } from './registry/host.js';
@@ -30,6 +37,7 @@ import { isValidServiceName, normalizeBasePath } from './registry/paths.js';
 import { Registrar, type Registration } from './registry/registrar.js';
 import { Registry } from './registry/registry.js';
 import { kZkClient, ZkClient, type AclEntry, type AuthInfo, type ConnectionState } from './registry/zk-client.js';
+import { checkZkTlsOptions, type ZkTlsOptions } from './registry/zk-tls.js';
 
 export {
   PuttuError,
@@ -38,7 +46,9 @@ export {
   ClosedError,
   NotConnectedError,
   ZooKeeperUnavailableError,
+  ZkTlsError,
 } from './errors.js';
+export type { ZkTlsOptions } from './registry/zk-tls.js';
 export type { Registration } from './registry/registrar.js';
 export type { ConnectionState, AclEntry, AuthInfo } from './registry/zk-client.js';
 export { digestId } from './registry/acl.js';
@@ -78,6 +88,13 @@ export interface ConnectOptions {
    * while it still serves the requests they sent earlier. Default 0: deleted at once.
    */
   drainMs?: number;
+  /**
+   * Connect over TLS, to the servers' secureClientPort: `true` trusts the system's CAs, or PEM
+   * contents `{ ca, cert, key, servername }` (`cert` and `key` for servers that require a client
+   * certificate). A server that fails verification is not retried: `register()`, `get()` and
+   * `list()` reject with ZkTlsError (code PUTTU_ZK_TLS; `reason`: the TLS error's code).
+   */
+  tls?: true | ZkTlsOptions;
 }
 
 export interface RegisterData {
@@ -174,12 +191,14 @@ function createClient(connectString: string, basePath: string, options: ConnectO
   const { credentials } = options;
   const auth = [...(options.auth ?? []), ...(credentials ? [digestAuth(credentials)] : [])];
   const acl = options.acl ?? (credentials && ownedAcl(credentials));
+  const tls = options.tls === undefined ? undefined : checkZkTlsOptions(options.tls === true ? {} : options.tls);
   const zk = new ZkClient({
     connectString,
     logger: logger.child({ component: 'zookeeper' }),
     ...(options.sessionTimeoutMs !== undefined && { sessionTimeoutMs: options.sessionTimeoutMs }),
     ...(options.opTimeoutMs !== undefined && { opTimeoutMs: options.opTimeoutMs }),
     ...(auth.length > 0 && { auth }),
+    ...(tls && { tls }),
   });
   const registry = new Registry({ zk, basePath: base, logger, clock: systemClock, mode: 'lazy' });
   const registrar = new Registrar({
@@ -198,6 +217,7 @@ function createClient(connectString: string, basePath: string, options: ConnectO
     try {
       await zk.whenConnected(connectTimeoutMs);
     } catch (error) {
+      if (error instanceof ZkTlsError) throw error;
       throw new ZooKeeperUnavailableError(`ZooKeeper at ${connectString} is not reachable`, { cause: error });
     }
   }

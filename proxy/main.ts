@@ -135,16 +135,32 @@ async function runProxy(argv: string[], tuning: Tuning): Promise<number> {
   let running: { close(): Promise<void> } | undefined;
   const start = async (): Promise<{ close(): Promise<void> }> => {
     // node:cluster only when it is used.
-    if (role === 'primary') return (await import('./cluster/primary.js')).startPrimary(config, logger, afterInitialRead);
+    if (role === 'primary') return (await import('./cluster/primary.js')).startPrimary(config, logger, afterInitialRead, onFatal);
     if (role === 'worker') return (await import('./cluster/worker.js')).startWorker(config, logger);
-    const app = createApp({ config, logger, ...(afterInitialRead && { afterInitialRead }) });
+    const app = createApp({ config, logger, onFatal, ...(afterInitialRead && { afterInitialRead }) });
     running = app;
     await app.start();
     return app;
   };
 
   let stopping = false;
+  // What the app cannot recover from (ZooKeeper's certificate failing verification): say why, stop, exit 1.
+  let onFatal: (error: Error) => void = () => {};
+  let started: Promise<unknown> = Promise.resolve();
   const stopped = new Promise<number>((resolve) => {
+    onFatal = (error) => {
+      if (stopping) return;
+      stopping = true;
+      logger.error('puttu proxy cannot continue: stopping', { error });
+      process.stderr.write(`puttu proxy: ${error.message}\n`);
+      // It may come while a cluster primary is still starting: close what start() returns.
+      started
+        .then(() => running?.close())
+        .then(
+          () => resolve(1),
+          () => resolve(1),
+        );
+    };
     const onSignal = (signal: NodeJS.Signals) => {
       // A worker stops when its primary tells it (SIGTERM); the terminal's SIGINT reaches the
       // whole process group, and the primary handles it for everyone.
@@ -168,7 +184,9 @@ async function runProxy(argv: string[], tuning: Tuning): Promise<number> {
   });
 
   try {
-    running = await start();
+    const starting = start();
+    started = starting.catch(() => undefined);
+    running = await starting;
     // Listening: from here the young generation may grow, up to the cap, and what runs is worth
     // optimizing.
     tuning.proxyStarted();
@@ -177,7 +195,8 @@ async function runProxy(argv: string[], tuning: Tuning): Promise<number> {
     logger.error('puttu proxy failed to start', { error });
     process.stderr.write(`puttu proxy: ${(error as Error).message}\n`);
     await running?.close();
-    return 1;
+    // A configuration file that cannot be used (a PEM file, say) is bad configuration too.
+    return error instanceof ConfigError ? 2 : 1;
   }
   const code = await stopped;
   // A worker's IPC channel would keep it alive after everything else closed.

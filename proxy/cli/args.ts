@@ -1,5 +1,7 @@
 /** Flag parsing for the small commands: `--name value`, `--name=value`, booleans, positionals, `--`. */
-import { UsageError } from '../errors.js';
+import { ConfigError, UsageError } from '../errors.js';
+import { readZkTlsFiles, type ZkTlsOptions } from '../registry/zk-tls.js';
+import { toEnv, toKebab } from '../config/schema.js';
 
 export { UsageError };
 
@@ -57,5 +59,32 @@ export function zkTarget(args: ParsedArgs, env: NodeJS.ProcessEnv): { zk: string
   };
 }
 
+/** The flags zkTarget and zkTls read, for parseArgs' `values`. */
+export const ZK_FLAGS = ['zk', 'base-path', 'zk-tls', 'zk-ca', 'zk-cert', 'zk-key'] as const;
+
+/** ZooKeeper over TLS for the client commands, as the proxy takes it: flag, else env; undefined: plain TCP. */
+export function zkTls(args: ParsedArgs, env: NodeJS.ProcessEnv): ZkTlsOptions | undefined {
+  // The same names as the proxy's configuration keys: --zk-tls and PUTTU_ZK_TLS for zkTls, and so on.
+  const value = (key: 'zkTls' | 'zkCa' | 'zkCert' | 'zkKey') => args.flags.get(toKebab(key)) ?? (env[toEnv(key)] || '');
+  const on = value('zkTls') || 'off';
+  if (on !== 'on' && on !== 'off') throw new UsageError(`--zk-tls must be on or off, got "${on}"`);
+  const files = { zkCa: value('zkCa'), zkCert: value('zkCert'), zkKey: value('zkKey') };
+  const given = Object.entries(files).find(([, file]) => file !== '');
+  if (on === 'off') {
+    if (given) throw new UsageError(`--${toKebab(given[0])} needs --zk-tls on`);
+    return undefined;
+  }
+  try {
+    return readZkTlsFiles(files, 'command line');
+  } catch (error) {
+    if (error instanceof ConfigError) throw new UsageError(error.message);
+    throw error;
+  }
+}
+
 export const ZK_FLAGS_HELP = `  --zk <host:port,...>       ZooKeeper (env PUTTU_ZK; default 127.0.0.1:2181)
-  --base-path <path>         where services live (env PUTTU_BASE_PATH; default /services)`;
+  --base-path <path>         where services live (env PUTTU_BASE_PATH; default /services)
+  --zk-tls <on|off>          connect to ZooKeeper over TLS (its secureClientPort; env PUTTU_ZK_TLS)
+  --zk-ca <file>             PEM CAs of ZooKeeper's certificate (env PUTTU_ZK_CA; default: system CAs)
+  --zk-cert <file>           PEM client certificate, for ssl.clientAuth=need (env PUTTU_ZK_CERT)
+  --zk-key <file>            PEM key of --zk-cert (env PUTTU_ZK_KEY)`;

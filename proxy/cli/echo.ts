@@ -8,7 +8,7 @@ import os from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { connect, InvalidRegistrationError } from '../index.js';
 import type { Logger } from '../logger.js';
-import { intFlag, parseArgs, UsageError, zkTarget, ZK_FLAGS_HELP } from './args.js';
+import { intFlag, parseArgs, UsageError, zkTarget, zkTls, ZK_FLAGS, ZK_FLAGS_HELP } from './args.js';
 
 export const ECHO_HELP = `Usage: puttu echo --service NAME [--port N] [--listen-host H] [--host H | --interface I] [--api P]
 
@@ -27,7 +27,7 @@ ${ZK_FLAGS_HELP}
 Exit codes: 0 after SIGTERM/SIGINT; 1 ZooKeeper unreachable or the port is taken; 2 bad usage.`;
 
 export async function echoCommand(argv: string[], env: NodeJS.ProcessEnv, logger: Logger): Promise<number> {
-  const args = parseArgs(argv, { values: ['service', 'port', 'listen-host', 'host', 'interface', 'api', 'zk', 'base-path', 'drain-ms'] });
+  const args = parseArgs(argv, { values: ['service', 'port', 'listen-host', 'host', 'interface', 'api', 'drain-ms', ...ZK_FLAGS] });
   if (args.bools.has('help')) {
     process.stdout.write(ECHO_HELP + '\n');
     return 0;
@@ -38,6 +38,7 @@ export async function echoCommand(argv: string[], env: NodeJS.ProcessEnv, logger
   const port = intFlag(args, 'port', 0, 65535) ?? 0;
   const drainMs = intFlag(args, 'drain-ms', 0, 3_600_000) ?? 500;
   const { zk, basePath } = zkTarget(args, env);
+  const tls = zkTls(args, env);
   const api = args.flags.get('api') ?? '';
   let instance = '';
   let served = 0;
@@ -75,7 +76,7 @@ export async function echoCommand(argv: string[], env: NodeJS.ProcessEnv, logger
   const iface = args.flags.get('interface');
   const host = args.flags.get('host') ?? (env.PUTTU_IP || iface ? undefined : '127.0.0.1');
 
-  const puttu = connect(zk, basePath, { logger: logger.child({ component: 'library' }), drainMs });
+  const puttu = connect(zk, basePath, { logger: logger.child({ component: 'library' }), drainMs, ...(tls && { tls }) });
   try {
     const reg = await puttu.register(service, { port: actualPort, api, ...(host && { host }) }, iface);
     instance = reg.path.slice(reg.path.lastIndexOf('/') + 1);

@@ -7,7 +7,7 @@ import { normalizeBasePath } from '../registry/paths.js';
 import { Registry, type ServiceSnapshot } from '../registry/registry.js';
 import { byName } from '../registry/view.js';
 import { ZkClient } from '../registry/zk-client.js';
-import { parseArgs, UsageError, zkTarget, ZK_FLAGS_HELP } from './args.js';
+import { parseArgs, UsageError, zkTarget, zkTls, ZK_FLAGS, ZK_FLAGS_HELP } from './args.js';
 
 export const LS_HELP = `Usage: puttu ls [service] [--json]
 
@@ -29,7 +29,7 @@ Exit codes: 0 printed; 1 ZooKeeper unreachable; 2 bad usage; 3 no live endpoint.
 const TIMEOUT_MS = 10_000;
 
 export async function lsCommand(argv: string[], env: NodeJS.ProcessEnv, logger: Logger): Promise<number> {
-  const args = parseArgs(argv, { values: ['zk', 'base-path'], bools: ['json'] });
+  const args = parseArgs(argv, { values: [...ZK_FLAGS], bools: ['json'] });
   if (args.bools.has('help')) {
     process.stdout.write(LS_HELP + '\n');
     return 0;
@@ -37,7 +37,8 @@ export async function lsCommand(argv: string[], env: NodeJS.ProcessEnv, logger: 
   if (args.positionals.length > 1) throw new UsageError('ls takes at most one service name');
   const only = args.positionals[0];
   const { zk: connectString, basePath } = zkTarget(args, env);
-  const zk = new ZkClient({ connectString, logger: logger.child({ component: 'zookeeper' }) });
+  const tls = zkTls(args, env);
+  const zk = new ZkClient({ connectString, logger: logger.child({ component: 'zookeeper' }), ...(tls && { tls }) });
   const registry = new Registry({ zk, basePath: normalizeBasePath(basePath), logger: silentLogger, clock: systemClock, mode: 'all' });
   try {
     registry.start();
@@ -64,7 +65,7 @@ export async function lsCommand(argv: string[], env: NodeJS.ProcessEnv, logger: 
 }
 
 export async function getCommand(argv: string[], env: NodeJS.ProcessEnv, logger: Logger): Promise<number> {
-  const args = parseArgs(argv, { values: ['zk', 'base-path'] });
+  const args = parseArgs(argv, { values: [...ZK_FLAGS] });
   if (args.bools.has('help')) {
     process.stdout.write(GET_HELP + '\n');
     return 0;
@@ -72,7 +73,8 @@ export async function getCommand(argv: string[], env: NodeJS.ProcessEnv, logger:
   const [service, ...extra] = args.positionals;
   if (!service || extra.length > 0) throw new UsageError('get takes exactly one service name');
   const { zk, basePath } = zkTarget(args, env);
-  const puttu = connect(zk, basePath, { logger, connectTimeoutMs: TIMEOUT_MS });
+  const tls = zkTls(args, env);
+  const puttu = connect(zk, basePath, { logger, connectTimeoutMs: TIMEOUT_MS, ...(tls && { tls }) });
   try {
     const endpoint = await puttu.get(service);
     process.stdout.write(endpoint.url + '\n');

@@ -10,7 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { connect, InvalidRegistrationError } from '../index.js';
 import type { Logger } from '../logger.js';
-import { intFlag, parseArgs, UsageError, zkTarget, ZK_FLAGS_HELP, type ParsedArgs } from './args.js';
+import { intFlag, parseArgs, UsageError, zkTarget, zkTls, ZK_FLAGS, ZK_FLAGS_HELP, type ParsedArgs } from './args.js';
 import { HealthGate, probeHost } from './health-gate.js';
 
 export const REGISTER_HELP = `Usage: puttu register <service> --port N [--host H | --interface I] [--api P] [--protocol P]
@@ -46,7 +46,7 @@ or registration data.`;
 
 export async function registerCommand(argv: string[], env: NodeJS.ProcessEnv, logger: Logger): Promise<number> {
   const args = parseArgs(argv, {
-    values: ['port', 'host', 'interface', 'api', 'protocol', 'zk', 'base-path', 'drain-ms', 'wait-ms', ...HEALTH_FLAGS],
+    values: ['port', 'host', 'interface', 'api', 'protocol', 'drain-ms', 'wait-ms', ...HEALTH_FLAGS, ...ZK_FLAGS],
   });
   if (args.bools.has('help')) {
     process.stdout.write(REGISTER_HELP + '\n');
@@ -61,6 +61,7 @@ export async function registerCommand(argv: string[], env: NodeJS.ProcessEnv, lo
   const protocol = args.flags.get('protocol') ?? 'http';
   if (protocol !== 'http' && protocol !== 'https') throw new UsageError(`--protocol must be http or https, got "${protocol}"`);
   const { zk, basePath } = zkTarget(args, env);
+  const tls = zkTls(args, env);
   const data = {
     port,
     protocol: protocol as 'http' | 'https',
@@ -81,7 +82,7 @@ export async function registerCommand(argv: string[], env: NodeJS.ProcessEnv, lo
       })
     : undefined;
 
-  const puttu = connect(zk, basePath, { logger: logger.child({ component: 'library' }), drainMs });
+  const puttu = connect(zk, basePath, { logger: logger.child({ component: 'library' }), drainMs, ...(tls && { tls }) });
   let stopping: NodeJS.Signals | undefined;
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
     for (const s of ['SIGTERM', 'SIGINT'] as const) process.on(s, () => resolve((stopping ??= s)));

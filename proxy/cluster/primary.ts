@@ -17,7 +17,12 @@ export interface Primary {
   close(): Promise<void>;
 }
 
-export async function startPrimary(config: Config, logger: Logger, afterInitialRead?: () => void): Promise<Primary> {
+export async function startPrimary(
+  config: Config,
+  logger: Logger,
+  afterInitialRead?: () => void,
+  onFatal?: (error: Error) => void,
+): Promise<Primary> {
   let nextId = 0;
   const waiting = new Map<number, { got: unknown[]; expect: number; done: () => void }>();
   const scrape = async (): Promise<string> => {
@@ -42,7 +47,14 @@ export async function startPrimary(config: Config, logger: Logger, afterInitialR
     return prom.AggregatorRegistry.aggregate([mine, ...got] as Parameters<typeof prom.AggregatorRegistry.aggregate>[0]).metrics();
   };
 
-  const app = createApp({ config, logger, role: 'primary', scrape, ...(afterInitialRead && { afterInitialRead }) });
+  const app = createApp({
+    config,
+    logger,
+    role: 'primary',
+    scrape,
+    ...(afterInitialRead && { afterInitialRead }),
+    ...(onFatal && { onFatal }),
+  });
   await app.start();
   const registry = app.registry!;
   const wire = (s: ServiceSnapshot): WireSnapshot => ({ name: s.name, instances: [...s.instances], rejected: [...s.rejected] });

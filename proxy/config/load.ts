@@ -34,7 +34,18 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv, read
       'is required when the other of tlsCert/tlsKey is set',
     );
   }
+  checkZkTls(config);
   return { config, help: false };
+}
+
+/** The ZooKeeper TLS files go with --zk-tls on, and a client certificate with its key. */
+function checkZkTls(config: Config): void {
+  if ((config.zkCert === '') !== (config.zkKey === '')) {
+    const [missing, given] = config.zkCert === '' ? ['zkCert', 'zkKey'] : ['zkKey', 'zkCert'];
+    throw new ConfigError(missing, 'configuration', `is required when ${given} is set: a client certificate needs both zkCert and zkKey`);
+  }
+  const given = (['zkCa', 'zkCert', 'zkKey'] as const).find((key) => config[key] !== '');
+  if (given && config.zkTls !== 'on') throw new ConfigError(given, 'configuration', 'is set but zkTls is off: set zkTls on (--zk-tls on)');
 }
 
 function set<K extends keyof Config>(config: Config, key: K, raw: unknown, source: string): void {

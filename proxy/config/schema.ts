@@ -65,6 +65,13 @@ export interface Config {
   allowPorts: string;
   /** ZooKeeper credentials for reading, "user:password" (digest); empty: none. */
   zkAuth: string;
+  /** Connect to ZooKeeper over TLS (its secureClientPort), verifying the server ("on"/"off"). */
+  zkTls: 'on' | 'off';
+  /** PEM file of the CAs that sign ZooKeeper's certificates; empty: the system's CAs. */
+  zkCa: string;
+  /** Client certificate and key (PEM files) for ZooKeeper servers that require one; both or neither. */
+  zkCert: string;
+  zkKey: string;
   /** PEM bundle of extra CAs trusted for HTTPS upstreams (added to the system roots). */
   upstreamCa: string;
   /** Services whose HTTPS upstreams are not verified (self-signed development certificates). */
@@ -114,6 +121,10 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   denyNetworks: DEFAULT_DENY,
   allowPorts: '',
   zkAuth: '',
+  zkTls: 'off',
+  zkCa: '',
+  zkCert: '',
+  zkKey: '',
   upstreamCa: '',
   insecureServices: '',
   tlsCert: '',
@@ -191,6 +202,14 @@ export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } =
     check: (v) => (v === '' || /^[^:]+:.+$/.test(v) ? undefined : 'must be user:password'),
     help: 'ZooKeeper digest credentials user:password (read-only identity is enough)',
   },
+  zkTls: {
+    type: 'enum',
+    values: ['on', 'off'],
+    help: "connect to ZooKeeper over TLS (its secureClientPort), verifying the server's certificate",
+  },
+  zkCa: { type: 'string', allowEmpty: true, help: "PEM file of the CAs of ZooKeeper's certificate, with --zk-tls on (empty: system CAs)" },
+  zkCert: { type: 'string', allowEmpty: true, help: 'PEM client certificate for ZooKeeper (ssl.clientAuth=need), with --zk-key' },
+  zkKey: { type: 'string', allowEmpty: true, help: 'PEM private key for --zk-cert' },
   upstreamCa: { type: 'string', allowEmpty: true, help: 'PEM file of extra CAs for HTTPS upstreams' },
   insecureServices: {
     type: 'string',

@@ -3,13 +3,14 @@
  * to it, in one place. The library is used through its public API except for the patches below,
  * which reach into its private ConnectionManager (`client.connectionManager`) to fix what the
  * library gets wrong in production: no read timeout (guardReads), quadratic framing (frameReads),
- * a heavy per-watch structure (leanWatchers), and a close() that can hang or reconnect forever
- * (closeClient). Each sees the manager only as the few fields named in MANAGER_FIELDS and does
+ * a heavy per-watch structure (leanWatchers), a close() that can hang or reconnect forever
+ * (closeClient), and no TLS (tlsSockets). Each sees the manager only as the few fields named in MANAGER_FIELDS and does
  * nothing if they are missing; test/unit/dependency-contract.test.ts fails, naming the field, when
  * an upgrade moves one.
  */
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import tls from 'node:tls';
 import type Zk from 'node-zookeeper-client';
 
 // Required, not imported: an ES import of a CommonJS package runs Node's export lexer over it,
@@ -262,4 +263,90 @@ export function closeClient(client: { close(): void }, graceMs: number): Promise
     });
     kill(current);
   }
+}
+
+/**
+ * The private ConnectionManager members tlsSockets' connect() uses: it is the library's connect()
+ * (lib/ConnectionManager.js) with tls.connect in place of net.connect, so it calls the same steps.
+ */
+export const TLS_MANAGER_FIELDS = [
+  'connect',
+  'setState',
+  'findNextServer',
+  'connectTimeout',
+  'connectTimeoutHandler',
+  'onSocketConnectTimeout',
+  'onSocketConnected',
+  'onSocketData',
+  'onSocketDrain',
+  'onSocketClosed',
+  'onSocketError',
+] as const;
+
+/** What tls.connect gets besides the server's address. */
+export interface TlsSocketOptions {
+  ca?: string | Buffer | Array<string | Buffer>;
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  servername?: string;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: the library's handlers take what each socket event carries.
+type SocketHandler = (...args: any[]) => void;
+interface TlsManager {
+  socket?: Socket;
+  connectTimeout: number;
+  connectTimeoutHandler?: NodeJS.Timeout;
+  connect(): void;
+  setState(state: number): void;
+  findNextServer(callback: (server: { host: string; port: number | string }) => void): void;
+  onSocketConnectTimeout: SocketHandler;
+  onSocketConnected: SocketHandler;
+  onSocketData: SocketHandler;
+  onSocketDrain: SocketHandler;
+  onSocketClosed: SocketHandler;
+  onSocketError: SocketHandler;
+}
+
+/**
+ * Makes the library speak TLS: its connect() opens a plain socket with net.connect, so this one,
+ * otherwise the same steps, opens tls.connect (the server is verified: rejectUnauthorized) and
+ * hands the library `secureConnect` as its `connect`, so the ConnectRequest goes out only over a
+ * verified channel and the connect timeout covers the handshake. Every socket error is passed to
+ * `onError` with the server first (the library's own handler then sees it, and reconnects on the
+ * close that follows). Returns false, changing nothing, when the manager lacks a member it needs.
+ */
+export function tlsSockets(
+  client: unknown,
+  options: TlsSocketOptions,
+  onError: (error: Error & { code?: string }, server: string) => void,
+): boolean {
+  const cm = (client as { connectionManager?: Partial<TlsManager> } | undefined)?.connectionManager;
+  if (!cm || TLS_MANAGER_FIELDS.some((f) => f !== 'connectTimeout' && f !== 'connectTimeoutHandler' && typeof cm[f] !== 'function')) {
+    return false;
+  }
+  const manager = cm as TlsManager;
+  // An own property, as closeClient's disarm() expects: it replaces it with a no-op.
+  manager.connect = function (this: TlsManager): void {
+    this.setState(1); // CONNECTING
+    this.findNextServer((server) => {
+      const address = `${server.host}:${server.port}`;
+      const socket = tls.connect({
+        host: server.host,
+        port: Number(server.port),
+        ...options,
+        rejectUnauthorized: true,
+      });
+      this.socket = socket;
+      this.connectTimeoutHandler = setTimeout(this.onSocketConnectTimeout.bind(this), this.connectTimeout);
+      socket.setNoDelay();
+      socket.on('error', (error) => onError(error, address));
+      socket.on('secureConnect', this.onSocketConnected.bind(this));
+      socket.on('data', this.onSocketData.bind(this));
+      socket.on('drain', this.onSocketDrain.bind(this));
+      socket.on('close', this.onSocketClosed.bind(this));
+      socket.on('error', this.onSocketError.bind(this));
+    });
+  };
+  return true;
 }

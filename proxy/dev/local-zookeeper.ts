@@ -84,10 +84,17 @@ export interface ZooKeeperServerOptions {
   /** ZooKeeper's tick; session timeouts are clamped to [2, 20] ticks. */
   tickTimeMs?: number;
   startTimeoutMs?: number;
+  /**
+   * A TLS client port beside `clientPort` (which stays plain, for the four-letter commands): the
+   * Netty connection factory, PEM stores (`keyStore`: the server's key and certificate in one
+   * file; `trustStore`: the CAs of client certificates) and whether clients must present one.
+   */
+  tls?: { secureClientPort: number; keyStore: string; trustStore: string; clientAuth?: 'need' | 'want' | 'none' };
 }
 
 export class ZooKeeperServer {
-  readonly options: Required<Omit<ZooKeeperServerOptions, 'myid' | 'peers'>> & Pick<ZooKeeperServerOptions, 'myid' | 'peers'>;
+  readonly options: Required<Omit<ZooKeeperServerOptions, 'myid' | 'peers' | 'tls'>> &
+    Pick<ZooKeeperServerOptions, 'myid' | 'peers' | 'tls'>;
   #child: ChildProcess | undefined;
   #exited: Promise<void> = Promise.resolve();
 
@@ -97,6 +104,12 @@ export class ZooKeeperServer {
 
   get connectString(): string {
     return `${this.options.host}:${this.options.clientPort}`;
+  }
+
+  /** host:secureClientPort, with `tls`. */
+  get secureConnectString(): string {
+    if (!this.options.tls) throw new Error('this ZooKeeper server has no TLS port (options.tls)');
+    return `${this.options.host}:${this.options.tls.secureClientPort}`;
   }
 
   get pid(): number | undefined {
@@ -126,6 +139,18 @@ export class ZooKeeperServer {
       '4lw.commands.whitelist=*',
       'maxClientCnxns=0',
     ];
+    if (o.tls) {
+      lines.push(
+        'serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory',
+        `secureClientPort=${o.tls.secureClientPort}`,
+        `secureClientPortAddress=${o.host}`,
+        'ssl.keyStore.type=PEM',
+        `ssl.keyStore.location=${o.tls.keyStore}`,
+        'ssl.trustStore.type=PEM',
+        `ssl.trustStore.location=${o.tls.trustStore}`,
+        `ssl.clientAuth=${o.tls.clientAuth ?? 'need'}`,
+      );
+    }
     if (o.peers && o.myid !== undefined) {
       fs.writeFileSync(path.join(dataDir, 'myid'), `${o.myid}\n`);
       for (const p of o.peers) lines.push(`server.${p.id}=${o.host}:${p.quorumPort}:${p.electionPort}`);

@@ -15,6 +15,11 @@
  * - A server that stops answering (frozen, or a connection that swallows the handshake) is dropped
  *   after a read timeout and the next one tried; the library alone would wait on it forever.
  * - `close()` always ends, even when no server answers; nothing keeps the process alive after it.
+ * - With `tls`, it speaks TLS (deps/zookeeper-client.ts, tlsSockets). A server that fails
+ *   verification or refuses the handshake is skipped like an unreachable one; once every server of
+ *   the connect string has failed so, with no connection in between, the client stops in state
+ *   `tls_failed`: certificates do not fix themselves, so retrying would only loop. Operations and
+ *   `whenConnected()` then reject with the ZkTlsError (`tlsError`), which names the reason.
  */
 import { EventEmitter } from 'node:events';
 import type Zk from 'node-zookeeper-client';
@@ -22,15 +27,17 @@ import type { Logger } from '../logger.js';
 import { ZkError } from '../errors.js';
 
 export { ZkError };
-import { closeClient, frameReads, guardReads, leanWatchers, LibraryEvent, zookeeper } from '../deps/zookeeper-client.js';
+import { closeClient, frameReads, guardReads, leanWatchers, LibraryEvent, tlsSockets, zookeeper } from '../deps/zookeeper-client.js';
+import { tlsFailure, type ZkTlsError, type ZkTlsOptions } from './zk-tls.js';
 
-export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'expired' | 'auth_failed' | 'closed';
+export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'expired' | 'auth_failed' | 'tls_failed' | 'closed';
 export const CONNECTION_STATES: readonly ConnectionState[] = [
   'connecting',
   'connected',
   'disconnected',
   'expired',
   'auth_failed',
+  'tls_failed',
   'closed',
 ];
 
@@ -62,6 +69,8 @@ export interface ZkClientOptions {
   /** Sleep between rounds over the server list when none answers. */
   spinDelayMs?: number;
   auth?: readonly AuthInfo[];
+  /** Connect over TLS (to the servers' secureClientPort). */
+  tls?: ZkTlsOptions;
   logger: Logger;
   /** Tests reattach to a session to expire it deterministically. */
   session?: { id: Buffer; password: Buffer };
@@ -135,10 +144,14 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
   #stopGuard: (() => void) | undefined;
   #closing: Promise<void> | undefined;
   /** Operations awaiting an answer, by the library client they were sent on. */
-  readonly #pending = new Map<Zk.Client, Set<(error: ZkError) => void>>();
+  readonly #pending = new Map<Zk.Client, Set<(error: ZkError | ZkTlsError) => void>>();
   /** Operations issued while not connected, to be sent once connected. */
-  readonly #waiting = new Set<{ send(): void; fail(error: ZkError): void }>();
-  readonly #opts: Required<Omit<ZkClientOptions, 'session' | 'auth'>> & Pick<ZkClientOptions, 'session' | 'auth'>;
+  readonly #waiting = new Set<{ send(): void; fail(error: ZkError | ZkTlsError): void }>();
+  readonly #opts: Required<Omit<ZkClientOptions, 'session' | 'auth' | 'tls'>> & Pick<ZkClientOptions, 'session' | 'auth' | 'tls'>;
+  /** Servers whose TLS handshake failed since the last connection; all of them: tls_failed. */
+  readonly #tlsFailed = new Set<string>();
+  readonly #serverCount: number;
+  #tlsError: ZkTlsError | undefined;
   readonly #log: Logger;
 
   constructor(options: ZkClientOptions) {
@@ -146,6 +159,18 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
     this.#opts = { ...DEFAULTS, ...options };
     this.connectString = options.connectString;
     this.#log = options.logger;
+    this.#serverCount = new Set(
+      options.connectString
+        .split('/')[0]!
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ).size;
+  }
+
+  /** Why the client stopped for good after a TLS failure (state `tls_failed`, then `closed`); undefined otherwise. */
+  get tlsError(): ZkTlsError | undefined {
+    return this.#tlsError;
   }
 
   get state(): ConnectionState {
@@ -176,6 +201,7 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
   /** Resolves when connected; rejects after `timeoutMs` or when closed. */
   whenConnected(timeoutMs: number): Promise<void> {
     if (this.#state === 'connected') return Promise.resolve();
+    if (this.#tlsError) return Promise.reject(this.#tlsError);
     if (this.#state === 'closed' || this.#closing) return Promise.reject(new ZkError('closed', 'ZooKeeper client closed'));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
@@ -184,6 +210,7 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
       );
       const onState = (s: ConnectionState) => {
         if (s === 'connected') done();
+        else if (s === 'tls_failed') done(this.#tlsError);
         else if (s === 'closed' || s === 'auth_failed') done(new ZkError(s, `ZooKeeper client ${s}`));
       };
       const done = (err?: Error) => {
@@ -275,6 +302,11 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
     this.#client = client;
     this.#sessionEstablished = false;
     this.#stopGuard?.();
+    const { tls } = this.#opts;
+    if (tls && !tlsSockets(client, tls, (error, server) => this.#onSocketError(client, error, server))) {
+      // Never fall back to plain TCP: that would send the session's traffic unencrypted.
+      throw new Error('node-zookeeper-client cannot be made to speak TLS (its ConnectionManager changed)');
+    }
     this.#stopGuard = guardReads(client, this.#opts.sessionTimeoutMs);
     frameReads(client);
     leanWatchers(client, (event) => LibraryEvent.create(event));
@@ -288,6 +320,7 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
   #onState(client: Zk.Client, s: Zk.State): void {
     const S = zookeeper.State;
     if (s === S.SYNC_CONNECTED || s === S.CONNECTED_READ_ONLY) {
+      this.#tlsFailed.clear();
       clearTimeout(this.#expiryTimer);
       this.#expiryTimer = undefined;
       this.#setState('connected');
@@ -325,6 +358,31 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
     }
   }
 
+  /** A socket error on `server`: when it is a TLS failure on every server, stop for good. */
+  #onSocketError(client: Zk.Client, error: Error & { code?: string }, server: string): void {
+    if (this.#client !== client || this.#closing) return;
+    const failure = tlsFailure(error, server);
+    if (!failure) return;
+    if (!this.#tlsFailed.has(server)) {
+      this.#tlsFailed.add(server);
+      this.#log.error('zookeeper TLS handshake failed', { server, reason: failure.reason, error: failure.message });
+    }
+    if (this.#tlsFailed.size < this.#serverCount) return; // the next server may verify
+    this.#log.error('zookeeper TLS failed on every server: not retrying', { connectString: this.connectString, reason: failure.reason });
+    this.#tlsError = failure;
+    clearTimeout(this.#expiryTimer);
+    this.#expiryTimer = undefined;
+    this.#client = undefined;
+    this.#stopGuard?.();
+    this.#stopGuard = undefined;
+    const pending = this.#pending.get(client);
+    this.#pending.delete(client);
+    for (const fail of pending ?? []) fail(failure);
+    for (const w of [...this.#waiting]) w.fail(failure);
+    void closeClient(client, 0);
+    this.#setState('tls_failed');
+  }
+
   /** The session is gone: drop the old client and start a fresh session. */
   #expire(client: Zk.Client, reason: string): void {
     if (this.#client !== client || this.#closing) return;
@@ -353,18 +411,20 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
   }
 
   #call<T>(op: string, path: string, invoke: (client: Zk.Client, cb: Callback<T>) => void): Promise<T> {
+    if (this.#tlsError) return Promise.reject(this.#tlsError);
     if (!this.#client || this.#closing) return Promise.reject(new ZkError('closed', `${op} ${path}: client is closed`, path));
     return new Promise<T>((resolve, reject) => {
-      let pending: Set<(error: ZkError) => void> | undefined;
-      const waiter = { send: () => send(), fail: (error: ZkError) => fail(error) };
-      const settle = (error: ZkError | undefined, result?: T) => {
+      let pending: Set<(error: ZkError | ZkTlsError) => void> | undefined;
+      const waiter = { send: () => send(), fail: (error: ZkError | ZkTlsError) => fail(error) };
+      const settle = (error: ZkError | ZkTlsError | undefined, result?: T) => {
         clearTimeout(timer);
         this.#waiting.delete(waiter);
         pending?.delete(fail);
         if (error) reject(error);
         else resolve(result as T);
       };
-      const fail = (error: ZkError) => settle(new ZkError(error.zkCode, `${op} ${path}: ${error.message}`, path));
+      const fail = (error: ZkError | ZkTlsError) =>
+        settle(error instanceof ZkError ? new ZkError(error.zkCode, `${op} ${path}: ${error.message}`, path) : error);
       const send = () => {
         this.#waiting.delete(waiter);
         const client = this.#client;

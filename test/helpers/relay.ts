@@ -13,6 +13,8 @@ export interface Relay {
   mode: RelayMode;
   /** Connections currently relayed. */
   readonly connections: number;
+  /** Connections accepted since the relay started (each a connection attempt of a client). */
+  readonly accepted: number;
   /** Sends RST on every open connection (both sides). */
   reset(): void;
   close(): Promise<void>;
@@ -21,7 +23,9 @@ export interface Relay {
 export async function startRelay(targetPort: number, targetHost = '127.0.0.1'): Promise<Relay> {
   const pairs = new Set<[net.Socket, net.Socket]>();
   let mode: RelayMode = 'pass';
+  let accepted = 0;
   const server = net.createServer((client) => {
+    accepted += 1;
     if (mode === 'refuse') {
       client.resetAndDestroy();
       return;
@@ -67,6 +71,9 @@ export async function startRelay(targetPort: number, targetHost = '127.0.0.1'): 
     },
     get connections() {
       return pairs.size;
+    },
+    get accepted() {
+      return accepted;
     },
     reset: resetAll,
     close: () =>

@@ -1,7 +1,10 @@
 /** Real ZooKeeper servers and ensembles for tests, on free loopback ports, in temporary folders. */
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { generateCertificates, type TestCertificates } from './certificates.js';
+import { eventually } from './eventually.js';
 import { freePort, ZooKeeperServer } from '../../proxy/dev/local-zookeeper.js';
 import { silentLogger } from '../../proxy/logger.js';
 import { ZkClient } from '../../proxy/registry/zk-client.js';
@@ -40,6 +43,61 @@ export async function startZooKeeper(options: { tickTimeMs?: number } = {}): Pro
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+export interface TestTlsZooKeeper extends TestZooKeeper {
+  /** host:secureClientPort: the TLS client port. `connectString` is the plain one beside it. */
+  secureConnectString: string;
+  certs: TestCertificates;
+}
+
+/**
+ * A standalone server with a TLS client port (Netty, PEM stores) beside its plain one, and the
+ * certificates generated for it: `clientAuth` 'need' (default) makes clients present a
+ * certificate signed by `certs.ca`. Resolves once the TLS port accepts connections.
+ */
+export async function startTlsZooKeeper(
+  options: { clientAuth?: 'need' | 'want' | 'none'; tickTimeMs?: number } = {},
+): Promise<TestTlsZooKeeper> {
+  const dir = tempDir('puttu-zk-tls-');
+  const certs = generateCertificates(path.join(dir, 'certs'));
+  const server = new ZooKeeperServer({
+    dir,
+    clientPort: await freePort(),
+    ...(options.tickTimeMs !== undefined && { tickTimeMs: options.tickTimeMs }),
+    tls: {
+      secureClientPort: await freePort(),
+      keyStore: certs.serverStore,
+      trustStore: certs.ca,
+      clientAuth: options.clientAuth ?? 'need',
+    },
+  });
+  await server.start();
+  await waitListening(server.options.tls!.secureClientPort);
+  return {
+    server,
+    certs,
+    connectString: server.connectString,
+    secureConnectString: server.secureConnectString,
+    stop: async () => {
+      await server.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Resolves once a TCP connection to the port on loopback succeeds. */
+export async function waitListening(port: number, timeoutMs = 15_000): Promise<void> {
+  const tryOnce = () =>
+    new Promise<boolean>((resolve) => {
+      const socket = net.connect({ port, host: '127.0.0.1' });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+  await eventually(tryOnce, { timeoutMs, intervalMs: 50, message: `port ${port} accepting connections` });
 }
 
 export interface TestEnsemble {

@@ -104,6 +104,10 @@ test('every key can be set by its environment variable', (t) => {
     PUTTU_DENY_NETWORKS: '169.254.0.0/16',
     PUTTU_ALLOW_PORTS: '80,8000-9000',
     PUTTU_ZK_AUTH: 'reader:secret',
+    PUTTU_ZK_TLS: 'on',
+    PUTTU_ZK_CA: '/zk-ca.pem',
+    PUTTU_ZK_CERT: '/zk-c.pem',
+    PUTTU_ZK_KEY: '/zk-k.pem',
     PUTTU_UPSTREAM_CA: '/ca.pem',
     PUTTU_INSECURE_SERVICES: 'dev',
     PUTTU_TLS_CERT: '/c.pem',
@@ -144,6 +148,10 @@ test('every key can be set by its environment variable', (t) => {
     denyNetworks: '169.254.0.0/16',
     allowPorts: '80,8000-9000',
     zkAuth: 'reader:secret',
+    zkTls: 'on',
+    zkCa: '/zk-ca.pem',
+    zkCert: '/zk-c.pem',
+    zkKey: '/zk-k.pem',
     upstreamCa: '/ca.pem',
     insecureServices: 'dev',
     tlsCert: '/c.pem',
@@ -326,6 +334,29 @@ test('helpText mentions every flag and its environment variable, plus --config a
   t.true(text.includes('--help'));
   t.true(text.includes(`default: ${DEFAULTS.port}`));
   t.true(helpText('puttu x').startsWith('Usage: puttu x'));
+});
+
+test('ZooKeeper TLS: --zk-tls on with --zk-ca, --zk-cert and --zk-key; flags, environment and file alike', (t) => {
+  const { config } = loadConfig(['--zk-tls', 'on', '--zk-ca', '/ca.pem', '--zk-cert', '/c.pem', '--zk-key', '/k.pem'], {}, noFiles);
+  t.is(config.zkTls, 'on');
+  t.deepEqual([config.zkCa, config.zkCert, config.zkKey], ['/ca.pem', '/c.pem', '/k.pem']);
+  t.is(loadConfig([], { PUTTU_ZK_TLS: 'on', PUTTU_ZK_CA: '/e.pem' }, noFiles).config.zkCa, '/e.pem');
+  const fromFile = loadConfig(['--config', '/p.json'], {}, files({ '/p.json': JSON.stringify({ zkTls: 'on' }) })).config;
+  t.is(fromFile.zkTls, 'on');
+  t.is(fromFile.zkCa, '', 'no CA file: the system CAs');
+  t.is(DEFAULTS.zkTls, 'off');
+  configError(t, () => loadConfig(['--zk-tls', 'yes'], {}, noFiles), /zkTls/, /must be one of on, off/);
+});
+
+test('error: zkCert without zkKey (and the reverse) names both; TLS files without zkTls on are refused', (t) => {
+  configError(
+    t,
+    () => loadConfig(['--zk-tls', 'on', '--zk-cert', '/c.pem'], {}, noFiles),
+    /zkKey .*is required when zkCert is set/,
+    /zkCert and zkKey/,
+  );
+  configError(t, () => loadConfig(['--zk-tls', 'on', '--zk-key', '/k.pem'], {}, noFiles), /zkCert .*is required when zkKey is set/);
+  configError(t, () => loadConfig(['--zk-ca', '/ca.pem'], {}, noFiles), /zkCa .*is set but zkTls is off/);
 });
 
 test('error: tlsCert and tlsKey go together', (t) => {

@@ -9,7 +9,16 @@ import { createRequire } from 'node:module';
 import test from 'ava';
 import { DEFAULT_METRICS, defaultMetricPath, PROM_CLIENT_PATHS } from '../../proxy/deps/prom-client.js';
 import { UNDICI_POOL_PATH } from '../../proxy/deps/undici.js';
-import { LibraryEvent, MANAGER_FIELDS, WATCHER_MANAGER_METHODS, zookeeper } from '../../proxy/deps/zookeeper-client.js';
+import { TLSSocket } from 'node:tls';
+import {
+  closeClient,
+  LibraryEvent,
+  MANAGER_FIELDS,
+  TLS_MANAGER_FIELDS,
+  tlsSockets,
+  WATCHER_MANAGER_METHODS,
+  zookeeper,
+} from '../../proxy/deps/zookeeper-client.js';
 
 const require = createRequire(import.meta.url);
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { dependencies: Record<string, string> };
@@ -110,4 +119,65 @@ test("node-zookeeper-client: Event.create, which leanWatchers' notifications use
   const event = LibraryEvent.create({ type: zookeeper.Event.NODE_CHILDREN_CHANGED, path: '/a' });
   t.is(event.getType(), zookeeper.Event.NODE_CHILDREN_CHANGED);
   t.is(event.getPath(), '/a');
+});
+
+test("node-zookeeper-client: ConnectionManager.connect is the sequence tlsSockets' replacement repeats, over TLS", (t) => {
+  const client = zookeeper.createClient('127.0.0.1:1');
+  const cm = (client as unknown as { connectionManager?: Record<string, unknown> }).connectionManager ?? {};
+  for (const field of TLS_MANAGER_FIELDS) {
+    t.true(field in cm, `node-zookeeper-client: ConnectionManager no longer has ${field}, which tlsSockets uses`);
+  }
+  const text = source('node-zookeeper-client/lib/ConnectionManager.js');
+  const body = /ConnectionManager\.prototype\.connect = function \(\) \{([\s\S]*?)\n\};/.exec(text)?.[1] ?? '';
+  t.regex(
+    body,
+    /self\.setState\(STATES\.CONNECTING\);/,
+    'node-zookeeper-client: ConnectionManager.connect no longer starts with setState(CONNECTING)',
+  );
+  t.regex(
+    body,
+    /self\.findNextServer\(function \(server\)/,
+    'node-zookeeper-client: ConnectionManager.connect no longer picks the server with findNextServer',
+  );
+  t.regex(
+    body,
+    /self\.socket = net\.connect\(server\);/,
+    'node-zookeeper-client: ConnectionManager.connect no longer opens net.connect(server)',
+  );
+  t.regex(
+    body,
+    /self\.connectTimeoutHandler = setTimeout\(\s*self\.onSocketConnectTimeout\.bind\(self\),\s*self\.connectTimeout\s*\);/,
+    'node-zookeeper-client: ConnectionManager.connect arms its connect timeout differently',
+  );
+  // The handlers tlsSockets binds, event by event ('secureConnect' standing in for 'connect').
+  const bound = [...body.matchAll(/self\.socket\.on\('(\w+)', self\.(\w+)\.bind\(self\)\)/g)].map((m) => `${m[1]}:${m[2]}`);
+  t.deepEqual(
+    bound,
+    ['connect:onSocketConnected', 'data:onSocketData', 'drain:onSocketDrain', 'close:onSocketClosed', 'error:onSocketError'],
+    'node-zookeeper-client: ConnectionManager.connect binds a different set of socket handlers than tlsSockets does',
+  );
+  t.is(
+    (text.match(/net\.connect\(/g) ?? []).length,
+    1,
+    'node-zookeeper-client: ConnectionManager opens sockets somewhere besides connect()',
+  );
+
+  // And the patched client opens TLS sockets.
+  t.true(
+    tlsSockets(client, {}, () => undefined),
+    'tlsSockets did not apply',
+  );
+  const opened = new Promise<unknown>((resolve) => {
+    const poll = setInterval(() => {
+      if (cm.socket) {
+        clearInterval(poll);
+        resolve(cm.socket);
+      }
+    }, 5);
+  });
+  client.connect();
+  return opened.then(async (socket) => {
+    t.true(socket instanceof TLSSocket, 'the patched ConnectionManager did not open a TLS socket');
+    await closeClient(client, 0);
+  });
 });
