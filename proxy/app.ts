@@ -20,6 +20,7 @@ import { normalizeBasePath } from './registry/paths.js';
 import { Registry } from './registry/registry.js';
 import type { RegistryView } from './registry/view.js';
 import { ZkClient } from './registry/zk-client.js';
+import { startRegistrationApi } from './registration-api/index.js';
 
 const VERSION = (JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -53,6 +54,8 @@ export interface Started {
   zkConnectString: string;
   /** True when the proxy started its own development ZooKeeper. */
   devZooKeeper: boolean;
+  /** The REST registration API (--registration-port), when on. */
+  registrationUrl: string | undefined;
 }
 
 export interface App {
@@ -173,8 +176,11 @@ export function createApp(deps: AppDeps): App {
       adminUrl = urlOf(address);
       cleanups.push(() => admin.close(1_000));
     }
+    const registration =
+      role !== 'worker' && zk ? await startRegistrationApi(config, { zk, basePath, policy, clock, random, logger }) : undefined;
+    if (registration) cleanups.push(() => registration.close());
     // Listeners first, so the policy knows the proxy's own ports before any instance is read.
-    policy.setOwnPorts([proxyPort, ...(adminPort === undefined ? [] : [adminPort])]);
+    policy.setOwnPorts([proxyPort, ...(adminPort === undefined ? [] : [adminPort]), ...(registration ? [registration.port] : [])]);
     reg.start();
     zk?.connect();
     if (role === 'single') logStartup(logger, { proxyUrl, adminUrl, connectString, basePath, balancer: config.balancer });
@@ -185,7 +191,7 @@ export function createApp(deps: AppDeps): App {
         basePath,
       });
     else logger.info('puttu worker listening', { proxyUrl, pid: process.pid });
-    return { proxyUrl, adminUrl, zkConnectString: connectString, devZooKeeper: dev !== undefined };
+    return { proxyUrl, adminUrl, zkConnectString: connectString, devZooKeeper: dev !== undefined, registrationUrl: registration?.url };
   }
 
   return {
