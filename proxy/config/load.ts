@@ -34,6 +34,13 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv, read
       'is required when the other of tlsCert/tlsKey is set',
     );
   }
+  if (config.registrationPort >= 0 && config.registrationToken === '' && config.registrationTokenFile === '') {
+    throw new ConfigError(
+      'registrationToken',
+      'configuration',
+      'or registrationTokenFile is required with registrationPort: writes need a token',
+    );
+  }
   return { config, help: false };
 }
 

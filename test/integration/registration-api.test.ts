@@ -4,13 +4,19 @@
  * x-discovery library reading and writing the same base path. Addresses the policy must refuse
  * are only ever registered, never requested: nothing dials them.
  */
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import test from 'ava';
 import { createApp } from '../../proxy/app.js';
 import { DEFAULTS, type Config } from '../../proxy/config/schema.js';
 import { silentLogger } from '../../proxy/logger.js';
 import { startCuratorProbe } from '../helpers/curator-probe.js';
 import { eventually } from '../helpers/eventually.js';
+import { puttu } from '../helpers/processes.js';
 import { startUpstream } from '../helpers/upstreams.js';
 import { expireSession, rawClient, startZooKeeper, type TestZooKeeper } from '../helpers/zookeeper.js';
 
@@ -387,4 +393,47 @@ test("Java's curator-x-discovery reads what the REST API wrote, and the API list
     ((await jsonOf(fetch(`${api.url}/v1/service/mixed`))) as any[]).map((i) => i.id),
     ['rest-str'],
   );
+});
+
+test('the puttu command: --registration-port with a token file, driven with curl', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'puttu-reg-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const tokenFile = path.join(dir, 'token');
+  fs.writeFileSync(tokenFile, `${TOKEN}\n`);
+  const basePath = `/t-${randomUUID().slice(0, 8)}`;
+  const common = ['proxy', '--zk', zk.connectString, '--base-path', basePath, '--host', '127.0.0.1', '--port', '0', '--admin-port', '-1'];
+
+  const refused = puttu([...common, '--registration-port', '0']);
+  t.is(await refused.exited, 2, 'a registration port without a token does not start');
+  t.regex(refused.output(), /registrationToken .*or registrationTokenFile is required with registrationPort/);
+
+  const proxy = puttu([...common, '--registration-port', '0', '--registration-token-file', tokenFile], {
+    PUTTU_REGISTRATION_TTL_MS: '60000',
+  });
+  t.teardown(async () => {
+    proxy.kill();
+    await proxy.exited;
+  });
+  const line = await proxy.waitFor(/^REST registration API listening/);
+  t.is(line.ttlMs, 60_000);
+  const curl = (...args: string[]) => promisify(execFile)('curl', ['-sS', '-w', '\n%{http_code}', ...args], { timeout: 10_000 });
+  const body = JSON.stringify(instance('curled', 'c-1', 8090));
+  const created = await curl(
+    '-X',
+    'PUT',
+    '-H',
+    `Authorization: Bearer ${TOKEN}`,
+    '-H',
+    'Content-Type: application/json',
+    '-d',
+    body,
+    `${line.url}/v1/service/curled/c-1`,
+  );
+  t.is(created.stdout.trim(), '201');
+  const unauthorized = await curl('-X', 'DELETE', `${line.url}/v1/service/curled/c-1`);
+  t.regex(unauthorized.stdout, /PUTTU_UNAUTHORIZED[\s\S]*\n401$/);
+  const listed = await curl(`${line.url}/v1/service/curled`);
+  const [json, status] = listed.stdout.split('\n');
+  t.is(status, '200');
+  t.like(JSON.parse(json!)[0], { name: 'curled', id: 'c-1', port: 8090 });
 });

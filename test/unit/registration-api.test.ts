@@ -5,6 +5,11 @@ import { TtlTracker } from '../../proxy/registration-api/ttl.js';
 import { registrationToken } from '../../proxy/registration-api/index.js';
 import { decodeInstance } from '../../proxy/registry/instance.js';
 import { fakeClock } from '../helpers/fakes.js';
+import { loadConfig } from '../../proxy/config/load.js';
+
+const noFiles = (file: string): string => {
+  throw new Error(`no file ${file}`);
+};
 
 const NOW = 1_800_000_000_000;
 const base = { name: 'svc', id: 'i-1', address: '127.0.0.1', port: 8080 };
@@ -155,4 +160,10 @@ test('the token: one of token or file, long enough; errors name the key', (t) =>
       }),
     { message: /registrationTokenFile .*cannot be read: ENOENT/ },
   );
+});
+
+test('the configuration refuses a registration port without a token before anything starts', (t) => {
+  t.throws(() => loadConfig(['--registration-port', '0'], {}, noFiles), { message: /registrationToken .*or registrationTokenFile is required/ });
+  t.is(loadConfig(['--registration-port', '0'], { PUTTU_REGISTRATION_TOKEN_FILE: '/run/secrets/t' }, noFiles).config.registrationPort, 0);
+  t.is(loadConfig([], {}, noFiles).config.registrationPort, -1, 'off by default');
 });
