@@ -163,7 +163,9 @@ test('the token: one of token or file, long enough; errors name the key', (t) =>
 });
 
 test('the configuration refuses a registration port without a token before anything starts', (t) => {
-  t.throws(() => loadConfig(['--registration-port', '0'], {}, noFiles), { message: /registrationToken .*or registrationTokenFile is required/ });
+  t.throws(() => loadConfig(['--registration-port', '0'], {}, noFiles), {
+    message: /registrationToken .*or registrationTokenFile is required/,
+  });
   t.is(loadConfig(['--registration-port', '0'], { PUTTU_REGISTRATION_TOKEN_FILE: '/run/secrets/t' }, noFiles).config.registrationPort, 0);
   t.is(loadConfig([], {}, noFiles).config.registrationPort, -1, 'off by default');
 });
