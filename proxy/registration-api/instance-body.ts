@@ -18,6 +18,7 @@
  */
 import { decodeCurator } from '../registry/formats/curator.js';
 import { isObject, show } from '../registry/formats/endpoint.js';
+import { MAX_ZNODE_DATA_BYTES } from '../registry/instance.js';
 
 /** Instance ids: one znode name, no dot segments, nothing a URL path must escape beyond these. */
 const INSTANCE_ID = /^[A-Za-z0-9._~:@+=-]{1,200}$/;
@@ -108,6 +109,9 @@ export function readInstanceBody(text: string, name: string, id: string, now: nu
     uriSpec,
     ...(typeof body.enabled === 'boolean' && { enabled: body.enabled }),
   };
+  const size = encodeRecord(record).length;
+  if (size > MAX_ZNODE_DATA_BYTES)
+    return bad(`the instance is ${size} bytes as Curator JSON, over the ${MAX_ZNODE_DATA_BYTES} a znode may hold`);
   // The registry's own decoder: what it would reject, say so now rather than store a dead node.
   const decoded = decodeCurator(name, id, record as unknown as Record<string, unknown>);
   if (!decoded.ok) return bad(decoded.reason.replace(/^curator: /, ''));

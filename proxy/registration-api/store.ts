@@ -81,8 +81,14 @@ export class RestRegistrations {
     let held = this.#held.get(path);
     const outcome: PutOutcome = held ? 'renewed' : 'created';
     if (held) {
-      held.record = record;
-      held.data = data;
+      // The node keeps the registration's first time: a heartbeat that only sends a new
+      // registrationTimeUTC (as Curator's REST clients do) must not rewrite it, or every reader
+      // would see a changed instance, and lose its health state for it, on every renewal.
+      const kept = { ...record, registrationTimeUTC: held.record.registrationTimeUTC };
+      const keptData = encodeRecord(kept);
+      const onlyTime = keptData.equals(held.data);
+      held.record = onlyTime ? kept : record;
+      held.data = onlyTime ? keptData : data;
     } else {
       held = { record, data, path, generation: 0, written: undefined, retry: undefined };
       this.#held.set(path, held);
@@ -137,16 +143,24 @@ export class RestRegistrations {
         id: held.record.id,
         ttlMs: this.#ttl.ttlMs,
       });
-      const generation = held.generation;
-      void this.#serially(path, async () => {
-        // A node of an earlier session went with it; one re-PUT since then is a new registration.
-        if (this.#held.has(path) || generation !== this.#o.zk.generation) return;
-        await this.#o.zk.remove(path).catch((error) => {
-          if (!isNoNode(error))
-            this.#o.logger.warn('deleting a lapsed REST registration failed; it goes with the session', { path, error });
-        });
-      }).catch(() => undefined);
+      this.#removeLapsed(path, held.generation);
     }
+  }
+
+  /** Deletes a lapsed registration's node; retried while its session lives and nobody re-PUT it. */
+  #removeLapsed(path: string, generation: number): void {
+    void this.#serially(path, async () => {
+      // A node of an earlier session went with it; one re-PUT since then is a new registration.
+      if (this.#closed || this.#held.has(path) || generation !== this.#o.zk.generation) return;
+      try {
+        await this.#o.zk.remove(path);
+      } catch (error) {
+        if (isNoNode(error)) return;
+        this.#o.logger.warn('deleting a lapsed REST registration failed; retrying', { path, error });
+        const retry = setTimeout(() => this.#removeLapsed(path, generation), this.#o.retryMs ?? 1_000);
+        retry.unref();
+      }
+    }).catch(() => undefined);
   }
 
   /** The service names under the base path, sorted. */

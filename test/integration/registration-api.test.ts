@@ -183,19 +183,24 @@ test('a registration lives while re-PUTs renew it and lapses after the TTL witho
   t.is((await put(api.url, body)).status, 201);
   // Renewed every 300 ms for twice the TTL: it must stay throughout.
   const renewUntil = Date.now() + 2 * ttlMs;
-  let lastPut = Date.now();
   while (Date.now() < renewUntil) {
     await new Promise((r) => setTimeout(r, 300));
     t.true(await raw.exists(path), 'still registered while renewed');
-    lastPut = Date.now();
     t.is((await put(api.url, body)).status, 201);
   }
-  // A renewal with changed data rewrites the node in place.
+  // A heartbeat that only sends a new registrationTimeUTC writes nothing: the node keeps the first
+  // time and the registry keeps the same instance object (its health state with it).
+  const routed = await eventually(() => api.app.registry!.get('lease')?.instances[0], { message: 'instance read by the registry' });
+  t.is((await put(api.url, { ...body, registrationTimeUTC: Date.now() })).status, 201);
+  t.is(JSON.parse((await raw.getData(path)).toString()).registrationTimeUTC, body.registrationTimeUTC);
+  t.is(api.app.registry!.get('lease')?.instances[0], routed);
+  // A renewal with changed data rewrites the node in place. Timed from before it was sent: the
+  // lease starts when the server receives it, so the node must outlive this by the whole TTL.
+  const lastSent = Date.now();
   t.is((await put(api.url, { ...body, payload: 'v2' })).status, 201);
-  lastPut = Date.now();
   t.is(JSON.parse((await raw.getData(path)).toString()).payload, 'v2');
   await eventually(async () => !(await raw.exists(path)), { timeoutMs: ttlMs + 5_000, intervalMs: 50, message: 'lapsed node deleted' });
-  t.true(Date.now() - lastPut >= ttlMs, `not removed before the TTL (after ${Date.now() - lastPut} ms)`);
+  t.true(Date.now() - lastSent >= ttlMs, `not removed before the TTL (after ${Date.now() - lastSent} ms)`);
   t.is((await fetch(`${api.url}/v1/service/lease/l-1`)).status, 404);
   await eventually(() => (api.app.registry!.get('lease')?.instances.length ?? 0) === 0, { message: 'gone from routing' });
 });

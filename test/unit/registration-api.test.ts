@@ -82,6 +82,8 @@ test('every refusal names the field', (t) => {
     t.false(r.ok, JSON.stringify(body));
     if (!r.ok) t.regex(r.reason, reason);
   }
+  const huge = read({ ...base, uriSpec: `${'{scheme}'.repeat(1_500)}://{address}:{port}` });
+  t.true(!huge.ok && /^the instance is \d+ bytes as Curator JSON, over the 16384 a znode may hold$/.test(huge.reason));
   const notJson = readInstanceBody('{', 'svc', 'i-1', NOW);
   t.true(!notJson.ok && /^body is not valid JSON/.test(notJson.reason));
 });
