@@ -129,6 +129,11 @@ export class RegistrationRefusedError extends PuttuError {
   readonly code = 'PUTTU_REGISTRATION_REFUSED';
   readonly status = 403;
 }
+/** A registration whose path holds a znode of another kind, which it must not replace. */
+export class RegistrationConflictError extends PuttuError {
+  readonly code = 'PUTTU_REGISTRATION_CONFLICT';
+  readonly status = 409;
+}
 /** A request body in a media type the endpoint does not read. */
 export class UnsupportedMediaTypeError extends PuttuError {
   readonly code = 'PUTTU_UNSUPPORTED_MEDIA_TYPE';

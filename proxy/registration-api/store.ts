@@ -15,7 +15,7 @@
  */
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
-import { ZkError } from '../errors.js';
+import { RegistrationConflictError, ZkError } from '../errors.js';
 import { join, servicePath } from '../registry/paths.js';
 import { isNoNode, type ZkClient } from '../registry/zk-client.js';
 import { encodeRecord, instanceJson, type CuratorRecord } from './instance-body.js';
@@ -223,6 +223,12 @@ export class RestRegistrations {
       await zk.create(held.path, data, 'ephemeral');
     } catch (error) {
       if (!isNodeExists(error)) throw error;
+      // Another Curator instance (an earlier session's, or another writer's) is replaced; a node of
+      // another format (a puttu registration, a serverset member) is not this API's to delete.
+      const existing = await zk.getData(held.path).catch((e) => (isNoNode(e) ? undefined : Promise.reject(e)));
+      if (existing !== undefined && instanceJson(existing) === undefined) {
+        throw new RegistrationConflictError(`${held.path} holds a znode that is not a Curator instance; it is left alone`);
+      }
       await zk.remove(held.path).catch((e) => (isNoNode(e) ? undefined : Promise.reject(e)));
       await zk.create(held.path, data, 'ephemeral');
     }

@@ -442,3 +442,23 @@ test('the puttu command: --registration-port with a token file, driven with curl
   t.is(status, '200');
   t.like(JSON.parse(json!)[0], { name: 'curled', id: 'c-1', port: 8090 });
 });
+
+test('a node of another format at the path is left alone: 409, and its data is unchanged', async (t) => {
+  const api = await start(t);
+  const raw = await rawClient(zk.connectString);
+  t.teardown(() => raw.close());
+  const theirs = Buffer.from(JSON.stringify({ protocol: 'http', host: '127.0.0.1', port: 9001, api: '' }));
+  await raw.mkdirp(`${api.basePath}/shared`);
+  await raw.create(`${api.basePath}/shared/n-1`, theirs, 'ephemeral');
+  const res = await put(api.url, instance('shared', 'n-1', 9002));
+  t.is(res.status, 409);
+  t.regex((await jsonOf(res)).error.message, /not a Curator instance; it is left alone/);
+  t.deepEqual(await raw.getData(`${api.basePath}/shared/n-1`), theirs);
+  t.is((await fetch(`${api.url}/v1/service/shared/n-1`, { method: 'DELETE', headers: auth })).status, 200);
+  t.deepEqual(await raw.getData(`${api.basePath}/shared/n-1`), theirs, 'DELETE leaves it too');
+  // A Curator instance at the path (left by someone else) is replaced, as Curator does.
+  const stale = Buffer.from(JSON.stringify(instance('shared', 'c-1', 9003)));
+  await raw.create(`${api.basePath}/shared/c-1`, stale, 'ephemeral');
+  t.is((await put(api.url, instance('shared', 'c-1', 9004))).status, 201);
+  t.is(JSON.parse((await raw.getData(`${api.basePath}/shared/c-1`)).toString()).port, 9004);
+});
