@@ -17,6 +17,7 @@ import { silentLogger } from '../../proxy/logger.js';
 import { startCuratorProbe } from '../helpers/curator-probe.js';
 import { eventually } from '../helpers/eventually.js';
 import { puttu } from '../helpers/processes.js';
+import { startRelay } from '../helpers/relay.js';
 import { startUpstream } from '../helpers/upstreams.js';
 import { expireSession, rawClient, startZooKeeper, type TestZooKeeper } from '../helpers/zookeeper.js';
 
@@ -461,4 +462,28 @@ test('a node of another format at the path is left alone: 409, and its data is u
   await raw.create(`${api.basePath}/shared/c-1`, stale, 'ephemeral');
   t.is((await put(api.url, instance('shared', 'c-1', 9004))).status, 201);
   t.is(JSON.parse((await raw.getData(`${api.basePath}/shared/c-1`)).toString()).port, 9004);
+});
+
+test('ZooKeeper out of reach: a renewal still succeeds, a new registration gets 503, and the node is there once it is back', async (t) => {
+  const relay = await startRelay(zk.server.options.clientPort);
+  t.teardown(() => relay.close());
+  const api = await start(t, { zk: relay.address, sessionTimeoutMs: 10_000 });
+  const raw = await rawClient(zk.connectString);
+  t.teardown(() => raw.close());
+  const body = instance('cut', 'k-1', 8091);
+  t.is((await put(api.url, body)).status, 201);
+
+  relay.mode = 'refuse';
+  relay.reset();
+  await eventually(() => api.app.zk!.state !== 'connected', { message: 'the proxy noticed the cut' });
+  t.is((await put(api.url, body)).status, 201, 'a renewal needs no write');
+  const fresh = await put(api.url, instance('cut', 'k-2', 8092));
+  t.is(fresh.status, 503);
+  t.regex((await jsonOf(fresh)).error.code, /^PUTTU_ZK_/);
+
+  relay.mode = 'pass';
+  await eventually(() => api.app.zk!.state === 'connected', { timeoutMs: 15_000, message: 'reconnected' });
+  // Same session or a new one, the leased registration is in the tree; the refused one is not.
+  await eventually(() => raw.exists(`${api.basePath}/cut/k-1`), { timeoutMs: 10_000, message: 'k-1 in the tree' });
+  t.false(await raw.exists(`${api.basePath}/cut/k-2`));
 });
