@@ -21,7 +21,6 @@ export const MIN_TOKEN_LENGTH = 16;
 export interface RegistrationApi {
   url: string;
   port: number;
-  store: RestRegistrations;
   close(): Promise<void>;
 }
 
@@ -86,7 +85,6 @@ export async function startRegistrationApi(config: Config, deps: RegistrationApi
   return {
     url,
     port: address.port,
-    store,
     async close() {
       await listener.close(1_000);
       store.close();

@@ -69,11 +69,6 @@ export class RestRegistrations {
     return this.#ttl.ttlMs;
   }
 
-  /** The registrations currently leased, as `name/id`. */
-  held(): string[] {
-    return this.#ttl.keys();
-  }
-
   /** Registers or renews `record`; resolves once its node holds the record on the current session. */
   async put(record: CuratorRecord): Promise<PutOutcome> {
     const path = join(servicePath(this.#o.basePath, record.name), record.id);

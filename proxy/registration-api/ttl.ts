@@ -36,10 +36,6 @@ export class TtlTracker<K> {
     return this.#renewedAt.size;
   }
 
-  keys(): K[] {
-    return [...this.#renewedAt.keys()];
-  }
-
   /** Milliseconds left on `key`'s lease (0 once lapsed), undefined when it has none. */
   remainingMs(key: K): number | undefined {
     const at = this.#renewedAt.get(key);
