@@ -287,6 +287,7 @@ test('an address the upstream policy refuses is refused with its reason (403), a
     [instance('p', 'linklocal', 8080, { address: 'fe80::1' }), /address fe80::1 is in a denied network/],
     [instance('p', 'loop', ownPort), /proxy's own listener/],
     [instance('p', 'loop2', registrationPort), /proxy's own listener/],
+    [instance('p', 'named', ownPort, { address: 'localhost' }), /localhost:\d+ is the proxy's own listener/],
     [instance('p', 'tls', 8080, { sslPort: 443 }), /127\.0\.0\.1:443: port 443 is not allowed/],
   ];
   for (const [body, reason] of cases) {
