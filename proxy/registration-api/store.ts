@@ -201,8 +201,14 @@ export class RestRegistrations {
   async #ensure(held: Held): Promise<void> {
     const { zk, basePath } = this.#o;
     if (this.#held.get(held.path) !== held) return;
-    const current = held.generation !== 0 && held.generation === zk.generation;
-    if (current && held.written?.equals(held.data)) return;
+    let current = held.generation !== 0 && held.generation === zk.generation;
+    if (current && held.written?.equals(held.data)) {
+      // Unchanged: nothing to write, unless someone deleted the node (another API's DELETE, an
+      // operator); then this renewal creates it again, as a Curator heartbeat would. With
+      // ZooKeeper away the renewal succeeds without looking: the node is kept or re-made later.
+      if (zk.state !== 'connected' || (await zk.exists(held.path))) return;
+      current = false;
+    }
     const data = held.data;
     if (current) {
       try {

@@ -195,6 +195,10 @@ test('a registration lives while re-PUTs renew it and lapses after the TTL witho
   t.is((await put(api.url, { ...body, registrationTimeUTC: Date.now() })).status, 201);
   t.is(JSON.parse((await raw.getData(path)).toString()).registrationTimeUTC, body.registrationTimeUTC);
   t.is(api.app.registry!.get('lease')?.instances[0], routed);
+  // Deleted behind the API's back: the next renewal creates it again.
+  await raw.remove(path);
+  t.is((await put(api.url, body)).status, 201);
+  t.true(await raw.exists(path), 'written again by the renewal');
   // A renewal with changed data rewrites the node in place. Timed from before it was sent: the
   // lease starts when the server receives it, so the node must outlive this by the whole TTL.
   const lastSent = Date.now();
