@@ -134,6 +134,11 @@ export class RegistrationConflictError extends PuttuError {
   readonly code = 'PUTTU_REGISTRATION_CONFLICT';
   readonly status = 409;
 }
+/** The registration API holds as many registrations as it may; a new one waits for a DELETE or a lapse. */
+export class RegistrationLimitError extends PuttuError {
+  readonly code = 'PUTTU_REGISTRATION_LIMIT';
+  readonly status = 503;
+}
 /** A request body in a media type the endpoint does not read. */
 export class UnsupportedMediaTypeError extends PuttuError {
   readonly code = 'PUTTU_UNSUPPORTED_MEDIA_TYPE';

@@ -15,7 +15,7 @@
  */
 import type { Clock } from '../clock.js';
 import type { Logger } from '../logger.js';
-import { RegistrationConflictError, ZkError } from '../errors.js';
+import { RegistrationConflictError, RegistrationLimitError, ZkError } from '../errors.js';
 import { join, servicePath } from '../registry/paths.js';
 import { isNoNode, type ZkClient } from '../registry/zk-client.js';
 import { encodeRecord, instanceJson, type CuratorRecord } from './instance-body.js';
@@ -30,6 +30,8 @@ export interface StoreOptions {
   /** How often lapsed leases are looked for; default a quarter of the TTL, 50 ms to 1 s. */
   sweepMs?: number;
   retryMs?: number;
+  /** Most registrations held at once (their records are kept in memory); default 10,000. */
+  maxRegistrations?: number;
 }
 
 interface Held {
@@ -44,6 +46,8 @@ interface Held {
 }
 
 export type PutOutcome = 'created' | 'renewed';
+
+export const MAX_REGISTRATIONS = 10_000;
 
 const isNodeExists = (e: unknown): boolean => e instanceof ZkError && e.zkCode === 'node_exists';
 
@@ -85,6 +89,10 @@ export class RestRegistrations {
       held.record = onlyTime ? kept : record;
       held.data = onlyTime ? keptData : data;
     } else {
+      const max = this.#o.maxRegistrations ?? MAX_REGISTRATIONS;
+      if (this.#held.size >= max) {
+        throw new RegistrationLimitError(`${max} registrations are held, the most this proxy keeps; DELETE one or let it lapse first`);
+      }
       held = { record, data, path, generation: 0, written: undefined, retry: undefined };
       this.#held.set(path, held);
     }

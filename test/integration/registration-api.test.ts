@@ -14,6 +14,8 @@ import test from 'ava';
 import { createApp } from '../../proxy/app.js';
 import { DEFAULTS, type Config } from '../../proxy/config/schema.js';
 import { silentLogger } from '../../proxy/logger.js';
+import { systemClock } from '../../proxy/clock.js';
+import { RestRegistrations } from '../../proxy/registration-api/store.js';
 import { startCuratorProbe } from '../helpers/curator-probe.js';
 import { eventually } from '../helpers/eventually.js';
 import { puttu } from '../helpers/processes.js';
@@ -491,4 +493,25 @@ test('ZooKeeper out of reach: a renewal still succeeds, a new registration gets 
   // Same session or a new one, the leased registration is in the tree; the refused one is not.
   await eventually(() => raw.exists(`${api.basePath}/cut/k-1`), { timeoutMs: 10_000, message: 'k-1 in the tree' });
   t.false(await raw.exists(`${api.basePath}/cut/k-2`));
+});
+
+test('the store holds at most maxRegistrations: one more gets PUTTU_REGISTRATION_LIMIT until one goes', async (t) => {
+  const zkc = await rawClient(zk.connectString);
+  t.teardown(() => zkc.close());
+  const basePath = `/t-${randomUUID().slice(0, 8)}`;
+  const store = new RestRegistrations({ zk: zkc, basePath, ttlMs: 60_000, clock: systemClock, logger: silentLogger, maxRegistrations: 2 });
+  t.teardown(() => store.close());
+  const record = (id: string) => ({ ...instance('capped', id, 8093), port: 8093, sslPort: null, uriSpec: null });
+  t.is(await store.put(record('a')), 'created');
+  t.is(await store.put(record('b')), 'created');
+  t.is(await store.put(record('a')), 'renewed', 'renewals are not new registrations');
+  const over = await t.throwsAsync(store.put(record('c')));
+  t.is((over as { code?: string }).code, 'PUTTU_REGISTRATION_LIMIT');
+  t.false(await zkc.exists(`${basePath}/capped/c`));
+  t.true(await store.delete('capped', 'a'));
+  t.is(await store.put(record('c')), 'created');
+  t.deepEqual(
+    (await store.instances('capped')).map((i) => i.id),
+    ['b', 'c'],
+  );
 });
