@@ -12,7 +12,7 @@ import type { Config } from './config/schema.js';
 import type { DevZooKeeper } from './dev/local-zookeeper.js';
 import { createUpstreamPolicy } from './security/upstream-policy.js';
 import { createAdminHandler } from './http/admin.js';
-import { buildProxyListener, buildUpstreams, logStartup, nagWhileDisconnected, wireRegistry } from './app-parts.js';
+import { buildProxyListener, buildUpstreams, logStartup, nagWhileDisconnected, startRegistrationApi, wireRegistry } from './app-parts.js';
 import { createListener, urlOf } from './http/server.js';
 import type { FastLane } from './http/fast-lane.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
@@ -20,7 +20,6 @@ import { normalizeBasePath } from './registry/paths.js';
 import { Registry } from './registry/registry.js';
 import type { RegistryView } from './registry/view.js';
 import { ZkClient } from './registry/zk-client.js';
-import { startRegistrationApi } from './registration-api/index.js';
 
 const VERSION = (JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -54,8 +53,6 @@ export interface Started {
   zkConnectString: string;
   /** True when the proxy started its own development ZooKeeper. */
   devZooKeeper: boolean;
-  /** The REST registration API (--registration-port), when on. */
-  registrationUrl: string | undefined;
 }
 
 export interface App {
@@ -176,9 +173,7 @@ export function createApp(deps: AppDeps): App {
       adminUrl = urlOf(address);
       cleanups.push(() => admin.close(1_000));
     }
-    const registration =
-      role !== 'worker' && zk ? await startRegistrationApi(config, { zk, basePath, policy, clock, random, logger }) : undefined;
-    if (registration) cleanups.push(() => registration.close());
+    const registration = await startRegistrationApi(config, { role, zk, basePath, policy, clock, random, logger, cleanups });
     // Listeners first, so the policy knows the proxy's own ports before any instance is read.
     policy.setOwnPorts([proxyPort, ...(adminPort === undefined ? [] : [adminPort]), ...(registration ? [registration.port] : [])]);
     reg.start();
@@ -191,7 +186,7 @@ export function createApp(deps: AppDeps): App {
         basePath,
       });
     else logger.info('puttu worker listening', { proxyUrl, pid: process.pid });
-    return { proxyUrl, adminUrl, zkConnectString: connectString, devZooKeeper: dev !== undefined, registrationUrl: registration?.url };
+    return { proxyUrl, adminUrl, zkConnectString: connectString, devZooKeeper: dev !== undefined };
   }
 
   return {

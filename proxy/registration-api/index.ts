@@ -25,12 +25,16 @@ export interface RegistrationApi {
 }
 
 export interface RegistrationApiDeps {
-  zk: ZkClient;
+  /** The listener runs where the ZooKeeper session is: a single process or a cluster primary. */
+  role: 'single' | 'primary' | 'worker';
+  zk: ZkClient | undefined;
   basePath: string;
   policy: UpstreamPolicy;
   clock: Clock;
   random: Random;
   logger: Logger;
+  /** Where its close is registered, run last-in first-out by the app. */
+  cleanups: Array<() => Promise<void> | void>;
 }
 
 type TokenConfig = Pick<Config, 'registrationToken' | 'registrationTokenFile'>;
@@ -60,11 +64,13 @@ export function registrationToken(config: TokenConfig, readFile: (path: string) 
   return token;
 }
 
+/** Starts the listener when `registrationPort` is set (and this process holds the session); undefined otherwise. */
 export async function startRegistrationApi(config: Config, deps: RegistrationApiDeps): Promise<RegistrationApi | undefined> {
-  if (config.registrationPort < 0) return undefined;
+  const { zk } = deps;
+  if (config.registrationPort < 0 || deps.role === 'worker' || !zk) return undefined;
   const token = registrationToken(config);
   const logger = deps.logger.child({ component: 'registration-api' });
-  const store = new RestRegistrations({ zk: deps.zk, basePath: deps.basePath, ttlMs: config.registrationTtlMs, clock: deps.clock, logger });
+  const store = new RestRegistrations({ zk, basePath: deps.basePath, ttlMs: config.registrationTtlMs, clock: deps.clock, logger });
   const listener = createListener(
     createRegistrationHandler({ store, policy: deps.policy, token, clock: deps.clock, random: deps.random, logger }),
     { headersTimeoutMs: config.clientHeadersTimeoutMs, requestTimeoutMs: 30_000, maxHeaderSize: config.maxHeaderBytes },
@@ -82,7 +88,7 @@ export async function startRegistrationApi(config: Config, deps: RegistrationApi
     ttlMs: config.registrationTtlMs,
     basePath: deps.basePath,
   });
-  return {
+  const api: RegistrationApi = {
     url,
     port: address.port,
     async close() {
@@ -90,4 +96,6 @@ export async function startRegistrationApi(config: Config, deps: RegistrationApi
       store.close();
     },
   };
+  deps.cleanups.push(() => api.close());
+  return api;
 }

@@ -13,7 +13,8 @@ import { promisify } from 'node:util';
 import test from 'ava';
 import { createApp } from '../../proxy/app.js';
 import { DEFAULTS, type Config } from '../../proxy/config/schema.js';
-import { silentLogger } from '../../proxy/logger.js';
+import { createLogger, silentLogger } from '../../proxy/logger.js';
+import { freePort } from '../../proxy/dev/local-zookeeper.js';
 import { systemClock } from '../../proxy/clock.js';
 import { RestRegistrations } from '../../proxy/registration-api/store.js';
 import { startCuratorProbe } from '../helpers/curator-probe.js';
@@ -51,7 +52,7 @@ async function start(t: { teardown(fn: () => Promise<void>): void }, overrides: 
     logLevel: 'silent',
     sessionTimeoutMs: 4_000,
     shutdownGraceMs: 1_000,
-    registrationPort: 0,
+    registrationPort: await freePort(),
     registrationToken: TOKEN,
     ...overrides,
   };
@@ -59,7 +60,7 @@ async function start(t: { teardown(fn: () => Promise<void>): void }, overrides: 
   t.teardown(() => app.close());
   const started = await app.start();
   await app.registry!.whenSynced();
-  return { url: started.registrationUrl!, proxyUrl: started.proxyUrl, basePath: config.basePath, app };
+  return { url: `http://127.0.0.1:${config.registrationPort}`, proxyUrl: started.proxyUrl, basePath: config.basePath, app };
 }
 
 /** A response's JSON body, untyped as a test reads it. */
@@ -91,13 +92,21 @@ function put(base: string, body: unknown, headers: Record<string, string> = auth
 test('the registration listener is off by default', async (t) => {
   t.is(DEFAULTS.registrationPort, -1);
   t.is(DEFAULTS.registrationHost, '127.0.0.1');
+  const lines: Array<{ msg: string }> = [];
   const app = createApp({
-    config: { ...DEFAULTS, zk: zk.connectString, host: '127.0.0.1', port: 0, adminPort: -1, logLevel: 'silent' },
-    logger: silentLogger,
+    config: { ...DEFAULTS, zk: zk.connectString, host: '127.0.0.1', port: 0, adminPort: -1 },
+    logger: createLogger({ level: 'info', write: (line) => void lines.push(JSON.parse(line)) }),
   });
   t.teardown(() => app.close());
-  const started = await app.start();
-  t.is(started.registrationUrl, undefined);
+  await app.start();
+  t.true(
+    lines.some((l) => l.msg === 'puttu proxy listening'),
+    'the app started and logged',
+  );
+  t.false(
+    lines.some((l) => /REST registration/.test(l.msg)),
+    'no registration listener',
+  );
 });
 
 test('PUT, GET and DELETE round trip in Curator shapes; the znode is ephemeral Curator JSON', async (t) => {
