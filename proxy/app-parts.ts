@@ -25,6 +25,8 @@ import type { ServiceSnapshot } from './registry/registry.js';
 import type { RegistryView } from './registry/view.js';
 import type { ZkClient } from './registry/zk-client.js';
 
+export { startRegistrationApi } from './registration-api/index.js';
+
 /** Registry changes → pools (retain/release origins) and metrics (endpoint gauges, forgotten labels). */
 export function wireRegistry(
   registry: RegistryView,

@@ -12,7 +12,7 @@ import type { Config } from './config/schema.js';
 import type { DevZooKeeper } from './dev/local-zookeeper.js';
 import { createUpstreamPolicy } from './security/upstream-policy.js';
 import { createAdminHandler } from './http/admin.js';
-import { buildProxyListener, buildUpstreams, logStartup, nagWhileDisconnected, wireRegistry } from './app-parts.js';
+import { buildProxyListener, buildUpstreams, logStartup, nagWhileDisconnected, startRegistrationApi, wireRegistry } from './app-parts.js';
 import { createListener, urlOf } from './http/server.js';
 import type { FastLane } from './http/fast-lane.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
@@ -181,8 +181,9 @@ export function createApp(deps: AppDeps): App {
       adminUrl = urlOf(address);
       cleanups.push(() => admin.close(1_000));
     }
+    const registration = await startRegistrationApi(config, { role, zk, basePath, policy, clock, random, logger, cleanups });
     // Listeners first, so the policy knows the proxy's own ports before any instance is read.
-    policy.setOwnPorts([proxyPort, ...(adminPort === undefined ? [] : [adminPort])]);
+    policy.setOwnPorts([proxyPort, ...(adminPort === undefined ? [] : [adminPort]), ...(registration ? [registration.port] : [])]);
     reg.start();
     zk?.connect();
     if (role === 'single') logStartup(logger, { proxyUrl, adminUrl, connectString, basePath, balancer: config.balancer });

@@ -137,6 +137,31 @@ export class MethodNotAllowedError extends PuttuError {
   readonly code = 'PUTTU_METHOD_NOT_ALLOWED';
   readonly status = 405;
 }
+/** A write to the registration API without the bearer token it needs (sent with WWW-Authenticate). */
+export class UnauthorizedError extends PuttuError {
+  readonly code = 'PUTTU_UNAUTHORIZED';
+  readonly status = 401;
+}
+/** A registration whose address the upstream policy refuses: it would never be routed. */
+export class RegistrationRefusedError extends PuttuError {
+  readonly code = 'PUTTU_REGISTRATION_REFUSED';
+  readonly status = 403;
+}
+/** A registration whose path holds a znode of another kind, which it must not replace. */
+export class RegistrationConflictError extends PuttuError {
+  readonly code = 'PUTTU_REGISTRATION_CONFLICT';
+  readonly status = 409;
+}
+/** The registration API holds as many registrations as it may; a new one waits for a DELETE or a lapse. */
+export class RegistrationLimitError extends PuttuError {
+  readonly code = 'PUTTU_REGISTRATION_LIMIT';
+  readonly status = 503;
+}
+/** A request body in a media type the endpoint does not read. */
+export class UnsupportedMediaTypeError extends PuttuError {
+  readonly code = 'PUTTU_UNSUPPORTED_MEDIA_TYPE';
+  readonly status = 415;
+}
 /** The request's head did not arrive in time. */
 export class RequestTimeoutError extends PuttuError {
   readonly code = 'PUTTU_REQUEST_TIMEOUT';

@@ -35,6 +35,13 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv, read
     );
   }
   checkZkTls(config);
+  if (config.registrationPort >= 0 && config.registrationToken === '' && config.registrationTokenFile === '') {
+    throw new ConfigError(
+      'registrationToken',
+      'configuration',
+      'or registrationTokenFile is required with registrationPort: writes need a token',
+    );
+  }
   return { config, help: false };
 }
 

@@ -93,6 +93,14 @@ export interface Config {
   /** Where the development ZooKeeper keeps its data, and its port (0: 2181 if free, else any). */
   devZkDir: string;
   devZkPort: number;
+  /** Port of the REST registration API (curator-x-discovery-server compatible); -1: off, 0: any free port. */
+  registrationPort: number;
+  registrationHost: string;
+  /** Bearer token its writes need (or registrationTokenFile: a file holding it). */
+  registrationToken: string;
+  registrationTokenFile: string;
+  /** A registration not renewed by a PUT within this long is removed. */
+  registrationTtlMs: number;
 }
 
 export const DEFAULTS: Readonly<Config> = Object.freeze({
@@ -137,6 +145,11 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   sessionTimeoutMs: 10_000,
   devZkDir: '.puttu/zookeeper',
   devZkPort: 0,
+  registrationPort: -1,
+  registrationHost: '127.0.0.1',
+  registrationToken: '',
+  registrationTokenFile: '',
+  registrationTtlMs: 30_000,
 });
 
 type Kind =
@@ -235,6 +248,16 @@ export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } =
   sessionTimeoutMs: { type: 'int', min: 1_000, max: 600_000, help: 'ZooKeeper session timeout, ms' },
   devZkDir: { type: 'string', help: 'data folder of the local development ZooKeeper' },
   devZkPort: { ...port, help: 'port of the local development ZooKeeper (0: 2181 if free)' },
+  registrationPort: {
+    type: 'int',
+    min: -1,
+    max: 65535,
+    help: 'REST registration API port, curator-x-discovery-server compatible (-1: off, 0: any free port)',
+  },
+  registrationHost: { type: 'string', help: 'address of the REST registration listener' },
+  registrationToken: { type: 'string', allowEmpty: true, help: 'bearer token for PUT/DELETE on the registration API (16+ characters)' },
+  registrationTokenFile: { type: 'string', allowEmpty: true, help: 'file holding that bearer token (instead of --registration-token)' },
+  registrationTtlMs: { type: 'int', min: 100, max: 3_600_000, help: 'a REST registration not renewed by a PUT this long is removed, ms' },
 };
 
 export const KEYS = Object.keys(SCHEMA) as Array<keyof Config>;

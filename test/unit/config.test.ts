@@ -118,6 +118,11 @@ test('every key can be set by its environment variable', (t) => {
     PUTTU_SESSION_TIMEOUT_MS: '9000',
     PUTTU_DEV_ZK_DIR: 'd',
     PUTTU_DEV_ZK_PORT: '10',
+    PUTTU_REGISTRATION_PORT: '11',
+    PUTTU_REGISTRATION_HOST: '::1',
+    PUTTU_REGISTRATION_TOKEN: 'tok',
+    PUTTU_REGISTRATION_TOKEN_FILE: '/t',
+    PUTTU_REGISTRATION_TTL_MS: '5000',
   };
   t.deepEqual(Object.keys(env).sort(), KEYS.map(toEnv).sort());
   t.deepEqual(loadConfig([], env, noFiles).config, {
@@ -162,6 +167,11 @@ test('every key can be set by its environment variable', (t) => {
     sessionTimeoutMs: 9000,
     devZkDir: 'd',
     devZkPort: 10,
+    registrationPort: 11,
+    registrationHost: '::1',
+    registrationToken: 'tok',
+    registrationTokenFile: '/t',
+    registrationTtlMs: 5000,
   });
 });
 
