@@ -24,6 +24,7 @@ import type { Metrics } from './metrics/metrics.js';
 import type { ServiceSnapshot } from './registry/registry.js';
 import type { RegistryView } from './registry/view.js';
 import type { ZkClient } from './registry/zk-client.js';
+import type { TrafficPolicies } from './traffic/policies.js';
 
 /** Registry changes → pools (retain/release origins) and metrics (endpoint gauges, forgotten labels). */
 export function wireRegistry(
@@ -131,7 +132,9 @@ export function buildUpstreams(
     logger.child({ component: 'outliers' }),
   );
   outliers.onChange = (instance, state) => metrics.setEjected(instance.service, instance.id, state === 'ejected');
-  return { pools, inflight, outliers, balancerFor: balancersFor(config, { random, inflight }) };
+  const names = parseServiceBalancers(config.serviceBalancers);
+  const balancerName = (service: string): string => names.get(service) ?? config.balancer;
+  return { pools, inflight, outliers, balancerFor: balancersFor(config, { random, inflight }), balancerName };
 }
 
 interface ProxyParts {
@@ -143,6 +146,7 @@ interface ProxyParts {
   metrics: Metrics;
   clock: Clock;
   logger: Logger;
+  policies: TrafficPolicies;
 }
 
 /** The proxy listener: HTTP requests and WebSocket upgrades (not yet listening). */
@@ -151,8 +155,11 @@ export function buildProxyListener(
   proto: 'http' | 'https',
   p: ProxyParts,
 ): { proxy: Listener; ws: WsForwarder; deadlines: Deadlines } {
-  const { registry, pools, inflight, outliers, balancerFor, metrics, clock, logger } = p;
+  const { registry, pools, inflight, outliers, balancerFor, metrics, clock, logger, policies } = p;
   const deadlines = new Deadlines({ headMs: config.upstreamTimeoutMs, bodyMs: config.bodyTimeoutMs });
+  // A policy's shorter head limit makes the deadline sweep finer (never coarser).
+  policies.onCompiled = (_service, compiled) => compiled?.upstreamTimeoutMs && deadlines.allowFor(compiled.upstreamTimeoutMs);
+  const policyFor = (service: string) => policies.get(service);
   const proxy = createListener(
     createProxyHandler({
       registry,
@@ -164,6 +171,8 @@ export function buildProxyListener(
         budget: new RetryBudget({ ratio: config.retryBudgetPercent / 100, minPerSecond: 10 }, clock),
         maxAttempts: config.maxAttempts,
         deadlines,
+        policyFor,
+        explain: config.explain === 'on',
       },
       metrics,
       clock,
@@ -186,7 +195,10 @@ export function buildProxyListener(
     answerTimeoutMs: config.upstreamTimeoutMs,
     logger: logger.child({ component: 'ws' }),
   });
-  proxy.server.on('upgrade', createUpgradeHandler({ registry, balancerFor, outliers, ws, metrics, clock, proto, http: proxy.handler }));
+  proxy.server.on(
+    'upgrade',
+    createUpgradeHandler({ registry, balancerFor, outliers, ws, metrics, clock, proto, http: proxy.handler, policyFor }),
+  );
   return { proxy, ws, deadlines };
 }
 

@@ -20,6 +20,7 @@ import { normalizeBasePath } from './registry/paths.js';
 import { Registry } from './registry/registry.js';
 import type { RegistryView } from './registry/view.js';
 import { ZkClient } from './registry/zk-client.js';
+import { buildTraffic, type PolicyFeed, type Traffic } from './traffic/build.js';
 
 const VERSION = (JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -33,6 +34,8 @@ export interface AppDeps {
    */
   role?: 'single' | 'primary' | 'worker';
   registry?: RegistryView;
+  /** A worker's traffic policies, as its primary sends them (others watch ZooKeeper themselves). */
+  policies?: PolicyFeed;
   /** The admin /metrics text (a cluster primary aggregates its workers'). */
   scrape?: () => Promise<string>;
   clock?: Clock;
@@ -64,6 +67,8 @@ export interface App {
   readonly zk: ZkClient | undefined;
   /** The proxy listener's fast lane (after start(); undefined when off, with TLS, or in a primary). */
   readonly fastLane: FastLane | undefined;
+  /** The traffic policies (after start()). */
+  readonly traffic: Traffic | undefined;
 }
 
 export function createApp(deps: AppDeps): App {
@@ -76,6 +81,7 @@ export function createApp(deps: AppDeps): App {
   let zk: ZkClient | undefined;
   let registry: RegistryView | undefined;
   let fastLane: FastLane | undefined;
+  let traffic: Traffic | undefined;
   let starting: Promise<Started> | undefined;
   let closing: Promise<void> | undefined;
 
@@ -115,8 +121,11 @@ export function createApp(deps: AppDeps): App {
       });
     }
     registry = reg;
-    const { pools, inflight, outliers, balancerFor } = buildUpstreams(config, { clock, random, logger, metrics, policy });
+    const upstreams = buildUpstreams(config, { clock, random, logger, metrics, policy });
+    const { pools, inflight, outliers } = upstreams;
     wireRegistry(reg, zk, pools, outliers, metrics, clock);
+    const t = (traffic = buildTraffic(config, { zk, feed: deps.policies, random, inflight, metrics, logger }));
+    cleanups.push(() => t.close());
     const { afterInitialRead } = deps;
     if (afterInitialRead) reg.once('synced', () => setImmediate(afterInitialRead));
     if (zk) {
@@ -131,16 +140,8 @@ export function createApp(deps: AppDeps): App {
     let proxyUrl = '';
     let proxyPort = config.port;
     if (role !== 'primary') {
-      const { proxy, ws, deadlines } = buildProxyListener(config, proto, {
-        registry: reg,
-        pools,
-        inflight,
-        outliers,
-        balancerFor,
-        metrics,
-        clock,
-        logger,
-      });
+      const parts = { ...upstreams, registry: reg, metrics, clock, logger, policies: t.policies };
+      const { proxy, ws, deadlines } = buildProxyListener(config, proto, parts);
       const proxyAddress = await proxy.listen(config.port, config.host);
       fastLane = proxy.lane;
       if (fastLane) metrics.watchFastLane(fastLane);
@@ -164,6 +165,7 @@ export function createApp(deps: AppDeps): App {
           clock,
           outliers,
           inflight,
+          traffic: { ...upstreams, policies: t.policies },
           version: VERSION,
           ...(deps.scrape && { scrape: deps.scrape }),
         }),
@@ -198,6 +200,9 @@ export function createApp(deps: AppDeps): App {
     },
     get fastLane() {
       return fastLane;
+    },
+    get traffic() {
+      return traffic;
     },
     start() {
       if (closing) return Promise.reject(new ClosedError('app'));

@@ -86,6 +86,12 @@ export interface Config {
   /** Where the development ZooKeeper keeps its data, and its port (0: 2181 if free, else any). */
   devZkDir: string;
   devZkPort: number;
+  /** Where per-service traffic policies live in ZooKeeper: `<policyPath>/<service>`. */
+  policyPath: string;
+  /** This proxy's zone, for policies that prefer local instances; empty: none. */
+  zone: string;
+  /** Every response carries Server-Timing and X-Puttu-Attempts ("on"), or only those of policies with explain. */
+  explain: 'on' | 'off';
 }
 
 export const DEFAULTS: Readonly<Config> = Object.freeze({
@@ -126,6 +132,9 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   sessionTimeoutMs: 10_000,
   devZkDir: '.puttu/zookeeper',
   devZkPort: 0,
+  policyPath: '/puttu/policies',
+  zone: '',
+  explain: 'off',
 });
 
 type Kind =
@@ -216,6 +225,22 @@ export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } =
   sessionTimeoutMs: { type: 'int', min: 1_000, max: 600_000, help: 'ZooKeeper session timeout, ms' },
   devZkDir: { type: 'string', help: 'data folder of the local development ZooKeeper' },
   devZkPort: { ...port, help: 'port of the local development ZooKeeper (0: 2181 if free)' },
+  policyPath: {
+    type: 'string',
+    check: (v) => (v.trim().startsWith('/') ? undefined : 'must start with "/"'),
+    help: 'ZooKeeper path of the per-service traffic policies (<path>/<service>, JSON; see `puttu policy --help`)',
+  },
+  zone: {
+    type: 'string',
+    allowEmpty: true,
+    check: (v) => (v.trim() === '' || /^[A-Za-z0-9._-]{1,64}$/.test(v.trim()) ? undefined : 'must be a zone name (letters, digits, . _ -)'),
+    help: "this proxy's zone: policies with zone preference send traffic to instances whose metadata zone matches",
+  },
+  explain: {
+    type: 'enum',
+    values: ['on', 'off'],
+    help: 'on: every response carries Server-Timing (the instance) and X-Puttu-Attempts; off: only where a policy asks',
+  },
 };
 
 export const KEYS = Object.keys(SCHEMA) as Array<keyof Config>;
