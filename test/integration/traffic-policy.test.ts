@@ -17,7 +17,7 @@ import { eventually } from '../helpers/eventually.js';
 import { seeded } from '../helpers/fakes.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { countUpstreams, share } from '../helpers/traffic.js';
-import { request, startUpstream, type Upstream } from '../helpers/upstreams.js';
+import { echo, request, startUpstream, type Handler, type Upstream } from '../helpers/upstreams.js';
 import { rawClient, startZooKeeper, type TestZooKeeper } from '../helpers/zookeeper.js';
 import type { BalancerName } from '../../proxy/balancer/index.js';
 
@@ -71,9 +71,13 @@ async function setup(overrides: Parameters<typeof startProxy>[1] = {}, seed = 1)
 }
 
 async function upstreams(...names: string[]): Promise<Upstream[]> {
+  return upstreamsWith(echo, ...names);
+}
+
+async function upstreamsWith(handler: Handler, ...names: string[]): Promise<Upstream[]> {
   const ups = [];
   for (const name of names) {
-    const u = await startUpstream(name);
+    const u = await startUpstream(name, handler);
     cleanups.push(() => u.close());
     ups.push(u);
   }
@@ -132,9 +136,9 @@ test('weights: a Curator instance with metadata weight "3" and a Nerve one of we
     'persistent',
   );
   await waitInstances(proxy, 'mixed', 2);
-  const counted = await countUpstreams(`${proxy.url}/mixed/`, 4000);
+  const counted = await countUpstreams(`${proxy.url}/mixed/`, 2000);
   t.is(counted.failed, 0);
-  const s = share(counted, 'nerve', 4000);
+  const s = share(counted, 'nerve', 2000);
   t.true(Math.abs(s - 0.25) <= 0.03, `nerve got ${(s * 100).toFixed(1)} %`);
 });
 
@@ -265,4 +269,277 @@ test('puttu policy validate | set | get | delete: a refused file writes nothing;
   const usage = await cli(['policy', 'frobnicate', 'cart']);
   t.is(usage.code, 2);
   t.regex(usage.err, /get, set, validate or delete/);
+});
+
+// --- Sticky routing -------------------------------------------------------------------------------
+
+const KEYS = 1000;
+const byUser = (i: number) => ({ 'x-user': `user-${i}` });
+
+function moved(before: string[], after: string[]): number {
+  return before.filter((name, i) => after[i] !== name).length;
+}
+
+test('sticky: the same header value reaches the same instance; adding or removing one of N moves at most 1.5/N of 1,000 keys', async (t) => {
+  const { proxy, lib, policyPath } = await setup();
+  const ups = await upstreams('s0', 's1', 's2', 's3', 's4');
+  const regs = [];
+  for (const u of ups.slice(0, 4)) regs.push(await register(lib, 'profile', u));
+  await waitInstances(proxy, 'profile', 4);
+  const v = await writePolicy(policyPath, 'profile', { sticky: { header: 'x-user' } });
+  await eventually(async () => (await admin(proxy, '/api/services/profile')).policy?.version === v);
+  const url = `${proxy.url}/profile/`;
+  const first = await countUpstreams(url, KEYS, { headersFor: byUser });
+  const again = await countUpstreams(url, KEYS, { headersFor: byUser });
+  t.is(first.failed + again.failed, 0);
+  t.deepEqual(again.order, first.order, 'every key on the same instance');
+  t.is(first.by.size, 4, 'the keys spread over every instance');
+
+  await register(lib, 'profile', ups[4]!);
+  await waitInstances(proxy, 'profile', 5);
+  const added = await countUpstreams(url, KEYS, { headersFor: byUser });
+  const onAdd = moved(first.order, added.order);
+  t.true(
+    first.order.every((name, i) => added.order[i] === name || added.order[i] === 's4'),
+    'keys move only to the new instance',
+  );
+  t.true(onAdd > 0 && onAdd <= (1.5 / 5) * KEYS, `${onAdd} keys moved when a fifth instance came`);
+
+  await regs[0]!.unregister();
+  await waitInstances(proxy, 'profile', 4);
+  const removed = await countUpstreams(url, KEYS, { headersFor: byUser });
+  t.is(removed.failed, 0);
+  const onRemove = moved(added.order, removed.order);
+  t.true(
+    added.order.every((name, i) => name === 's0' || removed.order[i] === name),
+    'only the keys of the one gone move',
+  );
+  t.true(onRemove > 0 && onRemove <= (1.5 / 5) * KEYS, `${onRemove} keys moved when one of five left`);
+  t.log(`moved: ${onAdd} on adding a fifth, ${onRemove} on removing one of five (1/N = ${KEYS / 5})`);
+
+  const keyless = await countUpstreams(url, 400);
+  t.is(keyless.failed, 0);
+  t.is(keyless.by.size, 4, 'requests without the key use the balancer: every instance');
+});
+
+test('sticky: a cookie keeps a user on one instance; a draining or dead instance is replaced by the next in HRW order, never an error', async (t) => {
+  const { proxy, lib, policyPath } = await setup({ ejectAfterFailures: 2 });
+  const ups = await upstreams('c0', 'c1', 'c2', 'c3');
+  const regs = [];
+  for (const u of ups) regs.push(await register(lib, 'session', u));
+  await waitInstances(proxy, 'session', 4);
+  const v = await writePolicy(policyPath, 'session', { sticky: { cookie: 'sid' } });
+  await eventually(async () => (await admin(proxy, '/api/services/session')).policy?.version === v);
+  const url = `${proxy.url}/session/`;
+  const bySid = (i: number) => ({ cookie: `theme=dark; sid=s-${i % 300}` });
+  const base = await countUpstreams(url, 300, { headersFor: bySid });
+  t.is(base.failed, 0);
+  t.deepEqual((await countUpstreams(url, 300, { headersFor: bySid })).order, base.order);
+
+  // Draining: the instance's keys go elsewhere, every other key stays.
+  await regs[1]!.setStatus('DRAINING');
+  await waitInstances(proxy, 'session', 3);
+  const drained = await countUpstreams(url, 300, { headersFor: bySid });
+  t.is(drained.failed, 0);
+  t.false(drained.by.has('c1'));
+  t.true(base.order.every((name, i) => name === 'c1' || drained.order[i] === name));
+
+  // Dead (its process gone, its registration still there): refused attempts retry to the next in
+  // HRW order, then it is ejected; no request fails and no other key moves.
+  await ups[2]!.close();
+  const dead = await countUpstreams(url, 300, { headersFor: bySid, concurrency: 4 });
+  t.is(dead.failed, 0);
+  t.false(dead.by.has('c2'));
+  t.true(
+    drained.order.every((name, i) => name === 'c2' || dead.order[i] === name),
+    'only the dead instance’s keys moved',
+  );
+  // Where they went is where the key's order says: the same as with the instance deregistered.
+  await regs[2]!.unregister();
+  await waitInstances(proxy, 'session', 2);
+  t.deepEqual((await countUpstreams(url, 300, { headersFor: bySid })).order, dead.order);
+});
+
+// --- Canary split ---------------------------------------------------------------------------------
+
+test('canary split: 5 % over 10,000 requests within 1 point; with sticky, a key stays on its side', async (t) => {
+  const { proxy, lib, policyPath } = await setup({}, 1234);
+  const [canary, stableA, stableB] = await upstreams('canary', 'stable-a', 'stable-b');
+  await register(lib, 'checkout', canary!, { metadata: { track: 'canary' } });
+  await register(lib, 'checkout', stableA!, { metadata: { track: 'stable' } });
+  await register(lib, 'checkout', stableB!);
+  await waitInstances(proxy, 'checkout', 3);
+  const split = [{ match: { metadata: { track: 'canary' } }, percent: 5 }];
+  const v = await writePolicy(policyPath, 'checkout', { split });
+  await eventually(async () => (await admin(proxy, '/api/services/checkout')).policy?.version === v);
+  const url = `${proxy.url}/checkout/`;
+  // 20,000 draws are checked on the router itself (unit test); here the whole path, over half as many.
+  const counted = await countUpstreams(url, 10_000, { concurrency: 16 });
+  t.is(counted.failed, 0);
+  const canaryShare = share(counted, 'canary', 10_000);
+  t.log(`canary got ${(canaryShare * 100).toFixed(2)} % of 10,000`);
+  t.true(Math.abs(canaryShare - 0.05) <= 0.01);
+  t.true((counted.by.get('stable-a') ?? 0) > 4000 && (counted.by.get('stable-b') ?? 0) > 4000, 'the rest share the others');
+
+  const sticky = await writePolicy(policyPath, 'checkout', { split, sticky: { header: 'x-user' } });
+  await eventually(async () => (await admin(proxy, '/api/services/checkout')).policy?.version === sticky);
+  const first = await countUpstreams(url, KEYS, { headersFor: byUser });
+  const second = await countUpstreams(url, KEYS, { headersFor: byUser });
+  t.is(first.failed + second.failed, 0);
+  t.deepEqual(second.order, first.order, 'every key on its side (and instance)');
+  const onCanary = first.by.get('canary') ?? 0;
+  t.true(onCanary >= 25 && onCanary <= 80, `${onCanary} of ${KEYS} keys on the canary side`);
+});
+
+// --- Zone preference ------------------------------------------------------------------------------
+
+test('zone: instances of the proxy’s --zone get the traffic while enough of them are healthy, then every zone', async (t) => {
+  const { proxy, lib, policyPath } = await setup({ zone: 'eu-1a', ejectAfterFailures: 1 });
+  const [a1, a2, b1, b2] = await upstreams('a1', 'a2', 'b1', 'b2');
+  await register(lib, 'search', a1!, { metadata: { zone: 'eu-1a' } });
+  await register(lib, 'search', a2!, { metadata: { zone: 'eu-1a' } });
+  await register(lib, 'search', b1!, { metadata: { zone: 'eu-1b' } });
+  await register(lib, 'search', b2!, { metadata: { zone: 'eu-1b' } });
+  await waitInstances(proxy, 'search', 4);
+  const url = `${proxy.url}/search/`;
+  const before = await countUpstreams(url, 400);
+  t.is(before.by.size, 4, 'no policy: every zone');
+  const v = await writePolicy(policyPath, 'search', { zone: { prefer: 'local', minHealthyPercent: 60 } });
+  await eventually(async () => (await admin(proxy, '/api/services/search')).policy?.version === v);
+  const local = await countUpstreams(url, 400);
+  t.is(local.failed, 0);
+  t.deepEqual([...local.by.keys()].sort(), ['a1', 'a2'], 'only the local zone');
+  // One of two local instances dies: 50 % healthy, under 60: traffic goes to every zone.
+  await a2!.close();
+  const degraded = await countUpstreams(url, 400, { concurrency: 4 });
+  t.is(degraded.failed, 0, 'the failed attempts were retried');
+  t.true((degraded.by.get('b1') ?? 0) > 50 && (degraded.by.get('b2') ?? 0) > 50, JSON.stringify([...degraded.by]));
+  const explained = await admin(proxy, '/debug/route?path=/search/');
+  t.like(explained.zone, { zone: 'eu-1a', local: false, healthyPercent: 50 });
+});
+
+// --- Per-service timeouts, attempts, prefix -------------------------------------------------------
+
+test('per-service upstreamTimeoutMs and maxAttempts override the flags for that service only', async (t) => {
+  const { proxy, lib, policyPath } = await setup({ fastLane: 'on' });
+  // Slow enough that a limit of 200 ms shows however loaded the machine is (undici's own timers,
+  // which time streamed bodies, tick about every half second).
+  const slowHandler: Handler = (req, res, u) => setTimeout(() => echo(req, res, u), 3000);
+  const [slow] = await upstreamsWith(slowHandler, 'slow');
+  await register(lib, 'slow', slow!);
+  await register(lib, 'slowtoo', slow!);
+  await waitInstances(proxy, 'slow', 1);
+  await waitInstances(proxy, 'slowtoo', 1);
+  const v = await writePolicy(policyPath, 'slow', { upstreamTimeoutMs: 200 });
+  await eventually(async () => (await admin(proxy, '/api/services/slow')).policy?.version === v);
+  let start = Date.now();
+  const timedOut = await request(`${proxy.url}/slow/`);
+  const took = Date.now() - start;
+  t.is(timedOut.status, 504);
+  t.is(timedOut.json().error.code, 'PUTTU_UPSTREAM_TIMEOUT');
+  t.true(took < 2000, `answered after ${took} ms`);
+  // A streamed body goes by undici's own timer: the policy's limit reaches it too.
+  start = Date.now();
+  const streamed = await request(`${proxy.url}/slow/`, { method: 'PUT', headers: { 'transfer-encoding': 'chunked' }, body: 'x' });
+  t.is(streamed.status, 504);
+  t.true(Date.now() - start < 2000);
+  t.is((await request(`${proxy.url}/slowtoo/`)).status, 200, 'another service keeps the flag (30 s)');
+
+  // maxAttempts 1: a refused attempt is not retried for this service; the flags' 3 elsewhere.
+  const [live] = await upstreams('live');
+  const deadPort = (await upstreams('gone'))[0]!;
+  await deadPort.close();
+  for (const svc of ['once', 'thrice']) {
+    await register(lib, svc, live!);
+    await register(lib, svc, deadPort);
+    await waitInstances(proxy, svc, 2);
+  }
+  const once = await writePolicy(policyPath, 'once', { maxAttempts: 1, balancer: 'round-robin' });
+  await eventually(async () => (await admin(proxy, '/api/services/once')).policy?.version === once);
+  const single = await countUpstreams(`${proxy.url}/once/`, 6, { concurrency: 1 });
+  t.true(single.failed >= 1, 'some requests reached the dead instance and were not retried');
+  const retried = await countUpstreams(`${proxy.url}/thrice/`, 6, { concurrency: 1 });
+  t.is(retried.failed, 0);
+});
+
+// --- Explain --------------------------------------------------------------------------------------
+
+test('explain: /debug/route tells the policy version, instances, rules and the instance a key reaches', async (t) => {
+  const { proxy, lib, policyPath } = await setup();
+  const [e0, e1, e2] = await upstreams('e0', 'e1', 'e2');
+  await register(lib, 'inventory', e0!, { weight: 2, metadata: { track: 'canary' } });
+  await register(lib, 'inventory', e1!, { weight: 1 });
+  await register(lib, 'inventory', e2!, { weight: 1 });
+  await waitInstances(proxy, 'inventory', 3);
+  const plain = await admin(proxy, '/debug/route?path=/inventory/items/7?q=1');
+  t.is(plain.status, 200);
+  t.like(plain, { service: 'inventory', policy: { version: null, inForce: null, balancer: 'random' }, chosen: null });
+  t.is(plain.instances.length, 3);
+  t.true(plain.instances.every((i: { url: string; state: string }) => i.url.endsWith('/items/7?q=1') && i.state === 'healthy'));
+  t.deepEqual(plain.instances.map((i: { weight: number }) => i.weight).sort(), [1, 1, 2]);
+  t.deepEqual(plain.instances.map((i: { sharePercent: number }) => i.sharePercent).sort(), [25, 25, 50]);
+
+  const v = await writePolicy(policyPath, 'inventory', {
+    sticky: { header: 'x-user' },
+    split: [{ match: { metadata: { track: 'canary' } }, percent: 10 }],
+  });
+  await eventually(async () => (await admin(proxy, '/api/services/inventory')).policy?.version === v);
+  for (const user of ['alice', 'bob', 'carol', 'dave']) {
+    const e = await admin(proxy, `/debug/route?path=/inventory/items/7&header=${encodeURIComponent(`X-User: ${user}`)}`);
+    t.is(e.policy.version, v);
+    t.deepEqual(e.rules, ['split', 'sticky']);
+    t.like(e.sticky, { key: user });
+    t.true(e.split.byKey);
+    const actual = await request(`${proxy.url}/inventory/items/7`, { headers: { 'x-user': user } });
+    const chosenId = e.chosen.id;
+    const instance = proxy.app.registry!.get('inventory')!.instances.find((i) => i.id === chosenId)!;
+    t.is(actual.headers['x-upstream'], [e0, e1, e2].find((u) => u!.port === instance.port)!.name, user);
+    t.true(e.chosen.url.endsWith('/items/7'));
+    t.is(e.stickyOrder[0], chosenId);
+  }
+  const bad = await request(`${proxy.adminUrl}/debug/route`);
+  t.is(bad.status, 400);
+  t.regex(bad.json().error.message, /path=/);
+  t.is((await request(`${proxy.adminUrl}/debug/route?path=/nope/`)).status, 404);
+});
+
+for (const fastLane of ['on', 'off'] as const) {
+  test(`explain: Server-Timing and X-Puttu-Attempts only where asked (fast lane ${fastLane})`, async (t) => {
+    const { proxy, lib, policyPath } = await setup({ fastLane });
+    const [u] = await upstreams('x1');
+    const reg = await register(lib, 'quiet', u!);
+    await register(lib, 'loud', u!);
+    await waitInstances(proxy, 'quiet', 1);
+    await waitInstances(proxy, 'loud', 1);
+    const quiet = await request(`${proxy.url}/quiet/`);
+    t.is(quiet.headers['server-timing'], undefined, 'off by default: no instance id leaks');
+    t.is(quiet.headers['x-puttu-attempts'], undefined);
+    const v = await writePolicy(policyPath, 'loud', { explain: true });
+    await eventually(async () => (await admin(proxy, '/api/services/loud')).policy?.version === v);
+    const loud = await request(`${proxy.url}/loud/`);
+    t.is(loud.status, 200);
+    const id = proxy.app.registry!.get('loud')!.instances[0]!.id;
+    t.regex(String(loud.headers['server-timing']), new RegExp(`^puttu;desc="${id}";dur=\\d+(\\.\\d)?$`));
+    t.is(loud.headers['x-puttu-attempts'], '1');
+    t.is((await request(`${proxy.url}/quiet/`)).headers['server-timing'], undefined, 'other services stay quiet');
+    t.truthy(reg);
+  });
+}
+
+test('explain: --explain on adds the headers to every service; a retried request counts its attempts', async (t) => {
+  const { proxy, lib } = await setup({ explain: 'on', balancer: 'round-robin' });
+  const [live] = await upstreams('live');
+  const gone = (await upstreams('gone'))[0]!;
+  await gone.close();
+  await register(lib, 'any', live!);
+  await register(lib, 'any', gone);
+  await waitInstances(proxy, 'any', 2);
+  const attempts = new Set<string>();
+  for (let i = 0; i < 4; i++) {
+    const reply = await request(`${proxy.url}/any/`);
+    t.is(reply.status, 200);
+    t.regex(String(reply.headers['server-timing']), /^puttu;desc="[^"]+";dur=/);
+    attempts.add(String(reply.headers['x-puttu-attempts']));
+  }
+  t.true(attempts.has('2'), `attempts seen: ${[...attempts]}`);
 });
