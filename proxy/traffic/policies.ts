@@ -9,7 +9,7 @@ import type { PolicyEvents, PolicySource } from '../registry/policies.js';
 import { compilePolicy, type CompileDeps, type CompiledPolicy } from './router.js';
 
 export class TrafficPolicies {
-  readonly source: PolicySource;
+  readonly source: PolicySource & EventEmitter<PolicyEvents>;
   readonly #compiled = new Map<string, CompiledPolicy>();
   /** Called with each service's new compiled policy (undefined: none), e.g. to tighten deadlines. */
   onCompiled: ((service: string, policy: CompiledPolicy | undefined) => void) | undefined;

@@ -19,6 +19,7 @@ import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { countUpstreams, share } from '../helpers/traffic.js';
 import { echo, request, startUpstream, type Handler, type Upstream } from '../helpers/upstreams.js';
 import { rawClient, startZooKeeper, type TestZooKeeper } from '../helpers/zookeeper.js';
+import { freePort } from '../../proxy/dev/local-zookeeper.js';
 import type { BalancerName } from '../../proxy/balancer/index.js';
 
 let zk: TestZooKeeper;
@@ -542,4 +543,45 @@ test('explain: --explain on adds the headers to every service; a retried request
     attempts.add(String(reply.headers['x-puttu-attempts']));
   }
   t.true(attempts.has('2'), `attempts seen: ${[...attempts]}`);
+});
+
+test('--workers 2: the primary watches the policies and every worker applies them, a restarted one too', async (t) => {
+  const basePath = `/t-${randomUUID().slice(0, 8)}`;
+  const policyPath = `/pol-${randomUUID().slice(0, 8)}`;
+  await writePolicy(policyPath, 'clustered', { stripPrefix: false });
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const args = ['proxy', '--zk', zk.connectString, '--base-path', basePath, '--policy-path', policyPath, '--host', '127.0.0.1'];
+  const child = spawn(process.execPath, [BIN, ...args, '--port', String(port), '--admin-port', String(adminPort), '--workers', '2'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  child.stdout.on('data', (c) => (log += c));
+  child.stderr.on('data', (c) => (log += c));
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const workerPids = () => [...log.matchAll(/"pid":(\d+)[^\n]*"msg":"puttu worker listening"/g)].map((m) => Number(m[1]));
+  await eventually(() => workerPids().length === 2, { timeoutMs: 20_000, message: 'two workers' });
+  const lib = connect(zk.connectString, basePath);
+  t.teardown(() => lib.close());
+  const [u] = await upstreams('clustered');
+  await register(lib, 'clustered', u!);
+  const url = `http://127.0.0.1:${port}/clustered/a`;
+  await eventually(async () => (await request(url)).status === 200, { message: 'routed by a worker' });
+  // Many connections: the kernel spreads them over both workers.
+  for (let i = 0; i < 20; i++) t.is((await request(url)).json().url, '/clustered/a', 'the policy read before start');
+  await writePolicy(policyPath, 'clustered', { stripPrefix: true });
+  await eventually(
+    async () => {
+      for (let i = 0; i < 10; i++) if ((await request(url)).json().url !== '/a') return false;
+      return true;
+    },
+    { timeoutMs: 2000, intervalMs: 10, message: 'the change reached every worker' },
+  );
+  process.kill(workerPids()[0]!, 'SIGKILL');
+  await eventually(() => workerPids().length === 3, { timeoutMs: 20_000, message: 'a replacement worker' });
+  for (let i = 0; i < 20; i++) t.is((await request(url)).json().url, '/a', 'the replacement got the policy too');
+  child.kill('SIGTERM');
+  t.is(await exited, 0);
 });
