@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
 import { connect, type Puttu } from '../../proxy/index.js';
 import type { ZkClient } from '../../proxy/registry/zk-client.js';
 import { eventually } from '../helpers/eventually.js';
@@ -584,4 +585,24 @@ test('--workers 2: the primary watches the policies and every worker applies the
   for (let i = 0; i < 20; i++) t.is((await request(url)).json().url, '/a', 'the replacement got the policy too');
   child.kill('SIGTERM');
   t.is(await exited, 0);
+});
+
+test('the status page shows the policy version in force and a refused document with its reason', async (t) => {
+  const { proxy, lib, policyPath } = await setup();
+  const [u] = await upstreams('paged');
+  await register(lib, 'paged', u!);
+  await waitInstances(proxy, 'paged', 1);
+  const good = await writePolicy(policyPath, 'paged', { maxAttempts: 2 });
+  const refused = await writePolicy(policyPath, 'paged', { maxAttempts: 'two' });
+  await eventually(async () => (await admin(proxy, '/api/services/paged')).policy?.refused?.version === refused);
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+  t.teardown(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(proxy.adminUrl + '/');
+  await page.waitForSelector('section[data-service="paged"] .policy', { timeout: 10_000 });
+  const text = await page.textContent('section[data-service="paged"] .policy');
+  t.is(text, `policy v${good} v${refused} refused: maxAttempts must be an integer from 1 to 10, got "two"`);
 });
