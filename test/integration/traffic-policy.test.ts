@@ -12,6 +12,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { WebSocket, WebSocketServer } from 'ws';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { connect, type Puttu } from '../../proxy/index.js';
 import type { ZkClient } from '../../proxy/registry/zk-client.js';
 import { eventually } from '../helpers/eventually.js';
@@ -605,4 +608,50 @@ test('the status page shows the policy version in force and a refused document w
   await page.waitForSelector('section[data-service="paged"] .policy', { timeout: 10_000 });
   const text = await page.textContent('section[data-service="paged"] .policy');
   t.is(text, `policy v${good} v${refused} refused: maxAttempts must be an integer from 1 to 10, got "two"`);
+});
+
+test('WebSocket upgrades follow the policy: a sticky key reaches its instance, stripPrefix false keeps the prefix', async (t) => {
+  const { proxy, lib, policyPath } = await setup();
+  const servers: Array<{ name: string; port: number; paths: string[] }> = [];
+  for (const name of ['w0', 'w1', 'w2']) {
+    const server = http.createServer((_req, res) => res.end('plain'));
+    const wss = new WebSocketServer({ server });
+    const entry = { name, port: 0, paths: [] as string[] };
+    wss.on('connection', (socket, req) => {
+      entry.paths.push(req.url ?? '');
+      socket.send(name);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    entry.port = (server.address() as AddressInfo).port;
+    cleanups.push(async () => {
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+      server.closeAllConnections();
+      server.close();
+    });
+    servers.push(entry);
+    await lib.register('live', { host: '127.0.0.1', port: entry.port });
+  }
+  await waitInstances(proxy, 'live', 3);
+  const v = await writePolicy(policyPath, 'live', { sticky: { header: 'x-user' }, stripPrefix: false });
+  await eventually(async () => (await admin(proxy, '/api/services/live')).policy?.version === v);
+  const reached = (user: string) =>
+    new Promise<string>((resolve, reject) => {
+      const ws = new WebSocket(`${proxy.url.replace('http://', 'ws://')}/live/feed`, { headers: { 'x-user': user } });
+      ws.once('message', (data) => {
+        resolve(String(data));
+        ws.close();
+      });
+      ws.once('error', reject);
+    });
+  for (const user of ['alice', 'bob', 'carol', 'dave', 'erin']) {
+    const explained = await admin(proxy, `/debug/route?path=/live/feed&header=x-user:${user}`);
+    const expected = servers.find((s) => explained.chosen.url.includes(`:${s.port}/`))!.name;
+    t.is(await reached(user), expected, user);
+    t.is(await reached(user), expected, `${user} again`);
+  }
+  t.true(
+    servers.every((s) => s.paths.every((p) => p === '/live/feed')),
+    'the prefix kept',
+  );
 });
