@@ -296,7 +296,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
   /** Server-Timing (the instance and the proxy's time to its answer) and the attempts made. */
   #explainFields(): string[] {
     const ms = Math.round((this.#f.now() - this.#started) * 10) / 10;
-    const id = this.instance!.id.replace(/["\\]/g, '');
+    // A quoted-string of printable ASCII: nothing in a znode name can end the field or the head.
+    const id = this.instance!.id.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '');
     return ['server-timing', `puttu;desc="${id}";dur=${ms}`, 'x-puttu-attempts', String(this.attempts)];
   }
 

@@ -52,7 +52,8 @@ export class PolicyWatcher extends EventEmitter<PolicyEvents> implements PolicyS
   readonly #watched = new Map<string, Watched>();
   readonly #list: Coalescer;
   readonly #retryMs: number;
-  #retry: NodeJS.Timeout | undefined;
+  /** Retry timers by what failed: '' the listing, else the service whose read failed. */
+  readonly #retries = new Map<string, NodeJS.Timeout>();
   #closed = false;
   #synced = false;
   #syncWaiters: Array<() => void> = [];
@@ -65,7 +66,7 @@ export class PolicyWatcher extends EventEmitter<PolicyEvents> implements PolicyS
     this.#retryMs = options.retryMs ?? 1_000;
     this.#list = createCoalescer(
       () => this.#readList(),
-      (error) => this.#failed('listing policies failed; keeping the policies in force', error, () => this.#list.trigger()),
+      (error) => this.#failed('listing policies failed; keeping the policies in force', error, '', () => this.#list.trigger()),
     );
   }
 
@@ -77,7 +78,8 @@ export class PolicyWatcher extends EventEmitter<PolicyEvents> implements PolicyS
 
   close(): void {
     this.#closed = true;
-    clearTimeout(this.#retry);
+    for (const timer of this.#retries.values()) clearTimeout(timer);
+    this.#retries.clear();
     this.#zk.off('session', this.#resync);
     this.#zk.off('reconnected', this.#resync);
     this.#markSynced();
@@ -116,12 +118,16 @@ export class PolicyWatcher extends EventEmitter<PolicyEvents> implements PolicyS
     if (!this.#closed) this.#list.trigger();
   };
 
-  #failed(message: string, error: unknown, again: () => void): void {
-    this.#log.warn(message, { path: this.path, error });
+  #failed(message: string, error: unknown, what: string, again: () => void): void {
+    this.#log.warn(message, { path: this.path, ...(what && { service: what }), error });
     if (this.#closed || this.#zk.state !== 'connected') return; // a reconnect re-reads everything
-    clearTimeout(this.#retry);
-    this.#retry = setTimeout(again, this.#retryMs);
-    this.#retry.unref();
+    clearTimeout(this.#retries.get(what));
+    const timer = setTimeout(() => {
+      this.#retries.delete(what);
+      again();
+    }, this.#retryMs);
+    timer.unref();
+    this.#retries.set(what, timer);
   }
 
   async #readList(): Promise<void> {
@@ -171,7 +177,7 @@ export class PolicyWatcher extends EventEmitter<PolicyEvents> implements PolicyS
           w.seen = read.version;
           this.#apply(w, read.data, read.version);
         },
-        (error) => this.#failed('reading a traffic policy failed; keeping the one in force', error, () => w.read.trigger()),
+        (error) => this.#failed('reading a traffic policy failed; keeping the one in force', error, service, () => w.read.trigger()),
       ),
     };
     this.#watched.set(service, w);

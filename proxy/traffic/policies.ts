@@ -19,8 +19,8 @@ export class TrafficPolicies {
     const update = (service: string) => {
       const state = source.get(service);
       const previous = this.#compiled.get(service);
-      // A refused document leaves the policy in force as it was: nothing to rebuild.
-      if (state !== undefined && previous !== undefined && state.version === previous.version) return;
+      // A refused document leaves the policy in force as it was (the same object): nothing to rebuild.
+      if (state !== undefined && previous !== undefined && state.policy === previous.policy) return;
       let compiled: CompiledPolicy | undefined;
       try {
         compiled = state === undefined ? undefined : compilePolicy(state, deps);

@@ -22,7 +22,7 @@ import { seeded } from '../helpers/fakes.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { countUpstreams, share } from '../helpers/traffic.js';
 import { echo, request, startUpstream, type Handler, type Upstream } from '../helpers/upstreams.js';
-import { rawClient, startZooKeeper, type TestZooKeeper } from '../helpers/zookeeper.js';
+import { expireSession, rawClient, startZooKeeper, type TestZooKeeper } from '../helpers/zookeeper.js';
 import { freePort } from '../../proxy/dev/local-zookeeper.js';
 import type { BalancerName } from '../../proxy/balancer/index.js';
 
@@ -654,4 +654,28 @@ test('WebSocket upgrades follow the policy: a sticky key reaches its instance, s
     servers.every((s) => s.paths.every((p) => p === '/live/feed')),
     'the prefix kept',
   );
+});
+
+test('policy: after a session expiry the watches are re-armed; a change made meanwhile and one made after both apply', async (t) => {
+  const { proxy, lib, policyPath } = await setup();
+  const [u] = await upstreams('only');
+  await register(lib, 'expiring', u!);
+  await waitInstances(proxy, 'expiring', 1);
+  const v0 = await writePolicy(policyPath, 'expiring', { stripPrefix: false });
+  await eventually(async () => (await admin(proxy, '/api/services/expiring')).policy?.version === v0);
+  const generation = proxy.app.zk!.generation;
+  await expireSession(zk.connectString, proxy.app.zk!);
+  const v1 = await writePolicy(policyPath, 'expiring', { stripPrefix: true });
+  await eventually(() => proxy.app.zk!.generation > generation && proxy.app.zk!.state === 'connected', { message: 'a new session' });
+  await eventually(async () => (await admin(proxy, '/api/services/expiring')).policy?.version === v1, {
+    message: 'the change made meanwhile',
+  });
+  t.is((await request(`${proxy.url}/expiring/a`)).json().url, '/a');
+  const v2 = await writePolicy(policyPath, 'expiring', { stripPrefix: false });
+  await eventually(async () => (await request(`${proxy.url}/expiring/a`)).json().url === '/expiring/a', {
+    timeoutMs: 1000,
+    intervalMs: 10,
+    message: 'a change after the new session, within 1 s',
+  });
+  t.is((await admin(proxy, '/api/services/expiring')).policy.version, v2);
 });
