@@ -17,7 +17,7 @@ export const POLICY_HELP = `Usage: puttu policy <get|set|validate|delete> <servi
 A service's traffic policy: the JSON document at <policy path>/<service> in ZooKeeper, which every
 proxy watches and applies to new requests within a second (see README, "Traffic policy").
 
-  get <service>              print the document in force (its znode version on stderr)
+  get <service>              print the stored document (on stderr its znode version, and why if refused)
   set <service> <file|->     check the document, then write it (from stdin with -)
   validate <service> [file]  check a file; without one, the document stored in ZooKeeper
   delete <service>           remove the document: the proxy's flags apply again
