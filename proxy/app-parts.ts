@@ -4,6 +4,7 @@
  * Each function builds or wires; none starts anything on its own.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import tls from 'node:tls';
 import type { Clock, Random } from './clock.js';
 import type { Logger } from './logger.js';
@@ -23,9 +24,60 @@ import { Deadlines } from './forward/deadlines.js';
 import type { Metrics } from './metrics/metrics.js';
 import type { ServiceSnapshot } from './registry/registry.js';
 import type { RegistryView } from './registry/view.js';
-import type { ZkClient } from './registry/zk-client.js';
+import { ZkClient } from './registry/zk-client.js';
+import { Registry } from './registry/registry.js';
+import { readZkTlsFiles } from './registry/zk-tls.js';
+import type { TrafficPolicies } from './traffic/policies.js';
 
 export { startRegistrationApi } from './registration-api/index.js';
+
+/**
+ * The ZooKeeper side: a development ZooKeeper when none is configured (loaded only then: it brings
+ * node:child_process, which a configured proxy never needs), the client and the registry, which
+ * reads only instances the upstream policy accepts. Neither is started here.
+ */
+export async function connectRegistry(
+  config: Config,
+  deps: {
+    basePath: string;
+    policy: UpstreamPolicy;
+    clock: Clock;
+    logger: Logger;
+    cleanups: Array<() => Promise<void> | void>;
+    cwd: string | undefined;
+    onFatal: ((error: Error) => void) | undefined;
+  },
+): Promise<{ zk: ZkClient; registry: Registry; connectString: string; dev: boolean }> {
+  const { logger } = deps;
+  let connectString = config.zk;
+  if (!connectString) {
+    const { startDevZooKeeper } = await import('./dev/local-zookeeper.js');
+    const dev = await startDevZooKeeper({
+      dir: path.resolve(deps.cwd ?? process.cwd(), config.devZkDir),
+      ...(config.devZkPort > 0 && { port: config.devZkPort }),
+      logger: logger.child({ component: 'dev-zookeeper' }),
+    });
+    deps.cleanups.push(() => dev.stop());
+    connectString = dev.connectString;
+  }
+  const zk = new ZkClient({
+    connectString,
+    sessionTimeoutMs: config.sessionTimeoutMs,
+    logger: logger.child({ component: 'zookeeper' }),
+    ...(config.zkAuth && { auth: [{ scheme: 'digest', auth: config.zkAuth }] }),
+    ...(config.zkTls === 'on' && { tls: readZkTlsFiles(config) }),
+  });
+  zk.on('state', (state) => state === 'tls_failed' && deps.onFatal?.(zk.tlsError!));
+  const registry = new Registry({
+    zk,
+    basePath: deps.basePath,
+    logger: logger.child({ component: 'registry' }),
+    clock: deps.clock,
+    mode: 'all',
+    accept: (i) => deps.policy.check(i.host, i.port),
+  });
+  return { zk, registry, connectString, dev: connectString !== config.zk };
+}
 
 /** Registry changes → pools (retain/release origins) and metrics (endpoint gauges, forgotten labels). */
 export function wireRegistry(
@@ -133,7 +185,9 @@ export function buildUpstreams(
     logger.child({ component: 'outliers' }),
   );
   outliers.onChange = (instance, state) => metrics.setEjected(instance.service, instance.id, state === 'ejected');
-  return { pools, inflight, outliers, balancerFor: balancersFor(config, { random, inflight }) };
+  const names = parseServiceBalancers(config.serviceBalancers);
+  const balancerName = (service: string): string => names.get(service) ?? config.balancer;
+  return { pools, inflight, outliers, balancerFor: balancersFor(config, { random, inflight }), balancerName };
 }
 
 interface ProxyParts {
@@ -145,6 +199,7 @@ interface ProxyParts {
   metrics: Metrics;
   clock: Clock;
   logger: Logger;
+  policies: TrafficPolicies;
 }
 
 /** The proxy listener: HTTP requests and WebSocket upgrades (not yet listening). */
@@ -153,8 +208,11 @@ export function buildProxyListener(
   proto: 'http' | 'https',
   p: ProxyParts,
 ): { proxy: Listener; ws: WsForwarder; deadlines: Deadlines } {
-  const { registry, pools, inflight, outliers, balancerFor, metrics, clock, logger } = p;
+  const { registry, pools, inflight, outliers, balancerFor, metrics, clock, logger, policies } = p;
   const deadlines = new Deadlines({ headMs: config.upstreamTimeoutMs, bodyMs: config.bodyTimeoutMs });
+  // A policy's shorter head limit makes the deadline sweep finer (never coarser).
+  policies.onCompiled = (_service, compiled) => compiled?.upstreamTimeoutMs && deadlines.allowFor(compiled.upstreamTimeoutMs);
+  const policyFor = (service: string) => policies.get(service);
   const proxy = createListener(
     createProxyHandler({
       registry,
@@ -166,6 +224,8 @@ export function buildProxyListener(
         budget: new RetryBudget({ ratio: config.retryBudgetPercent / 100, minPerSecond: 10 }, clock),
         maxAttempts: config.maxAttempts,
         deadlines,
+        policyFor,
+        explain: config.explain === 'on',
       },
       metrics,
       clock,
@@ -188,7 +248,10 @@ export function buildProxyListener(
     answerTimeoutMs: config.upstreamTimeoutMs,
     logger: logger.child({ component: 'ws' }),
   });
-  proxy.server.on('upgrade', createUpgradeHandler({ registry, balancerFor, outliers, ws, metrics, clock, proto, http: proxy.handler }));
+  proxy.server.on(
+    'upgrade',
+    createUpgradeHandler({ registry, balancerFor, outliers, ws, metrics, clock, proto, http: proxy.handler, policyFor }),
+  );
   return { proxy, ws, deadlines };
 }
 

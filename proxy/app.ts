@@ -4,23 +4,28 @@
  * in reverse order of start.
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { systemClock, type Clock, type Random } from './clock.js';
 import { ClosedError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Config } from './config/schema.js';
-import type { DevZooKeeper } from './dev/local-zookeeper.js';
 import { createUpstreamPolicy } from './security/upstream-policy.js';
 import { createAdminHandler } from './http/admin.js';
-import { buildProxyListener, buildUpstreams, logStartup, nagWhileDisconnected, startRegistrationApi, wireRegistry } from './app-parts.js';
+import {
+  buildProxyListener,
+  buildUpstreams,
+  connectRegistry,
+  logStartup,
+  nagWhileDisconnected,
+  startRegistrationApi,
+  wireRegistry,
+} from './app-parts.js';
 import { createListener, urlOf } from './http/server.js';
 import type { FastLane } from './http/fast-lane.js';
 import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { normalizeBasePath } from './registry/paths.js';
-import { Registry } from './registry/registry.js';
 import type { RegistryView } from './registry/view.js';
-import { ZkClient } from './registry/zk-client.js';
-import { readZkTlsFiles } from './registry/zk-tls.js';
+import type { ZkClient } from './registry/zk-client.js';
+import { buildTraffic, type PolicyFeed, type Traffic } from './traffic/build.js';
 
 const VERSION = (JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -34,6 +39,8 @@ export interface AppDeps {
    */
   role?: 'single' | 'primary' | 'worker';
   registry?: RegistryView;
+  /** A worker's traffic policies, as its primary sends them (others watch ZooKeeper themselves). */
+  policies?: PolicyFeed;
   /** The admin /metrics text (a cluster primary aggregates its workers'). */
   scrape?: () => Promise<string>;
   clock?: Clock;
@@ -70,6 +77,8 @@ export interface App {
   readonly zk: ZkClient | undefined;
   /** The proxy listener's fast lane (after start(); undefined when off, with TLS, or in a primary). */
   readonly fastLane: FastLane | undefined;
+  /** The traffic policies (after start()). */
+  readonly traffic: Traffic | undefined;
 }
 
 export function createApp(deps: AppDeps): App {
@@ -82,49 +91,28 @@ export function createApp(deps: AppDeps): App {
   let zk: ZkClient | undefined;
   let registry: RegistryView | undefined;
   let fastLane: FastLane | undefined;
+  let traffic: Traffic | undefined;
   let starting: Promise<Started> | undefined;
   let closing: Promise<void> | undefined;
 
   async function start(): Promise<Started> {
     const role = deps.role ?? 'single';
     const policy = createUpstreamPolicy({ allow: config.allowNetworks, deny: config.denyNetworks, ports: config.allowPorts });
-    let dev: DevZooKeeper | undefined;
     let connectString = config.zk;
+    let dev = false;
     let reg: RegistryView;
     if (deps.registry) {
       reg = deps.registry;
     } else {
-      if (!connectString) {
-        // Loaded only here: it brings node:child_process, which a configured proxy never needs.
-        const { startDevZooKeeper } = await import('./dev/local-zookeeper.js');
-        dev = await startDevZooKeeper({
-          dir: path.resolve(deps.cwd ?? process.cwd(), config.devZkDir),
-          ...(config.devZkPort > 0 && { port: config.devZkPort }),
-          logger: logger.child({ component: 'dev-zookeeper' }),
-        });
-        cleanups.push(() => dev!.stop());
-        connectString = dev.connectString;
-      }
-      zk = new ZkClient({
-        connectString,
-        sessionTimeoutMs: config.sessionTimeoutMs,
-        logger: logger.child({ component: 'zookeeper' }),
-        ...(config.zkAuth && { auth: [{ scheme: 'digest', auth: config.zkAuth }] }),
-        ...(config.zkTls === 'on' && { tls: readZkTlsFiles(config) }),
-      });
-      zk.on('state', (state) => state === 'tls_failed' && deps.onFatal?.(zk!.tlsError!));
-      reg = new Registry({
-        zk,
-        basePath,
-        logger: logger.child({ component: 'registry' }),
-        clock,
-        mode: 'all',
-        accept: (i) => policy.check(i.host, i.port),
-      });
+      const zkSide = await connectRegistry(config, { basePath, policy, clock, logger, cleanups, cwd: deps.cwd, onFatal: deps.onFatal });
+      ({ zk, registry: reg, connectString, dev } = zkSide);
     }
     registry = reg;
-    const { pools, inflight, outliers, balancerFor } = buildUpstreams(config, { clock, random, logger, metrics, policy });
+    const upstreams = buildUpstreams(config, { clock, random, logger, metrics, policy });
+    const { pools, inflight, outliers } = upstreams;
     wireRegistry(reg, zk, pools, outliers, metrics, clock);
+    const t = (traffic = buildTraffic(config, { zk, feed: deps.policies, random, inflight, metrics, logger }));
+    cleanups.push(() => t.close());
     const { afterInitialRead } = deps;
     if (afterInitialRead) reg.once('synced', () => setImmediate(afterInitialRead));
     if (zk) {
@@ -139,16 +127,8 @@ export function createApp(deps: AppDeps): App {
     let proxyUrl = '';
     let proxyPort = config.port;
     if (role !== 'primary') {
-      const { proxy, ws, deadlines } = buildProxyListener(config, proto, {
-        registry: reg,
-        pools,
-        inflight,
-        outliers,
-        balancerFor,
-        metrics,
-        clock,
-        logger,
-      });
+      const parts = { ...upstreams, registry: reg, metrics, clock, logger, policies: t.policies };
+      const { proxy, ws, deadlines } = buildProxyListener(config, proto, parts);
       const proxyAddress = await proxy.listen(config.port, config.host);
       fastLane = proxy.lane;
       if (fastLane) metrics.watchFastLane(fastLane);
@@ -172,6 +152,7 @@ export function createApp(deps: AppDeps): App {
           clock,
           outliers,
           inflight,
+          traffic: { ...upstreams, policies: t.policies },
           version: VERSION,
           ...(deps.scrape && { scrape: deps.scrape }),
         }),
@@ -194,7 +175,7 @@ export function createApp(deps: AppDeps): App {
         basePath,
       });
     else logger.info('puttu worker listening', { proxyUrl, pid: process.pid });
-    return { proxyUrl, adminUrl, zkConnectString: connectString, devZooKeeper: dev !== undefined };
+    return { proxyUrl, adminUrl, zkConnectString: connectString, devZooKeeper: dev };
   }
 
   return {
@@ -207,6 +188,9 @@ export function createApp(deps: AppDeps): App {
     },
     get fastLane() {
       return fastLane;
+    },
+    get traffic() {
+      return traffic;
     },
     start() {
       if (closing) return Promise.reject(new ClosedError('app'));

@@ -28,6 +28,7 @@ Commands:
   echo       a demo backend that registers itself
   ls         list services and instances
   get        print one random live endpoint URL of a service
+  policy     get, set or validate a service's traffic policy in ZooKeeper
 
 Each command has --help.
 puttu --version prints the version. Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.
@@ -110,6 +111,7 @@ const COMMANDS: Record<string, Command> = {
   echo: async (...args) => (await import('./cli/echo.js')).echoCommand(...args),
   ls: async (...args) => (await import('./cli/ls.js')).lsCommand(...args),
   get: async (...args) => (await import('./cli/ls.js')).getCommand(...args),
+  policy: async (...args) => (await import('./cli/policy.js')).policyCommand(...args),
 };
 
 async function runProxy(argv: string[], tuning: Tuning): Promise<number> {

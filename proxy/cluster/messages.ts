@@ -4,6 +4,7 @@
  */
 import type { Instance } from '../registry/instance.js';
 import type { RejectedInstance } from '../registry/service-cache.js';
+import type { PolicyState } from '../registry/policies.js';
 
 export interface WireSnapshot {
   name: string;
@@ -14,6 +15,8 @@ export interface WireSnapshot {
 export type ToWorker =
   | { puttu: 'service'; name: string; snapshot: WireSnapshot | null }
   | { puttu: 'synced' }
+  /** A service's traffic policy state (null: its document was removed). */
+  | { puttu: 'policy'; service: string; state: PolicyState | null }
   | { puttu: 'metrics?'; id: number };
 
 export type ToPrimary = { puttu: 'ready' } | { puttu: 'metrics'; id: number; json: unknown };

@@ -60,6 +60,8 @@ export async function startPrimary(
   const wire = (s: ServiceSnapshot): WireSnapshot => ({ name: s.name, instances: [...s.instances], rejected: [...s.rejected] });
   registry.on('change', (name, next) => broadcast({ puttu: 'service', name, snapshot: next ? wire(next) : null }));
   registry.on('synced', () => broadcast({ puttu: 'synced' }));
+  const policies = app.traffic!.policies.source;
+  policies.on('change', (service, state) => broadcast({ puttu: 'policy', service, state: state ?? null }));
 
   let closing = false;
   cluster.schedulingPolicy = cluster.SCHED_NONE;
@@ -70,6 +72,7 @@ export async function startPrimary(
     if (m.puttu === 'ready') {
       // A (re)started worker gets the whole view, then follows the changes.
       for (const s of registry.snapshot()) send(worker, { puttu: 'service', name: s.name, snapshot: wire(s) });
+      for (const state of policies.all()) send(worker, { puttu: 'policy', service: state.service, state });
       if (registry.synced) send(worker, { puttu: 'synced' });
     } else if (m.puttu === 'metrics') {
       const w = waiting.get(m.id);

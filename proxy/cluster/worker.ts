@@ -4,17 +4,20 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../logger.js';
 import { normalizeBasePath } from '../registry/paths.js';
 import { isPuttuMessage, type ToPrimary, type ToWorker } from './messages.js';
+import { RemotePolicies } from './remote-policies.js';
 import { RemoteRegistry } from './remote-registry.js';
 
 export async function startWorker(config: Config, logger: Logger): Promise<App> {
   const registry = new RemoteRegistry(normalizeBasePath(config.basePath));
-  const app = createApp({ config, logger: logger.child({ worker: process.pid }), role: 'worker', registry });
+  const policies = new RemotePolicies();
+  const app = createApp({ config, logger: logger.child({ worker: process.pid }), role: 'worker', registry, policies });
   process.on('message', (message: unknown) => {
     if (!isPuttuMessage(message)) return;
     const m = message as ToWorker;
     if (m.puttu === 'metrics?') {
       void app.metrics.registry.getMetricsAsJSON().then((json) => send({ puttu: 'metrics', id: m.id, json }));
-    } else registry.apply(m);
+    } else if (m.puttu === 'policy') policies.apply(m.service, m.state);
+    else registry.apply(m);
   });
   await app.start();
   send({ puttu: 'ready' });

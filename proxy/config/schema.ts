@@ -101,6 +101,12 @@ export interface Config {
   registrationTokenFile: string;
   /** A registration not renewed by a PUT within this long is removed. */
   registrationTtlMs: number;
+  /** Where per-service traffic policies live in ZooKeeper: `<policyPath>/<service>`. */
+  policyPath: string;
+  /** This proxy's zone, for policies that prefer local instances; empty: none. */
+  zone: string;
+  /** Every response carries Server-Timing and X-Puttu-Attempts ("on"), or only those of policies with explain. */
+  explain: 'on' | 'off';
 }
 
 export const DEFAULTS: Readonly<Config> = Object.freeze({
@@ -150,6 +156,9 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   registrationToken: '',
   registrationTokenFile: '',
   registrationTtlMs: 30_000,
+  policyPath: '/puttu/policies',
+  zone: '',
+  explain: 'off',
 });
 
 type Kind =
@@ -258,6 +267,22 @@ export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } =
   registrationToken: { type: 'string', allowEmpty: true, help: 'bearer token for PUT/DELETE on the registration API (16+ characters)' },
   registrationTokenFile: { type: 'string', allowEmpty: true, help: 'file holding that bearer token (instead of --registration-token)' },
   registrationTtlMs: { type: 'int', min: 100, max: 3_600_000, help: 'a REST registration not renewed by a PUT this long is removed, ms' },
+  policyPath: {
+    type: 'string',
+    check: (v) => (v.trim().startsWith('/') ? undefined : 'must start with "/"'),
+    help: 'ZooKeeper path of the per-service traffic policies (<path>/<service>, JSON; see `puttu policy --help`)',
+  },
+  zone: {
+    type: 'string',
+    allowEmpty: true,
+    check: (v) => (v.trim() === '' || /^[A-Za-z0-9._-]{1,64}$/.test(v.trim()) ? undefined : 'must be a zone name (letters, digits, . _ -)'),
+    help: "this proxy's zone: policies with zone preference send traffic to instances whose metadata zone matches",
+  },
+  explain: {
+    type: 'enum',
+    values: ['on', 'off'],
+    help: 'on: every response carries Server-Timing (the instance) and X-Puttu-Attempts; off: only where a policy asks',
+  },
 };
 
 export const KEYS = Object.keys(SCHEMA) as Array<keyof Config>;

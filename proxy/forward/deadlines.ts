@@ -33,6 +33,8 @@ export interface Timed {
   /** The list of tracked requests runs through them (no Set: see `Deadlines`). */
   prevTimed: Timed | undefined;
   nextTimed: Timed | undefined;
+  /** Its own limit on the response head, ms (a service's policy); 0: the shared one. */
+  headMs: number;
   /** Its deadline passed (phase Head: no head in time; phase Body: the body stalled). */
   deadlinePassed(phase: typeof HEAD | typeof BODY): void;
 }
@@ -49,14 +51,26 @@ export class Deadlines {
   readonly bodyMs: number;
   #first: Timed | undefined;
   #size = 0;
-  readonly #sweepMs: number;
-  readonly #timer: NodeJS.Timeout;
+  #sweepMs: number;
+  #timer: NodeJS.Timeout;
 
   constructor(limits: { headMs: number; bodyMs: number }) {
     this.headMs = limits.headMs;
     this.bodyMs = limits.bodyMs;
     this.#sweepMs = Math.min(1_000, Math.max(5, Math.floor(Math.min(limits.headMs, limits.bodyMs) / 10)));
     this.#timer = setInterval(() => this.sweep(performance.now()), this.#sweepMs).unref();
+  }
+
+  /**
+   * Some requests have a head limit of `ms` (a service's policy): sweep often enough for it, as for
+   * the shared limits. Never coarser than before.
+   */
+  allowFor(ms: number): void {
+    const sweepMs = Math.min(this.#sweepMs, Math.max(5, Math.floor(ms / 10)));
+    if (sweepMs === this.#sweepMs) return;
+    this.#sweepMs = sweepMs;
+    clearInterval(this.#timer);
+    this.#timer = setInterval(() => this.sweep(performance.now()), sweepMs).unref();
   }
 
   /** Starts watching `t` for its response head. */
@@ -120,7 +134,7 @@ export class Deadlines {
     while (t !== undefined) {
       const next = t.nextTimed;
       const phase = t.phase;
-      const limit = phase === HEAD ? this.headMs : phase === BODY ? this.bodyMs : 0;
+      const limit = phase === HEAD ? t.headMs || this.headMs : phase === BODY ? this.bodyMs : 0;
       if (limit > 0 && now - t.since >= limit + slack) {
         this.untrack(t);
         t.deadlinePassed(phase as typeof HEAD | typeof BODY);

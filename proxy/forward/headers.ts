@@ -175,6 +175,8 @@ export function requestIdOf(incoming: string | string[] | undefined, generate: (
 export interface ResponseFacts {
   /** Content-Length as a number; -1 when absent or not a plain decimal. */
   contentLength: number;
+  /** Fields the proxy adds after X-Request-Id (explain: Server-Timing, X-Puttu-Attempts), as name/value pairs. */
+  readonly extraFields?: readonly string[] | undefined;
 }
 
 /**
@@ -198,6 +200,8 @@ export function clientResponseHeaders(raw: readonly Buffer[], requestId: string,
   }
   const kept = named === undefined ? out : withoutFields(out, named);
   kept.push('x-request-id', requestId);
+  const extra = facts?.extraFields;
+  if (extra !== undefined) for (const f of extra) kept.push(f);
   return kept;
 }
 

@@ -29,6 +29,7 @@ import { upstreamPath } from './route.js';
 import { pickInstance } from './resolve.js';
 import { UNTRACKED, type Deadlines, type Phase, type Timed } from './deadlines.js';
 import type { UpstreamPools } from './upstream-pools.js';
+import type { CompiledPolicy } from '../traffic/router.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
@@ -58,6 +59,10 @@ export interface ForwarderDeps {
   now: () => number;
   /** Head and body deadlines of the attempts without a streamed body (the others: undici's timers). */
   deadlines: Deadlines;
+  /** A service's traffic policy, if it has one (traffic/policies.ts). */
+  policyFor?: (service: string) => CompiledPolicy | undefined;
+  /** `--explain on`: every response carries Server-Timing and X-Puttu-Attempts. */
+  explain?: boolean;
 }
 
 export interface ExchangeInit {
@@ -90,6 +95,16 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
   readonly #headers: string[];
   readonly #body: Readable | Buffer | Buffer[] | null;
   readonly #balancer: Balancer;
+  /** The service's traffic policy and the request's sticky key under it (undefined: none). */
+  readonly #policy: CompiledPolicy | undefined;
+  readonly #key: string | undefined;
+  readonly #maxAttempts: number;
+  /** Explain: Server-Timing and X-Puttu-Attempts go out with the head (ResponseFacts). */
+  readonly #explain: boolean;
+  extraFields: string[] | undefined = undefined;
+  /** The service policy's limit on the response head (Timed); 0: the shared one. */
+  headMs = 0;
+  #started = 0;
   /** The instance of the current (last) attempt. */
   instance: Instance | undefined;
   attempts = 0;
@@ -127,19 +142,33 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
     this.method = init.req.method ?? 'GET';
     this.requestId = init.requestId;
     this.instances = init.instances;
-    this.#rest = init.rest;
     this.#query = init.query;
     this.#headers = init.headers;
     this.#body = init.body;
     this.#balancer = deps.balancerFor(init.service);
     this.#timed = init.body === null || Buffer.isBuffer(init.body) || Array.isArray(init.body);
+    const policy = deps.policyFor?.(init.service);
+    this.#policy = policy;
+    if (policy === undefined) {
+      this.#rest = init.rest;
+      this.#key = undefined;
+      this.#maxAttempts = deps.maxAttempts;
+      this.#explain = deps.explain === true;
+    } else {
+      this.#rest = policy.stripPrefix ? init.rest : `/${init.service}${init.rest}`;
+      this.#key = policy.keyOf(init.req.rawHeaders);
+      this.#maxAttempts = policy.maxAttempts ?? deps.maxAttempts;
+      this.#explain = policy.explain || deps.explain === true;
+      this.headMs = policy.upstreamTimeoutMs ?? 0;
+    }
   }
 
   start(): void {
     (this.res as TrackedResponse)[kExchange] = this;
     this.res.on('close', onResponseClose);
     this.#f.budget.request();
-    this.#attempt(pickInstance(this.#balancer, this.#f.outliers, this.service, this.instances)!);
+    if (this.#explain) this.#started = this.#f.now();
+    this.#attempt(pickInstance(this.#balancer, this.#f.outliers, this.service, this.instances, undefined, this.#policy, this.#key)!);
   }
 
   #attempt(instance: Instance): void {
@@ -161,7 +190,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
         idempotent: false,
         blocking: this.method !== 'HEAD',
         // 0: no undici timers, `deadlines` watches; undefined: the pool's (undici's) timers.
-        headersTimeout: this.#timed ? 0 : undefined,
+        headersTimeout: this.#timed ? 0 : this.#policy?.upstreamTimeoutMs,
         bodyTimeout: this.#timed ? 0 : undefined,
       },
       this,
@@ -190,6 +219,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
     this.status = statusCode;
     this.#resume = resume;
     this.#f.deadlines.headArrived(this);
+    if (this.#explain) this.extraFields = this.#explainFields();
     // The fast lane copies the upstream's field bytes as they are; Node's response takes strings.
     if (this.res.writeUpstreamHead?.(statusCode, statusText, rawHeaders, this.requestId, this) !== true) {
       this.res.writeHead(statusCode, statusText || undefined, clientResponseHeaders(rawHeaders, this.requestId, this));
@@ -241,7 +271,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
       const next = this.#retryable(error) ? this.#nextInstance(instance) : undefined;
       if (next !== undefined) return this.#attempt(next);
       this.status = error.status;
-      sendError(this.res, error, this.requestId);
+      sendError(this.res, error, this.requestId, this.#explain ? this.#explainFields() : undefined);
     } else {
       // Mid-body: cut the connection; a truncated body must not look complete.
       this.status = 0;
@@ -252,7 +282,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
   }
 
   #retryable(error: PuttuError): boolean {
-    if (!error.upstream || this.attempts >= this.#f.maxAttempts) return false;
+    if (!error.upstream || this.attempts >= this.#maxAttempts) return false;
     const safe = !this.#written || (IDEMPOTENT.has(this.method) && this.#body === null);
     return safe && this.#f.budget.tryRetry();
   }
@@ -260,7 +290,15 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
   /** Another instance than those tried: routable ones first, then any. */
   #nextInstance(failed: Instance): Instance | undefined {
     (this.#tried ??= []).push(failed);
-    return pickInstance(this.#balancer, this.#f.outliers, this.service, this.instances, this.#tried);
+    return pickInstance(this.#balancer, this.#f.outliers, this.service, this.instances, this.#tried, this.#policy, this.#key);
+  }
+
+  /** Server-Timing (the instance and the proxy's time to its answer) and the attempts made. */
+  #explainFields(): string[] {
+    const ms = Math.round((this.#f.now() - this.#started) * 10) / 10;
+    // A quoted-string of printable ASCII: nothing in a znode name can end the field or the head.
+    const id = this.instance!.id.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '');
+    return ['server-timing', `puttu;desc="${id}";dur=${ms}`, 'x-puttu-attempts', String(this.attempts)];
   }
 
   #finish(): void {
@@ -278,7 +316,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
 }
 
 /** Writes a JSON error response (no internal details: the body is `errorBody`). */
-export function sendError(res: ClientResponse, error: PuttuError, requestId?: string): void {
+export function sendError(res: ClientResponse, error: PuttuError, requestId?: string, extraFields?: readonly string[]): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -293,6 +331,7 @@ export function sendError(res: ClientResponse, error: PuttuError, requestId?: st
     'no-store',
   ];
   if (requestId !== undefined) fields.push('x-request-id', requestId);
+  if (extraFields !== undefined) fields.push(...extraFields);
   res.writeHead(error.status, undefined, fields);
   res.end(body);
 }

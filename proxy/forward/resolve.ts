@@ -8,6 +8,7 @@ import type { OutlierDetector } from '../health/outliers.js';
 import { NoInstancesError, NotReadyError, toProxyError, UnknownServiceError, type PuttuError } from '../errors.js';
 import type { Instance } from '../registry/instance.js';
 import type { ServiceSnapshot } from '../registry/service-cache.js';
+import type { CompiledPolicy } from '../traffic/router.js';
 import type { RegistryView } from '../registry/view.js';
 import { parseTarget, type Route } from './route.js';
 
@@ -46,6 +47,9 @@ export const isResolved = (r: Resolved | Unresolved): r is Resolved => (r as Res
  * The balancer's pick: among the instances outlier detection has not ejected, never one already
  * `tried`; when every untried one is ejected, among those anyway (an ejected instance beats no
  * answer). Undefined when every instance was tried.
+ *
+ * With a traffic policy (traffic/router.ts) the policy chooses, from the same lists, with the
+ * request's sticky `key`; `balancer` is then the strategy the policy falls back to.
  */
 export function pickInstance(
   balancer: Balancer,
@@ -53,8 +57,11 @@ export function pickInstance(
   service: string,
   instances: readonly Instance[],
   tried?: readonly Instance[],
+  policy?: CompiledPolicy,
+  key?: string,
 ): Instance | undefined {
   const routable = outliers.routable(service, instances);
+  if (policy !== undefined) return policy.route(routable, instances, key, balancer, tried);
   if (tried === undefined) return balancer.pick(routable);
   let candidates = routable.filter((i) => !tried.includes(i));
   if (candidates.length === 0) candidates = instances.filter((i) => !tried.includes(i));

@@ -7,6 +7,7 @@
  *   /api/services   the current snapshot: instances with format, state and why, request counts
  *   /api/services/<name>
  *   /sd/prometheus  Prometheus HTTP service discovery of every routable instance
+ *   /debug/route?path=/<service>/<rest>  where a request would go, and why (http/explain.ts)
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock } from '../clock.js';
@@ -17,6 +18,8 @@ import type { ServiceSnapshot } from '../registry/registry.js';
 import { byName, type RegistryView } from '../registry/view.js';
 import type { ZkClient } from '../registry/zk-client.js';
 import { STATUS_PAGE } from './status-page.js';
+import type { TrafficPolicies } from '../traffic/policies.js';
+import { explainRoute, type ExplainDeps } from './explain.js';
 import { errorBody, InternalError, MethodNotAllowedError, NotFoundError, UnknownServiceError, type PuttuError } from '../errors.js';
 
 export interface AdminDeps {
@@ -27,6 +30,8 @@ export interface AdminDeps {
   outliers?: OutlierDetector;
   inflight?: Inflight;
   version?: string;
+  /** Traffic policies: shown per service, and what /debug/route explains with. */
+  traffic?: { policies: TrafficPolicies } & Pick<ExplainDeps, 'balancerFor' | 'balancerName'>;
   /** The /metrics text; default: this process's registry (a cluster primary adds its workers'). */
   scrape?: () => Promise<string>;
 }
@@ -49,9 +54,16 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
     };
   }
 
+  function policyOf(service: string) {
+    const state = deps.traffic?.policies.source.get(service);
+    if (state === undefined) return null;
+    return { version: state.version ?? null, inForce: state.policy ?? null, ...(state.invalid && { refused: state.invalid }) };
+  }
+
   function describe(s: ServiceSnapshot) {
     return {
       name: s.name,
+      policy: policyOf(s.name),
       routable: s.instances.filter((i) => deps.outliers?.state(i) !== 'ejected').length,
       instances: [
         ...s.instances.map((i) => {
@@ -99,6 +111,11 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
     const path = (req.url ?? '/').split('?')[0]!;
     if (req.method !== 'GET' && req.method !== 'HEAD')
       return fail(res, new MethodNotAllowedError('the admin endpoints answer GET and HEAD'));
+    if (path === '/debug/route' && deps.traffic) {
+      const q = new URLSearchParams((req.url ?? '').slice(path.length + 1));
+      const answer = explainRoute({ registry, outliers: deps.outliers, ...deps.traffic }, q);
+      return 'error' in answer ? fail(res, answer.error) : json(res, 200, answer.body);
+    }
     if (path.startsWith('/api/services/')) {
       const snapshot = registry.get(decodeURIComponent(path.slice('/api/services/'.length)));
       return snapshot ? json(res, 200, describe(snapshot)) : fail(res, new UnknownServiceError());
@@ -133,7 +150,10 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
       case '/sd/prometheus':
         return json(res, 200, prometheusTargets());
       default:
-        return fail(res, new NotFoundError('admin endpoints: / /metrics /healthz /readyz /api/status /api/services /sd/prometheus'));
+        return fail(
+          res,
+          new NotFoundError('admin endpoints: / /metrics /healthz /readyz /api/status /api/services /sd/prometheus /debug/route'),
+        );
     }
   };
 }

@@ -346,7 +346,11 @@ class LaneResponse implements ClientResponse {
     }
     facts.contentLength = length;
     const lead = `HTTP/1.1 ${status} ${statusText || http.STATUS_CODES[status] || 'unknown'}\r\n`;
-    const tail = `x-request-id: ${requestId}\r\n${this.#ownFields(status, length, hasDate)}`;
+    const extra = facts.extraFields;
+    const tail =
+      extra === undefined
+        ? `x-request-id: ${requestId}\r\n${this.#ownFields(status, length, hasDate)}`
+        : `x-request-id: ${requestId}\r\n${fieldLines(extra)}${this.#ownFields(status, length, hasDate)}`;
     this.#raw = { lead, fields, tail, size: lead.length + size + tail.length };
     this.headersSent = true;
     return true;
@@ -729,4 +733,11 @@ export function installFastLane(server: http.Server, handler: LaneHandler, optio
   const lane = new Lane(options, handler, (socket) => nodeConnection.call(server, socket));
   server.on('connection', (socket: Socket) => lane.accept(socket));
   return lane;
+}
+
+/** Name/value pairs as head lines. */
+function fieldLines(pairs: readonly string[]): string {
+  let out = '';
+  for (let i = 0; i < pairs.length; i += 2) out += `${pairs[i]}: ${pairs[i + 1]}\r\n`;
+  return out;
 }

@@ -65,6 +65,12 @@ export const STATUS_PAGE = `<!doctype html>
   const rate = (now, before, key, seconds) => (before && seconds > 0 ? Math.max(0, (now[key] - (before[key] ?? 0)) / seconds) : 0);
   const fmt = (n) => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
 
+  function policyStat(p) {
+    if (!p) return '';
+    const inForce = p.version === null ? 'defaults' : '<b>v' + p.version + '</b>';
+    const refused = p.refused ? ' <b class="bad">v' + p.refused.version + ' refused: ' + esc(p.refused.reason) + '</b>' : '';
+    return '<span class="stat policy" title="' + esc(JSON.stringify(p.inForce)) + '">policy ' + inForce + refused + '</span>';
+  }
   function render(data, seconds) {
     const prev = new Map();
     if (previous) for (const s of previous.services) for (const i of s.instances) prev.set(s.name + '/' + i.id, i);
@@ -89,7 +95,7 @@ export const STATUS_PAGE = `<!doctype html>
       const health = s.routable === 0 ? 'bad' : s.routable < s.instances.filter((i) => i.url).length ? 'warn' : 'ok';
       return '<section class="service" data-service="' + esc(s.name) + '"><div class="head"><h2>' + esc(s.name) + '</h2>' +
         '<span class="stat"><b class="' + health + '">' + s.routable + '</b> routable of ' + s.instances.length + '</span>' +
-        '<span class="stat"><b>' + fmt(sRate) + '</b> req/s</span><span class="stat"><b>' + fmt(sFail) + '</b> failures/s</span></div>' +
+        '<span class="stat"><b>' + fmt(sRate) + '</b> req/s</span><span class="stat"><b>' + fmt(sFail) + '</b> failures/s</span>' + policyStat(s.policy) + '</div>' +
         '<table><thead><tr><th>Instance</th><th>URL</th><th>Format</th><th>State</th><th class="num">req/s</th><th class="num">fail/s</th><th class="num">In flight</th><th>Why</th></tr></thead><tbody>' +
         (rows || '<tr><td colspan="8" class="dim">no instances</td></tr>') + '</tbody></table></section>';
     }).join('');

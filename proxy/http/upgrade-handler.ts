@@ -21,6 +21,7 @@ import { BadRequestError, type PuttuError } from '../errors.js';
 import { endWithError } from './raw-error.js';
 import type { WsForwarder } from '../forward/ws-forwarder.js';
 import { randomUUID } from 'node:crypto';
+import type { CompiledPolicy } from '../traffic/router.js';
 
 export interface UpgradeDeps {
   registry: RegistryView;
@@ -30,6 +31,8 @@ export interface UpgradeDeps {
   metrics: Metrics;
   clock: Clock;
   proto: 'http' | 'https';
+  /** A service's traffic policy, if it has one: the same choice as for HTTP. */
+  policyFor?: (service: string) => CompiledPolicy | undefined;
   /** The plain HTTP handler, for upgrade requests that are not WebSockets. */
   http: (req: IncomingMessage, res: http.ServerResponse) => void;
 }
@@ -52,7 +55,10 @@ export function createUpgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, 
     const resolved = resolveTarget(registry, req.url ?? '/');
     if (!isResolved(resolved)) return refuse(socket, resolved.error, resolved.service ?? UNKNOWN_SERVICE, start);
     const { route, snapshot } = resolved;
-    const instance = pickInstance(deps.balancerFor(route.service), outliers, route.service, snapshot.instances)!;
+    const policy = deps.policyFor?.(route.service);
+    const key = policy?.keyOf(req.rawHeaders);
+    const instance = pickInstance(deps.balancerFor(route.service), outliers, route.service, snapshot.instances, undefined, policy, key)!;
+    const rest = policy === undefined || policy.stripPrefix ? route.rest : `/${route.service}${route.rest}`;
     const requestId = requestIdOf(req.headers['x-request-id'], randomUUID);
     const list = upstreamRequestHeaders(req.rawHeaders, {
       clientIp: req.socket.remoteAddress ?? '',
@@ -66,7 +72,7 @@ export function createUpgradeHandler(deps: UpgradeDeps): (req: IncomingMessage, 
       headers[name] = headers[name] === undefined ? list[i + 1]! : `${headers[name]}, ${list[i + 1]!}`;
     }
     const m = metrics.forService(route.service);
-    ws.forward(req, socket, head, instance, upstreamPath(instance.api, route.rest, route.query), headers, (status, error) => {
+    ws.forward(req, socket, head, instance, upstreamPath(instance.api, rest, route.query), headers, (status, error) => {
       if (error) {
         m.upstreamError(error.code);
         if (error.upstream) outliers.failure(instance, snapshot.instances);

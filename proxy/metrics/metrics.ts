@@ -88,6 +88,8 @@ export interface Metrics {
   setSynced(synced: boolean): void;
   /** Marks an instance ejected (1) or routable again (series removed). */
   setEjected(service: string, id: string, ejected: boolean): void;
+  /** A service's newest traffic policy document was refused (1) or is in force (0); undefined: none. */
+  setPolicyInvalid(service: string, invalid: boolean | undefined): void;
   setStaleness(seconds: number): void;
   /** Exports the fast lane's own counts (requests it answered, connections it handed to Node). */
   watchFastLane(lane: { readonly served: number; readonly handedOff: number }): void;
@@ -169,6 +171,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     name: 'puttu_ejections_total',
     help: 'Ejections of instances from routing, by service.',
     labelNames: ['service'] as const,
+    registers: [registry],
+  });
+  const policyInvalid = new Gauge({
+    name: 'puttu_policy_invalid',
+    help: "1 while a service's newest traffic policy document is refused (the last valid one stays in force), 0 otherwise.",
+    labelNames: ['service'] as const,
+    ...ONE_PER_CLUSTER,
     registers: [registry],
   });
   for (const s of CONNECTION_STATES) zkState.set({ state: s }, 0);
@@ -263,6 +272,10 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
           () => lane.handedOff,
         ),
       );
+    },
+    setPolicyInvalid(service, value) {
+      if (value === undefined) policyInvalid.remove(service);
+      else policyInvalid.set({ service }, value ? 1 : 0);
     },
     setEjected(service, id, value) {
       if (value) {

@@ -235,6 +235,15 @@ export class ZkClient extends EventEmitter<ZkClientEvents> {
     );
   }
 
+  /** The node's data (empty for none) and its data version (the znode's `version`, bumped by every write). */
+  getDataWithVersion(path: string, watcher?: Watcher): Promise<{ data: Buffer; version: number }> {
+    return this.#call<{ data: Buffer; version: number }>('getData', path, (c, cb) => {
+      const done = (error: Error | Zk.Exception | null, data: Buffer | undefined, stat: Zk.Stat | undefined) =>
+        cb(error, { data: data ?? Buffer.alloc(0), version: stat?.version ?? 0 });
+      return watcher ? c.getData(path, wrapWatcher(watcher), done) : c.getData(path, done);
+    });
+  }
+
   /** Whether the node exists; with a watcher, also watches its creation/deletion/data. */
   async exists(path: string, watcher?: Watcher): Promise<boolean> {
     const stat = await this.#call<Zk.Stat | null>('exists', path, (c, cb) =>

@@ -128,8 +128,10 @@ test('every format from one tree, mixed within and across services: routable one
     );
     checkSnapshot(t, service, snapshot, routable, inactive, malformed);
 
-    // Round robin over N routable instances: 2N requests reach each exactly twice, under its api.
-    const statuses = await hit(proxy, service, 2 * routable.length);
+    // Smooth weighted round robin: over twice the total weight, each instance gets exactly twice its
+    // weight (once each for weight 1), under its api.
+    const weightOf = (n: WrittenNode) => snapshot.instances.find((i) => i.id === n.id)!.weight ?? 1;
+    const statuses = await hit(proxy, service, 2 * routable.reduce((sum, n) => sum + weightOf(n), 0));
     t.deepEqual(
       statuses,
       statuses.map(() => 200),
@@ -137,7 +139,7 @@ test('every format from one tree, mixed within and across services: routable one
     );
     for (const n of routable) {
       const instance = snapshot.instances.find((i) => i.id === n.id)!;
-      t.is(n.upstream!.seen.length, 2, `${service}: ${n.fixture.name} got its share`);
+      t.is(n.upstream!.seen.length, 2 * weightOf(n), `${service}: ${n.fixture.name} got its share`);
       for (const seen of n.upstream!.seen)
         t.regex(seen.url, new RegExp(`^${instance.api}/probe\\?n=\\d+$`), `${service}: ${n.fixture.name} under its api`);
     }
@@ -295,7 +297,7 @@ test('state changes are followed from the data alone: ours UP/DRAINING, a server
   };
   const all = [ours, member, spring, nerve];
 
-  /** Waits for the routable set, then checks 2N requests reach exactly those, twice each. */
+  /** Waits for the routable set, then checks twice their total weight of requests reach exactly those, twice their weight each. */
   const expectRouted = async (step: string, routed: Upstream[], inactive: Record<string, string>) => {
     const ports = routed.map((u) => u.port).sort();
     await eventually(
@@ -322,12 +324,14 @@ test('state changes are followed from the data alone: ours UP/DRAINING, a server
       );
     }
     const before = all.map((u) => u.seen.length);
+    const weight = (u: Upstream) => s.instances.find((i) => i.port === u.port)?.weight ?? 0;
+    const total = routed.reduce((sum, u) => sum + weight(u), 0);
     t.deepEqual(
-      await hit(proxy, 'states', 2 * routed.length),
-      routed.flatMap(() => [200, 200]),
+      await hit(proxy, 'states', 2 * total),
+      Array.from({ length: 2 * total }, () => 200),
       `${step}: answered`,
     );
-    for (const [i, u] of all.entries()) t.is(u.seen.length - before[i]!, routed.includes(u) ? 2 : 0, `${step}: ${u.name}`);
+    for (const [i, u] of all.entries()) t.is(u.seen.length - before[i]!, routed.includes(u) ? 2 * weight(u) : 0, `${step}: ${u.name}`);
   };
 
   await expectRouted('at first', [ours], { member: 'status STARTING', spring: 'instance_status OUT_OF_SERVICE', nerve: 'weight 0' });

@@ -4,7 +4,7 @@ import { Inflight } from '../../proxy/health/inflight.js';
 import { createRoundRobinBalancer } from '../../proxy/balancer/round-robin.js';
 import { createP2cBalancer } from '../../proxy/balancer/p2c.js';
 import { parseServiceBalancers } from '../../proxy/balancer/index.js';
-import { sequence } from '../helpers/fakes.js';
+import { seeded, sequence } from '../helpers/fakes.js';
 import { BALANCERS, BALANCER_NAMES } from '../../proxy/balancer/index.js';
 import { createRandomBalancer } from '../../proxy/balancer/random.js';
 import type { Instance } from '../../proxy/registry/instance.js';
@@ -150,4 +150,93 @@ test('balancers are pure choices: no module under proxy/balancer imports the reg
     imports.filter((i) => /\/(registry|health)\//.test(i)),
     [],
   );
+});
+
+// --- Weights ------------------------------------------------------------------------------------
+
+const w1 = { ...instance('w1', 9001), weight: 1 };
+const w3 = { ...instance('w3', 9003), weight: 3 };
+
+function shares(balancer: { pick(list: readonly Instance[]): Instance }, list: readonly Instance[], n: number): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const id = balancer.pick(list).id;
+    counts.set(id, (counts.get(id) ?? 0) + 1);
+  }
+  return counts;
+}
+
+for (const name of BALANCER_NAMES) {
+  test(`${name}: weights 1 and 3 split 4,000 picks within 3 points of 25/75`, (t) => {
+    const balancer = BALANCERS[name]({ random: seeded(7), inflight: new Inflight() });
+    const counts = shares(balancer, [w1, w3], 4000);
+    const share = (counts.get('w1') ?? 0) / 4000;
+    t.true(Math.abs(share - 0.25) <= 0.03, `${name}: w1 got ${(share * 100).toFixed(1)} %`);
+  });
+
+  test(`${name}: equal weights other than 1 still split evenly`, (t) => {
+    const list = [
+      { ...a, weight: 5 },
+      { ...b, weight: 5 },
+    ];
+    const counts = shares(BALANCERS[name]({ random: seeded(3), inflight: new Inflight() }), list, 2000);
+    t.true(Math.abs((counts.get('a') ?? 0) - 1000) <= 100, JSON.stringify([...counts]));
+  });
+}
+
+test('weighted random: the injected draw picks by cumulative weight', (t) => {
+  const random = createRandomBalancer({ random: sequence([0, 0.24, 0.25, 0.99]) });
+  const list = [w1, w3];
+  t.deepEqual(
+    [1, 2, 3, 4].map(() => random.pick(list).id),
+    ['w1', 'w1', 'w3', 'w3'],
+  );
+});
+
+test('smooth weighted round-robin: weights 1, 3 give each round of 4 one a and three b, never a twice running', (t) => {
+  const rr = createRoundRobinBalancer({ random: () => 0 });
+  const list = [w1, w3];
+  const picks = Array.from({ length: 40 }, () => rr.pick(list).id);
+  for (let r = 0; r < 40; r += 4) {
+    t.is(picks.slice(r, r + 4).filter((id) => id === 'w1').length, 1, picks.slice(r, r + 4).join(','));
+  }
+  t.deepEqual(picks.slice(0, 4), ['w3', 'w1', 'w3', 'w3']);
+  const weighted = [
+    { ...a, weight: 5 },
+    { ...b, weight: 1 },
+    { ...c, weight: 1 },
+  ];
+  // nginx's example: weights 5, 1, 1 go a a b a c a a (a spread out, not a burst of five).
+  t.deepEqual(
+    Array.from({ length: 7 }, () => rr.pick(weighted).id),
+    ['a', 'a', 'b', 'a', 'c', 'a', 'a'],
+  );
+});
+
+test('weighted p2c: two distinct draws by weight; the second wins only if lighter per weight with the request added', (t) => {
+  const inflight = new Inflight();
+  // 0 draws w1 first; the second draw excludes w1, so it is w3 whatever the source says.
+  const p2c = createP2cBalancer({ random: sequence([0, 0]), inflight });
+  t.is(p2c.pick([w1, w3]), w1, 'both idle: the first drawn');
+  inflight.inc(w1);
+  t.is(p2c.pick([w1, w3]), w3, 'w1 at 1/1; w3 with this request 1/3');
+  inflight.inc(w3);
+  inflight.inc(w3);
+  t.is(p2c.pick([w1, w3]), w1, 'w3 with this request 3/3 is not below 1/1');
+  inflight.dec(w3);
+  t.is(p2c.pick([w1, w3]), w3, 'w3 with this request 2/3');
+  // 0.99 draws w3 first; w1 with this request (1/1) must be below w3's load per weight.
+  const fromW3 = createP2cBalancer({ random: sequence([0.99, 0]), inflight: new Inflight() });
+  t.is(fromW3.pick([w1, w3]), w3);
+});
+
+test('weight tables: weight 0 among others is never picked; a list of only zeros falls back to equal shares', (t) => {
+  const zero = { ...c, weight: 0 };
+  for (const name of BALANCER_NAMES) {
+    const balancer = BALANCERS[name]({ random: seeded(11), inflight: new Inflight() });
+    const counts = shares(balancer, [w1, zero, w3], 400);
+    t.is(counts.get('c'), undefined, name);
+    const all = shares(BALANCERS[name]({ random: seeded(5), inflight: new Inflight() }), [{ ...a, weight: 0 }, zero], 200);
+    t.true((all.get('a') ?? 0) > 50 && (all.get('c') ?? 0) > 50, `${name}: ${JSON.stringify([...all])}`);
+  }
 });

@@ -123,6 +123,9 @@ test('every key can be set by its environment variable', (t) => {
     PUTTU_REGISTRATION_TOKEN: 'tok',
     PUTTU_REGISTRATION_TOKEN_FILE: '/t',
     PUTTU_REGISTRATION_TTL_MS: '5000',
+    PUTTU_POLICY_PATH: '/p',
+    PUTTU_ZONE: 'eu-1a',
+    PUTTU_EXPLAIN: 'on',
   };
   t.deepEqual(Object.keys(env).sort(), KEYS.map(toEnv).sort());
   t.deepEqual(loadConfig([], env, noFiles).config, {
@@ -172,7 +175,18 @@ test('every key can be set by its environment variable', (t) => {
     registrationToken: 'tok',
     registrationTokenFile: '/t',
     registrationTtlMs: 5000,
+    policyPath: '/p',
+    zone: 'eu-1a',
+    explain: 'on',
   });
+});
+
+test('traffic policy keys: the policy path must be absolute, the zone a plain name', (t) => {
+  t.throws(() => loadConfig(['--policy-path', 'puttu/policies'], {}, noFiles), { message: /policyPath .*must start with "\/"/ });
+  t.throws(() => loadConfig(['--zone', 'eu 1'], {}, noFiles), { message: /zone/ });
+  t.throws(() => loadConfig(['--explain', 'yes'], {}, noFiles), { message: /explain .*on, off/ });
+  const { config } = loadConfig([], {}, noFiles);
+  t.like(config, { policyPath: '/puttu/policies', zone: '', explain: 'off' });
 });
 
 test('an empty environment variable counts as unset', (t) => {

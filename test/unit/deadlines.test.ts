@@ -3,6 +3,7 @@ import test from 'ava';
 import { BODY, Deadlines, HEAD, PAUSED, UNTRACKED, type Phase, type Timed } from '../../proxy/forward/deadlines.js';
 
 class Request implements Timed {
+  headMs = 0;
   phase: Phase = UNTRACKED;
   since = 0;
   prevTimed: Timed | undefined = undefined;

@@ -187,3 +187,20 @@ test('ours: status compared ignoring case; weight from 0 to 1000; metadata keeps
   const both = decode(ours({ status: 'DRAINING', weight: 0 }));
   t.true(both.ok && both.inactive === 'status DRAINING', 'the status is the reason first');
 });
+
+test('weights: Curator/Spring metadata weight when numeric, a serverset weight where present, Nerve and ours as written', (t) => {
+  const spring = (weight: unknown) => curator({ port: 8080, payload: { '@class': 'x', metadata: { instance_status: 'UP', weight } } });
+  t.is(ok(t, decode(spring('3'))).weight, 3, 'Spring metadata values are strings');
+  t.is(ok(t, decode(spring(7))).weight, 7, 'a number works too');
+  t.is(ok(t, decode(spring('heavy'))).weight, 1, 'not numeric: the default');
+  t.is(ok(t, decode(spring('2000'))).weight, 1, 'out of range: the default');
+  const zero = decode(spring('0'));
+  t.true(zero.ok && zero.inactive === 'weight 0', describe(zero));
+  const member = (extra: object) => ({ serviceEndpoint: { host: '127.0.0.1', port: 31337 }, status: 'ALIVE', ...extra });
+  t.is(ok(t, decode(member({ weight: 4 }))).weight, 4);
+  t.is(ok(t, decode(member({}))).weight, 1);
+  const off = decode(member({ weight: 0 }));
+  t.true(off.ok && off.inactive === 'weight 0', describe(off));
+  t.is(ok(t, decode({ host: '127.0.0.1', port: 1, name: 'x', weight: 5 })).weight, 5, 'nerve');
+  t.is(ok(t, decode({ protocol: 'http', host: '127.0.0.1', port: 1, api: '', weight: 9 })).weight, 9, 'puttu');
+});

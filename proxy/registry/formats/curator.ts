@@ -16,6 +16,8 @@
  * - `enabled: false` (Curator ≥ 4) and Spring's `payload.metadata.instance_status` other than
  *   `UP` (compared ignoring case; empty counts as UP, as Spring's own filter reads it) keep the
  *   instance out of routing.
+ * - `payload.metadata.weight`, when numeric (a number, or digits as Spring's string metadata has
+ *   it), is the instance's weight; 0 keeps it out of routing.
  * - `uriSpec` (a template string, or Jackson's `{"parts": [...]}` form) gives the api base path
  *   when it has a path after the authority: `{scheme}://{address}:{port}/api` → '/api'. Curator's
  *   own variables are filled in from the record; a path with any other variable cannot be built
@@ -23,7 +25,18 @@
  *   come from `address` and the ports.
  */
 import type { DecodeResult } from '../instance.js';
-import { checkPort, decoded, fail, isObject, makeInstance, normalizeApi, show, stringEntries, validateEndpoint } from './endpoint.js';
+import {
+  checkPort,
+  decoded,
+  fail,
+  isObject,
+  lenientWeight,
+  makeInstance,
+  normalizeApi,
+  show,
+  stringEntries,
+  validateEndpoint,
+} from './endpoint.js';
 
 export function decodeCurator(service: string, id: string, obj: Record<string, unknown>): DecodeResult {
   const hasSsl = obj.sslPort !== undefined && obj.sslPort !== null;
@@ -45,8 +58,13 @@ export function decodeCurator(service: string, id: string, obj: Record<string, u
     return fail(`curator: payload.metadata.instance_status must be a string such as "UP", got ${show(instanceStatus)}`);
   }
   const status = typeof instanceStatus === 'string' && instanceStatus.trim() !== '' ? instanceStatus : 'UP';
-  const why = [obj.enabled === false && 'enabled: false', status.toUpperCase() !== 'UP' && `instance_status ${status}`].filter(Boolean);
-  const instance = makeInstance(service, id, 'curator', checked, { metadata: stringEntries(springMetadata), status });
+  const weight = lenientWeight(springMetadata?.weight);
+  const why = [
+    obj.enabled === false && 'enabled: false',
+    status.toUpperCase() !== 'UP' && `instance_status ${status}`,
+    weight === 0 && 'weight 0',
+  ].filter(Boolean);
+  const instance = makeInstance(service, id, 'curator', checked, { metadata: stringEntries(springMetadata), status, weight });
   return decoded(instance, why.length > 0 ? why.join('; ') : undefined);
 }
 

@@ -114,6 +114,16 @@ export function readWeight(value: unknown): number | string {
   return value;
 }
 
+/**
+ * A weight a format carries as a descriptive field (Curator/Spring metadata, where every value is a
+ * string, or a serverset's optional `weight`): used when it is an integer 0–1000, as a number or
+ * in digits; anything else is not a weight and leaves the default, 1.
+ */
+export function lenientWeight(value: unknown): number {
+  const n = typeof value === 'string' && /^\s*\d{1,4}\s*$/.test(value) ? Number(value) : value;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_WEIGHT ? n : 1;
+}
+
 /** The string-valued entries of an object (others left out); an empty map for anything else. */
 export function stringEntries(value: unknown): Readonly<Record<string, string>> {
   if (!isObject(value)) return NO_METADATA;

@@ -11,10 +11,11 @@
  * Traffic goes to `serviceEndpoint` over http (a serverset records no protocol or path). Only
  * `ALIVE` is routed; STARTING, STOPPING, STOPPED, DEAD, WARNING or any other status keeps a valid
  * member out of routing. `shard` and the additional endpoints are kept for display when well
- * formed and ignored otherwise.
+ * formed and ignored otherwise. A numeric `weight`, where a writer adds one, is the member's
+ * weight (0: not routed).
  */
 import type { DecodeResult, NamedEndpoint } from '../instance.js';
-import { checkPort, decoded, fail, isObject, isValidHost, makeInstance, show, validateEndpoint } from './endpoint.js';
+import { checkPort, decoded, fail, isObject, isValidHost, lenientWeight, makeInstance, show, validateEndpoint } from './endpoint.js';
 
 export function decodeServerset(service: string, id: string, obj: Record<string, unknown>): DecodeResult {
   const main = obj.serviceEndpoint;
@@ -26,12 +27,14 @@ export function decodeServerset(service: string, id: string, obj: Record<string,
     return fail(`serverset: status must be a string such as "ALIVE", got ${show(status)}`);
   const shard = typeof obj.shard === 'number' && Number.isInteger(obj.shard) && obj.shard >= 0 ? obj.shard : undefined;
   const endpoints = namedEndpoints(obj.additionalEndpoints);
+  const weight = lenientWeight(obj.weight);
   const instance = makeInstance(service, id, 'serverset', checked, {
     status,
+    weight,
     ...(shard !== undefined && { shard }),
     ...(endpoints && { endpoints }),
   });
-  return decoded(instance, status.toUpperCase() === 'ALIVE' ? undefined : `status ${status}`);
+  return decoded(instance, status.toUpperCase() !== 'ALIVE' ? `status ${status}` : weight === 0 ? 'weight 0' : undefined);
 }
 
 function namedEndpoints(value: unknown): Readonly<Record<string, NamedEndpoint>> | undefined {
