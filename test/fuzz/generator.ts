@@ -8,17 +8,10 @@
  *
  * Everything is latin1: one character, one byte.
  */
+import { seeded } from '../helpers/fakes.js';
 
-/** mulberry32: a small seeded 32-bit PRNG (test/integration/fast-lane.test.ts uses it too). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, the seeded source the tests share (test/helpers/fakes.ts `seeded`). */
+export const mulberry32: (seed: number) => () => number = seeded;
 
 export class Rng {
   readonly #next: () => number;

@@ -16,6 +16,9 @@ export interface TestCertificates {
   serverStore: string;
   clientCert: string;
   clientKey: string;
+  /** A self-signed certificate for 127.0.0.1 (no CA vouches for it) and its key. */
+  selfCert: string;
+  selfKey: string;
 }
 
 /** Paths of freshly generated PEM files in `dir` (EC P-256 keys, valid for a day). */
@@ -50,6 +53,7 @@ export function generateCertificates(dir: string): TestCertificates {
   selfSigned('other-ca', 'puttu other CA');
   signed('server', 'localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
   signed('client', 'puttu test client', 'extendedKeyUsage=clientAuth\n');
+  openssl('req', '-x509', ...ec, '-keyout', 'self.key', '-out', 'self.pem', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1');
   const file = (name: string) => path.join(dir, name);
   fs.writeFileSync(file('server-store.pem'), fs.readFileSync(file('server.key'), 'utf8') + fs.readFileSync(file('server.pem'), 'utf8'));
   return {
@@ -61,5 +65,7 @@ export function generateCertificates(dir: string): TestCertificates {
     serverStore: file('server-store.pem'),
     clientCert: file('client.pem'),
     clientKey: file('client.key'),
+    selfCert: file('self.pem'),
+    selfKey: file('self.key'),
   };
 }

@@ -1,10 +1,9 @@
 /**
  * HTTPS upstreams (verified against a configured CA, with an explicit per-service opt-out for
  * self-signed development certificates), the proxy itself serving TLS, and streamed responses
- * (server-sent events) forwarded as they arrive. Certificates are generated here with openssl.
+ * (server-sent events) forwarded as they arrive. Certificates are generated with openssl at test time.
  */
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -12,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { connect, type Puttu } from '../../proxy/index.js';
+import { generateCertificates } from '../helpers/certificates.js';
 import { eventually } from '../helpers/eventually.js';
 import { startProxy } from '../helpers/proxy.js';
 import { request, startUpstream } from '../helpers/upstreams.js';
@@ -22,48 +22,9 @@ let dir: string;
 const pem = (name: string) => path.join(dir, name);
 const closers: Array<() => unknown> = [];
 
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-}
-
 test.before(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'puttu-tls-'));
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=puttu test CA');
-  openssl('req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
-  fs.writeFileSync(pem('ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  openssl(
-    'x509',
-    '-req',
-    '-in',
-    'server.csr',
-    '-CA',
-    'ca.pem',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-out',
-    'server.pem',
-    '-days',
-    '1',
-    '-extfile',
-    'ext.cnf',
-  );
-  openssl(
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    'self.key',
-    '-out',
-    'self.pem',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=127.0.0.1',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-  );
+  // ca.pem signed server.pem/.key (127.0.0.1); self.pem/.key is self-signed.
+  dir = generateCertificates(fs.mkdtempSync(path.join(os.tmpdir(), 'puttu-tls-'))).dir;
   zk = await startZooKeeper();
 });
 
