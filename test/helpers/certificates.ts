@@ -53,7 +53,8 @@ export function generateCertificates(dir: string): TestCertificates {
   selfSigned('other-ca', 'puttu other CA');
   signed('server', 'localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
   signed('client', 'puttu test client', 'extendedKeyUsage=clientAuth\n');
-  openssl('req', '-x509', ...ec, '-keyout', 'self.key', '-out', 'self.pem', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1');
+  const san = ['-addext', 'subjectAltName=IP:127.0.0.1'];
+  openssl('req', '-x509', ...ec, '-keyout', 'self.key', '-out', 'self.pem', '-days', '1', '-subj', '/CN=127.0.0.1', ...san);
   const file = (name: string) => path.join(dir, name);
   fs.writeFileSync(file('server-store.pem'), fs.readFileSync(file('server.key'), 'utf8') + fs.readFileSync(file('server.pem'), 'utf8'));
   return {
