@@ -6,7 +6,9 @@
  * verification (self-signed development certificates), which gets it pools of its own.
  */
 import type net from 'node:net';
+import type { Dispatcher } from 'undici';
 import { Pool } from '../deps/undici.js';
+import { H2Upstream } from './h2-upstream.js';
 import type { Logger } from '../logger.js';
 import type { Instance } from '../registry/instance.js';
 
@@ -24,8 +26,15 @@ export interface PoolOptions {
   insecureServices?: ReadonlySet<string>;
 }
 
+/** What the forwarder dispatches to: an undici Pool (HTTP/1.1) or one HTTP/2 session (h2-upstream.ts). */
+export interface OriginDispatcher {
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+  close(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
 export class UpstreamPools {
-  readonly #pools = new Map<string, Pool>();
+  readonly #pools = new Map<string, OriginDispatcher>();
   readonly #refs = new Map<string, number>();
   readonly #o: PoolOptions;
   readonly #log: Logger;
@@ -41,14 +50,25 @@ export class UpstreamPools {
   }
 
   #key(instance: Instance): string {
-    return instance.protocol === 'https' && this.#o.insecureServices?.has(instance.service)
-      ? `${instance.origin}#insecure`
-      : instance.origin;
+    const tls = instance.protocol === 'https' || instance.protocol === 'h2';
+    const h2 = instance.protocol === 'h2' || instance.protocol === 'h2c' ? '#h2' : '';
+    return tls && this.#o.insecureServices?.has(instance.service) ? `${instance.origin}${h2}#insecure` : `${instance.origin}${h2}`;
   }
 
-  get(instance: Instance): Pool {
+  get(instance: Instance): OriginDispatcher {
     const key = this.#key(instance);
     let pool = this.#pools.get(key);
+    if (pool === undefined && (instance.protocol === 'h2c' || instance.protocol === 'h2')) {
+      pool = new H2Upstream(instance.origin, {
+        tls: instance.protocol === 'h2',
+        connectTimeoutMs: this.#o.connectTimeoutMs,
+        headersTimeoutMs: this.#o.headersTimeoutMs,
+        bodyTimeoutMs: this.#o.bodyTimeoutMs,
+        ...(this.#o.lookupFor && { lookup: this.#o.lookupFor(instance.port) }),
+        ...(instance.protocol === 'h2' && tlsOptions(this.#o, key.endsWith('#insecure'))),
+      });
+      if (!this.#closed) this.#pools.set(key, pool);
+    }
     if (pool === undefined) {
       pool = new Pool(instance.origin, {
         connections: this.#o.connections,
@@ -63,7 +83,7 @@ export class UpstreamPools {
         keepAliveTimeout: this.#o.keepAliveTimeoutMs ?? 4_000,
         // Upstreams commonly close idle keep-alive sockets after 5 s (Node's default); stay under it.
         keepAliveMaxTimeout: 4_000,
-      });
+      }) as OriginDispatcher;
       if (!this.#closed) this.#pools.set(key, pool);
     }
     return pool;

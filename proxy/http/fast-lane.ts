@@ -39,6 +39,7 @@ import {
   responseField,
   type ResponseFacts,
 } from '../forward/headers.js';
+import { startsLikePreface } from './h2.js';
 
 /**
  * A request handler both paths call. `body`: the whole request body when the lane already holds
@@ -52,6 +53,12 @@ export interface FastLaneOptions {
   keepAliveTimeoutMs: number;
   /** Bodies over this go to Node's path (which answers 413); 0: no limit. */
   maxBodyBytes: number;
+  /**
+   * Where a connection that opens with the HTTP/2 preface goes (prior-knowledge h2c), with the
+   * bytes read; unset: to Node's parser like any other. The preface is never a request the lane
+   * takes, so it is recognised only on the way out (handOff), at no cost to HTTP/1.1.
+   */
+  toH2?: (socket: Socket, read: Buffer[]) => void;
 }
 
 export interface FastLane {
@@ -605,8 +612,15 @@ class LaneConnection {
     socket.removeListener('close', this.#onClose);
     socket.removeListener('error', noop);
     this.lane.conns.delete(this);
-    this.lane.handedOff++;
     socket.pause();
+    const { toH2 } = this.lane.options;
+    if (toH2 !== undefined && this.buf !== null && this.#parts.length === 0 && startsLikePreface(this.buf)) {
+      const read = [this.buf];
+      this.buf = null;
+      toH2(socket, read);
+      return;
+    }
+    this.lane.handedOff++;
     if (this.buf !== null) {
       // Put back in order without copying them together: each unshift goes in front of the last.
       for (let i = this.#parts.length - 1; i >= 0; i--) socket.unshift(this.#parts[i]!);
