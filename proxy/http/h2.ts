@@ -227,6 +227,8 @@ function bodyOf(stream: http2.ServerHttp2Stream): Readable {
     if (!body.push(chunk)) stream.pause();
   });
   stream.once('end', () => body.push(null));
+  // Read or not (a refused request never is), a reset body is nobody's error to throw.
+  body.on('error', noop);
   stream.once('close', () => {
     if (!body.readableEnded) body.destroy(Object.assign(new Error('the client reset the stream'), { code: 'ECONNRESET' }));
   });
