@@ -18,12 +18,27 @@ import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import { Duplex, Readable } from 'node:stream';
 import type { ClientRequest, ClientResponse } from '../forward/client.js';
-import { GrpcDeadlineError, type PuttuError } from '../errors.js';
+import { sendError } from '../forward/http-forwarder.js';
+import { GrpcDeadlineError, HeadersTooLargeError, type PuttuError } from '../errors.js';
 import { GRPC_STATUS_UNAVAILABLE, grpcStatusOf, grpcTimeoutMs, isGrpc } from '../forward/grpc.js';
 import type { LaneHandler } from './fast-lane.js';
 
-const { HTTP2_HEADER_STATUS, HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_AUTHORITY, NGHTTP2_INTERNAL_ERROR, NGHTTP2_CANCEL } =
-  http2.constants;
+const {
+  HTTP2_HEADER_STATUS,
+  HTTP2_HEADER_METHOD,
+  HTTP2_HEADER_PATH,
+  HTTP2_HEADER_AUTHORITY,
+  NGHTTP2_INTERNAL_ERROR,
+  NGHTTP2_CANCEL,
+  NGHTTP2_ENHANCE_YOUR_CALM,
+} = http2.constants;
+
+/**
+ * Streams a client may reset before their answer, per second, before its connection is cut
+ * (rapid reset, CVE-2023-44487: each reset stream costs the proxy a request upstream, the client
+ * nothing). Legitimate cancellation (a gRPC deadline, a closed browser tab) is far rarer.
+ */
+export const MAX_RESETS_PER_SECOND = 100;
 
 export interface H2Options {
   /** SETTINGS_MAX_CONCURRENT_STREAMS announced to clients. */
@@ -62,7 +77,30 @@ export function startsLikePreface(buf: Buffer): boolean {
 
 const kTls = Symbol('puttu.h2.tls');
 const kRemote = Symbol('puttu.h2.remote');
-type FrontSession = http2.ServerHttp2Session & { [kTls]?: boolean; [kRemote]?: string | undefined };
+const kResets = Symbol('puttu.h2.resets');
+type FrontSession = http2.ServerHttp2Session & {
+  [kTls]?: boolean;
+  [kRemote]?: string | undefined;
+  /** Streams the client reset in the current one-second window, and when that window began. */
+  [kResets]?: { count: number; since: number };
+};
+
+/** A stream that ended in a reset (the client's, mostly): counted; too many in a second cut the session. */
+function onStreamClose(stream: http2.ServerHttp2Stream, session: FrontSession | undefined): void {
+  if (stream.rstCode === 0 || session === undefined || session.destroyed) return;
+  const now = Date.now();
+  const resets = (session[kResets] ??= { count: 0, since: now });
+  if (now - resets.since >= 1_000) {
+    resets.count = 0;
+    resets.since = now;
+  }
+  if (++resets.count === MAX_RESETS_PER_SECOND + 1) {
+    // GOAWAY (ENHANCE_YOUR_CALM) first: no stream after it is taken. The connection is cut a
+    // moment later, so the frame is read before the reset its unread bytes cause.
+    session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+    setTimeout(() => session.destroy(), 100).unref();
+  }
+}
 
 /**
  * The socket with its already-read bytes in front. Node's http2 session reads a net.Socket's
@@ -128,21 +166,39 @@ export function createH2Front(handler: LaneHandler, options: H2Options): H2Front
     session.once('close', () => sessions.delete(session));
     session.on('error', noop);
     session.setTimeout(options.idleTimeoutMs, () => session.close());
+    // The session's own event: a stream reset in the same read as its HEADERS has already
+    // forgotten its session by the time it is handed on.
+    session.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, raw: string[]) =>
+      onStream(session, stream, headers, raw),
+    );
   });
-  server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
-    const session = stream.session as FrontSession | undefined;
-    if (session?.[kTls]) requests.h2++;
+  function onStream(
+    session: FrontSession,
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    rawHeaders: string[],
+  ): void {
+    if (session[kTls]) requests.h2++;
     else requests.h2c++;
     stream.on('error', noop);
+    // Reset before it could be handled (rapid reset): nothing is asked of an upstream for it.
+    if (stream.destroyed) return onStreamClose(stream, session);
+    stream.once('close', () => onStreamClose(stream, session));
     stream.setTimeout(options.streamIdleTimeoutMs, () => stream.close(NGHTTP2_CANCEL));
-    const req = new H2Request(stream, headers, session?.[kRemote]);
+    const req = new H2Request(stream, headers, rawHeaders, session[kRemote]);
     const res = new H2Response(stream, isGrpc(headers['content-type']));
+    // nghttp2 applies SETTINGS_MAX_HEADER_LIST_SIZE only once the client has acknowledged it (a
+    // hostile one never does): the limit is checked here too, as RFC 9113 §6.5.2 counts it.
+    if (headerListSize(rawHeaders) > options.maxHeaderListSize) {
+      sendError(res, new HeadersTooLargeError());
+      return;
+    }
     if (res.grpc) {
       const ms = grpcTimeoutMs(headers['grpc-timeout']);
       if (ms !== undefined) res.deadline(ms);
     }
     handler(req, res);
-  });
+  }
   // Errors on sessions and sockets are the client's; the session is gone, nothing to report.
   server.on('sessionError', noop);
 
@@ -175,6 +231,13 @@ export function createH2Front(handler: LaneHandler, options: H2Options): H2Front
 
 function noop(): void {}
 
+/** Each field's name and value plus 32 octets (RFC 9113 §6.5.2), pseudo-headers included. */
+function headerListSize(raw: readonly string[]): number {
+  let size = 0;
+  for (let i = 0; i < raw.length; i++) size += raw[i]!.length + (i % 2 === 0 ? 32 : 0);
+  return size;
+}
+
 /** An HTTP/2 stream's request as the proxy handler reads it (pseudo-headers out, Host from :authority). */
 class H2Request implements ClientRequest {
   readonly method: string;
@@ -186,13 +249,17 @@ class H2Request implements ClientRequest {
   /** The request body: the stream itself, unless the HEADERS frame ended it. */
   readonly body: Readable | null;
 
-  constructor(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, remoteAddress: string | undefined) {
+  constructor(
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    given: readonly string[],
+    remoteAddress: string | undefined,
+  ) {
     this.method = String(headers[HTTP2_HEADER_METHOD] ?? 'GET');
     this.url = String(headers[HTTP2_HEADER_PATH] ?? '/');
     const authority = headers[HTTP2_HEADER_AUTHORITY];
     const raw: string[] = [];
-    // rawHeaders as Node gives them: flat name/value pairs, pseudo-headers first.
-    const given = (stream as unknown as { rawHeaders?: string[] }).rawHeaders ?? flatten(headers);
+    // `given`: the raw name/value pairs as Node gives them, pseudo-headers first.
     let host: string | undefined = typeof authority === 'string' ? authority : undefined;
     for (let i = 0; i < given.length; i += 2) {
       const name = given[i]!;
@@ -235,16 +302,6 @@ function bodyOf(stream: http2.ServerHttp2Stream): Readable {
   return body;
 }
 
-function flatten(headers: http2.IncomingHttpHeaders): string[] {
-  const out: string[] = [];
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) out.push(name, v);
-    else out.push(name, String(value));
-  }
-  return out;
-}
-
 type Trailers = Record<string, string | string[]>;
 
 /**
@@ -279,8 +336,9 @@ export class H2Response implements ClientResponse {
   get writableEnded(): boolean {
     return this.#ended || this.#stream.writableEnded;
   }
+  /** The whole answer went out: a reset stream counts as finished for Node, not here. */
   get writableFinished(): boolean {
-    return !this.#cut && this.#stream.writableFinished;
+    return !this.#cut && this.#ended && this.#stream.writableFinished && this.#stream.rstCode === 0;
   }
 
   writeHead(statusCode: number, _statusMessage: string | undefined, fields: string[]): this {
@@ -425,12 +483,13 @@ export class H2Response implements ClientResponse {
     this.#timer = undefined;
   }
 
+  // Listeners are called on this response, as Node's ServerResponse calls its own.
   once(event: 'drain', listener: () => void): this {
-    this.#stream.once(event, listener);
+    this.#stream.once(event, () => listener.call(this));
     return this;
   }
   on(event: 'close', listener: () => void): this {
-    this.#stream.on(event, listener);
+    this.#stream.on(event, () => listener.call(this));
     return this;
   }
 }
