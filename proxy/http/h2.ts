@@ -208,6 +208,8 @@ export function createH2Front(handler: LaneHandler, options: H2Options): H2Front
         socket.destroy();
         return;
       }
+      // Node's HTTP server would set this on its own connections: frames go out as written.
+      socket.setNoDelay(true);
       pendingTls = tls;
       pendingRemote = socket.remoteAddress;
       server.emit('connection', read === undefined || read.length === 0 ? socket : withBytesRead(socket, read));
