@@ -44,6 +44,9 @@ export interface H2UpstreamOptions {
 
 type Handler = Dispatcher.DispatchHandler;
 
+/** How long an upstream session may carry no frames before it is closed. */
+const IDLE_SESSION_MS = 30_000;
+
 /** An error with the errno-style code `toProxyError` maps (errors.ts). */
 function coded(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
@@ -83,6 +86,9 @@ export class H2Upstream {
     );
     session.once('connect', () => clearTimeout(timer));
     session.once('close', () => clearTimeout(timer));
+    // An idle session is closed (GOAWAY; a stream still open finishes), as keep-alive pools close
+    // idle sockets; the next request opens a new one.
+    session.setTimeout(IDLE_SESSION_MS, () => session.close());
     // The proxy's listeners keep the process alive; an upstream session alone need not.
     session.unref();
     // Every request waiting for the connection listens for its failure.

@@ -151,6 +151,30 @@ test.serial('oversized header lists: too large is 431, too many fields is refuse
   c.socket.destroy();
 });
 
+test.serial('--http2-max-concurrent-streams: 100 streams at once are served; a client opening 150 loses its connection', async (t) => {
+  const opened = async (n: number) => {
+    const c = await rawH2(port());
+    // Acknowledged, the proxy's SETTINGS (100 concurrent streams) are in force.
+    c.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
+    await eventually(() => c.frames.some((f) => f.type === FRAME.SETTINGS && f.flags === 0), { message: "the proxy's SETTINGS" });
+    const parts: Buffer[] = [];
+    for (let i = 0; i < n; i++) parts.push(frame(FRAME.HEADERS, FLAG.END_STREAM | FLAG.END_HEADERS, 1 + 2 * i, requestBlock('/slow/held')));
+    c.write(...parts);
+    return c;
+  };
+  const before = slow.seen.length;
+  const within100 = await opened(100);
+  await eventually(() => slow.seen.length - before === 100, { message: '100 streams forwarded' });
+  t.is(within100.goaway(), undefined);
+  within100.socket.destroy();
+
+  const after = slow.seen.length;
+  const over = await opened(150);
+  t.not(await within(over.closed, 5_000), 'pending', 'the connection is closed');
+  t.true(slow.seen.length - after <= 100, `${slow.seen.length - after} forwarded`);
+  await bystanderServed(t);
+});
+
 test.serial('a SETTINGS flood from a client that reads nothing is cut, memory bounded', async (t) => {
   const rss = process.memoryUsage().rss;
   await eventually(async () => (await sessions()) === 0, { message: 'no HTTP/2 session open before' });

@@ -195,6 +195,30 @@ test('instances registered with protocol "h2c" are reached over HTTP/2, many req
   t.is(h2.json().version, '2.0');
 });
 
+test('instances registered with protocol "h2" are reached over HTTP/2 with TLS, verified against the configured CA', async (t) => {
+  const cert = fs.readFileSync(path.join(dir, 'cert.pem'));
+  const server = http2.createSecureServer({ cert, key: fs.readFileSync(path.join(dir, 'key.pem')) }, (req, res) => {
+    res.end(
+      JSON.stringify({ version: req.httpVersion, alpn: (req.socket as unknown as { alpnProtocol?: string }).alpnProtocol, path: req.url }),
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  closers.push(() => new Promise((r) => server.close(r)));
+  const proxy = await startProxy(zk.connectString, { upstreamCa: path.join(dir, 'cert.pem') });
+  closers.push(() => proxy.close());
+  const strict = await startProxy(zk.connectString, { basePath: proxy.basePath });
+  closers.push(() => strict.close());
+  const lib = await library(proxy.basePath);
+  await lib.register('tls2', { protocol: 'h2', host: '127.0.0.1', port: (server.address() as AddressInfo).port, api: '/base' });
+  await eventually(() => proxy.app.registry!.get('tls2')?.instances.length && strict.app.registry!.get('tls2')?.instances.length);
+  const reply = await request(`${proxy.url}/tls2/x`);
+  t.is(reply.status, 200);
+  t.deepEqual(reply.json(), { version: '2.0', alpn: 'h2', path: '/base/x' });
+  const refused = await request(`${strict.url}/tls2/x`);
+  t.is(refused.status, 502);
+  t.is(refused.json().error.code, 'PUTTU_UPSTREAM_TLS');
+});
+
 test('HTTP/2 requests are counted by protocol and logged with it', async (t) => {
   const lines: string[] = [];
   const logger = createLogger({ level: 'info', write: (line: string) => void lines.push(line) });
