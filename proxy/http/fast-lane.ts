@@ -39,7 +39,7 @@ import {
   responseField,
   type ResponseFacts,
 } from '../forward/headers.js';
-import { startsLikePreface } from './h2.js';
+import { prefaceVerdict } from './h2.js';
 
 /**
  * A request handler both paths call. `body`: the whole request body when the lane already holds
@@ -447,6 +447,8 @@ class LaneConnection {
   #parts: Buffer[] = [];
   #received = 0;
   waitingSince = -1;
+  /** No request taken yet: the bytes so far are the connection's first. */
+  #fresh = true;
   #paused = false;
   /** A response has ended but is not yet flushed: the client has not read it. */
   #draining = false;
@@ -528,6 +530,7 @@ class LaneConnection {
 
   /** Serves `head`, whose body is in `buf` from `start`; what follows it is the next request's. */
   #take(head: Head, start: number, buf: Buffer): void {
+    this.#fresh = false;
     const bodyEnd = start + head.length;
     this.#serve(head, head.length > 0 ? buf.subarray(start, bodyEnd) : undefined, bodyEnd < buf.length ? buf.subarray(bodyEnd) : null);
   }
@@ -607,17 +610,20 @@ class LaneConnection {
   /** From now on Node's parser reads this connection, starting with the bytes not yet taken. */
   handOff(): void {
     const socket = this.socket;
+    // A connection's first bytes may be the HTTP/2 preface (prior-knowledge h2c): only then, and
+    // only until the lane has taken a request; too few of them to tell: wait for more.
+    const h2 = this.#fresh && this.lane.options.toH2 !== undefined && this.buf !== null ? prefaceVerdict(this.buf) : 'h1';
+    if (h2 === undefined && this.#parts.length === 0) return;
     socket.removeListener('data', this.#onData);
     socket.removeListener('end', this.#onEnd);
     socket.removeListener('close', this.#onClose);
     socket.removeListener('error', noop);
     this.lane.conns.delete(this);
     socket.pause();
-    const { toH2 } = this.lane.options;
-    if (toH2 !== undefined && this.buf !== null && this.#parts.length === 0 && startsLikePreface(this.buf)) {
-      const read = [this.buf];
+    if (h2 === 'h2' && this.#parts.length === 0) {
+      const read = [this.buf!];
       this.buf = null;
-      toH2(socket, read);
+      this.lane.options.toH2!(socket, read);
       return;
     }
     this.lane.handedOff++;

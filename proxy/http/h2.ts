@@ -69,10 +69,18 @@ export interface H2Front {
 /** The connection preface of HTTP/2 (RFC 9113 §3.4), which a prior-knowledge client sends first. */
 export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
-/** Whether `buf` is, or begins like, the HTTP/2 preface (a shorter read is taken as its start). */
-export function startsLikePreface(buf: Buffer): boolean {
-  const n = Math.min(buf.length, H2_PREFACE.length);
-  return n > 0 && buf.compare(H2_PREFACE, 0, n, 0, n) === 0;
+/** The preface's first line, `PRI * HTTP/2.0\r\n`: no HTTP/1.1 request begins so. */
+const PREFACE_LINE = 16;
+
+/**
+ * What the first bytes of a connection say: 'h2' once they hold the preface's first line, 'h1'
+ * once they cannot be it (`PUT`, `POST` and `PATCH` share only the P), undefined while too few
+ * have arrived to tell.
+ */
+export function prefaceVerdict(buf: Buffer): 'h2' | 'h1' | undefined {
+  const n = Math.min(buf.length, PREFACE_LINE);
+  if (buf.compare(H2_PREFACE, 0, n, 0, n) !== 0) return 'h1';
+  return buf.length >= PREFACE_LINE ? 'h2' : undefined;
 }
 
 const kTls = Symbol('puttu.h2.tls');

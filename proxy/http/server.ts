@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import { installFastLane, type FastLane, type LaneHandler } from './fast-lane.js';
 import { BadRequestError, HeadersTooLargeError, RequestTimeoutError } from '../errors.js';
 import { endWithError } from './raw-error.js';
-import { createH2Front, startsLikePreface, type H2Front, type H2Options } from './h2.js';
+import { createH2Front, prefaceVerdict, type H2Front, type H2Options } from './h2.js';
 
 export interface Listener {
   readonly server: http.Server;
@@ -228,16 +228,22 @@ function sniffPreface(server: http.Server, toH2: (socket: Socket, read: Buffer[]
     // Until its first bytes, a connection is no one's: it is closed if they do not come.
     socket.setTimeout(silentMs, silent);
     socket.on('error', noop);
-    socket.once('data', (chunk: Buffer) => {
+    const read: Buffer[] = [];
+    const onData = (chunk: Buffer): void => {
+      read.push(chunk);
+      const verdict = prefaceVerdict(read.length === 1 ? chunk : Buffer.concat(read));
+      if (verdict === undefined) return; // too few bytes to tell yet
+      socket.removeListener('data', onData);
       socket.setTimeout(0);
       socket.removeListener('timeout', silent);
       socket.removeListener('error', noop);
       socket.pause();
-      if (startsLikePreface(chunk)) return toH2(socket, [chunk]);
-      socket.unshift(chunk);
+      if (verdict === 'h2') return toH2(socket, read);
+      for (let i = read.length - 1; i >= 0; i--) socket.unshift(read[i]!);
       nodeConnection.call(server, socket);
       socket.resume();
-    });
+    };
+    socket.on('data', onData);
   });
 }
 

@@ -14,7 +14,7 @@ import {
   BadPathError,
 } from '../../proxy/errors.js';
 import { grpcStatusOf, grpcTimeoutMs, isGrpc } from '../../proxy/forward/grpc.js';
-import { H2_PREFACE, startsLikePreface } from '../../proxy/http/h2.js';
+import { H2_PREFACE, prefaceVerdict } from '../../proxy/http/h2.js';
 import { DROP, RELAY, responseField } from '../../proxy/forward/headers.js';
 
 test('isGrpc: application/grpc and its +proto / +json / parameters, nothing else', (t) => {
@@ -65,14 +65,17 @@ test('grpcStatusOf follows gRPC HTTP mapping: unknown service UNIMPLEMENTED, no 
   t.is(grpcStatusOf(new InternalError()), 13);
 });
 
-test('the h2c preface is recognised whole, or as the start of a short first read; HTTP/1.1 never', (t) => {
-  t.true(startsLikePreface(H2_PREFACE));
-  t.true(startsLikePreface(Buffer.concat([H2_PREFACE, Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])])));
-  t.true(startsLikePreface(Buffer.from('PRI * HT')));
-  t.false(startsLikePreface(Buffer.alloc(0)));
-  t.false(startsLikePreface(Buffer.from('GET / HTTP/1.1\r\nHost: a\r\n\r\n')));
-  t.false(startsLikePreface(Buffer.from('PRI * HTTP/1.1\r\n\r\n')));
-  t.false(startsLikePreface(Buffer.from('PUT /x HTTP/1.1\r\n')));
+test('the h2c preface is recognised by its first line; a shorter read that could still be it waits; HTTP/1.1 never', (t) => {
+  t.is(prefaceVerdict(H2_PREFACE), 'h2');
+  t.is(prefaceVerdict(Buffer.concat([H2_PREFACE, Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])])), 'h2');
+  t.is(prefaceVerdict(Buffer.from('PRI * HTTP/2.0\r\n')), 'h2');
+  t.is(prefaceVerdict(Buffer.from('PRI * HT')), undefined);
+  t.is(prefaceVerdict(Buffer.from('P')), undefined, 'PUT, POST, PATCH and PRI all begin so');
+  t.is(prefaceVerdict(Buffer.alloc(0)), undefined);
+  t.is(prefaceVerdict(Buffer.from('PU')), 'h1');
+  t.is(prefaceVerdict(Buffer.from('GET / HTTP/1.1\r\nHost: a\r\n\r\n')), 'h1');
+  t.is(prefaceVerdict(Buffer.from('PRI * HTTP/1.1\r\n\r\n')), 'h1');
+  t.is(prefaceVerdict(Buffer.from('POST /x HTTP/1.1\r\n')), 'h1');
 });
 
 test('the one response-header policy drops every connection-specific field HTTP/2 forbids (RFC 9113 §8.2.2)', (t) => {
