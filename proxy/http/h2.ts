@@ -16,7 +16,7 @@
  */
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
-import { Duplex, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { ClientRequest, ClientResponse } from '../forward/client.js';
 import { sendError } from '../forward/http-forwarder.js';
 import { GrpcDeadlineError, HeadersTooLargeError, type PuttuError } from '../errors.js';
@@ -110,38 +110,6 @@ function onStreamClose(stream: http2.ServerHttp2Stream, session: FrontSession | 
   }
 }
 
-/**
- * The socket with its already-read bytes in front. Node's http2 session reads a net.Socket's
- * handle directly, past bytes put back with `unshift`; given a stream that is not a socket, it
- * reads through the stream API, which delivers them.
- */
-function withBytesRead(socket: Socket, read: readonly Buffer[]): Duplex {
-  const duplex = new Duplex({
-    read() {
-      socket.resume();
-    },
-    write(chunk: Buffer, _encoding, callback) {
-      socket.write(chunk, callback);
-    },
-    final(callback) {
-      socket.end();
-      callback();
-    },
-    destroy(error, callback) {
-      socket.destroy();
-      callback(error);
-    },
-  });
-  for (const chunk of read) duplex.push(chunk);
-  socket.on('data', (chunk: Buffer) => {
-    if (!duplex.push(chunk)) socket.pause();
-  });
-  socket.on('end', () => duplex.push(null));
-  socket.on('close', () => duplex.destroy());
-  socket.on('error', (error) => duplex.destroy(error));
-  return duplex;
-}
-
 export function createH2Front(handler: LaneHandler, options: H2Options): H2Front {
   const server = http2.createServer({
     settings: {
@@ -220,7 +188,13 @@ export function createH2Front(handler: LaneHandler, options: H2Options): H2Front
       socket.setNoDelay(true);
       pendingTls = tls;
       pendingRemote = socket.remoteAddress;
-      server.emit('connection', read === undefined || read.length === 0 ? socket : withBytesRead(socket, read));
+      // The bytes already read go back in front, and the socket stays paused: a new session first
+      // reads what the socket holds (socket.read()), then takes over its handle directly.
+      if (read !== undefined) {
+        socket.pause();
+        for (let i = read.length - 1; i >= 0; i--) socket.unshift(read[i]!);
+      }
+      server.emit('connection', socket);
       pendingTls = false;
       pendingRemote = undefined;
     },
