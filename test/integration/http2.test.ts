@@ -15,6 +15,8 @@ import { promisify } from 'node:util';
 import { connect, type Puttu } from '../../proxy/index.js';
 import { createLogger } from '../../proxy/logger.js';
 import { eventually } from '../helpers/eventually.js';
+import * as grpc from '@grpc/grpc-js';
+import { EchoClient, SERVICE, startEchoServer, unary } from '../helpers/grpc.js';
 import { h2request } from '../helpers/h2.js';
 import { startProxy } from '../helpers/proxy.js';
 import { request, startUpstream, type Upstream } from '../helpers/upstreams.js';
@@ -160,6 +162,23 @@ test('the TLS listener negotiates h2 by ALPN and still serves HTTP/1.1', async (
   const h1 = await run('curl', ['-s', '--http1.1', '--cacert', cert, '-w', '\n%{http_version}', `${proxy.url}/svc/c`]);
   t.is(h1.stdout.split('\n')[1], '1.1');
   t.is(JSON.parse(h1.stdout.split('\n')[0]!).url, '/v1/c');
+});
+
+test('gRPC over TLS: a client with TLS credentials reaches a plain-text gRPC server through the TLS listener', async (t) => {
+  const proxy = await startProxy(zk.connectString, { tlsCert: path.join(dir, 'cert.pem'), tlsKey: path.join(dir, 'key.pem') });
+  closers.push(() => proxy.close());
+  const server = await startEchoServer('tls');
+  closers.push(() => server.close());
+  const lib = await library(proxy.basePath);
+  await lib.register(SERVICE, { protocol: 'h2c', host: '127.0.0.1', port: server.port });
+  await eventually(() => proxy.app.registry!.get(SERVICE)?.instances.length);
+  const client: EchoClient = new EchoClient(
+    new URL(proxy.url).host,
+    grpc.credentials.createSsl(fs.readFileSync(path.join(dir, 'cert.pem'))),
+  );
+  closers.push(() => client.close());
+  const reply = await unary(client, 'unary', { text: 'secure' });
+  t.deepEqual(reply, { text: 'secure', from: 'tls' });
 });
 
 test('--http2 off: the preface is not HTTP/2 to the proxy, HTTP/1.1 is served as before', async (t) => {
