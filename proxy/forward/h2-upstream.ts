@@ -21,17 +21,6 @@ import type { Dispatcher } from 'undici';
 
 const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants;
 
-/** Request fields HTTP/2 forbids (RFC 9113 §8.2.2); `te` is kept only as "trailers". */
-const CONNECTION_SPECIFIC = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-  'http2-settings',
-]);
-
 export interface H2UpstreamOptions {
   tls: boolean;
   connectTimeoutMs: number;
@@ -165,12 +154,13 @@ class H2Call {
       ':scheme': url.protocol === 'https:' ? 'https' : 'http',
       ':authority': url.host,
     };
+    // The fields come from upstreamRequestHeaders() (headers.ts), which has already dropped every
+    // connection-specific one HTTP/2 forbids (RFC 9113 §8.2.2); only gRPC's `te: trailers` is added.
     const flat = this.#options.headers as string[] | null | undefined;
     if (flat) {
       for (let i = 0; i < flat.length; i += 2) {
         const name = flat[i]!.toLowerCase();
         const value = flat[i + 1]!;
-        if (CONNECTION_SPECIFIC.has(name) || (name === 'te' && value.trim().toLowerCase() !== 'trailers')) continue;
         const had = headers[name];
         headers[name] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [String(had), value];
       }
