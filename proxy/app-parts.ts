@@ -121,6 +121,12 @@ export function buildUpstreams(
           .map((s) => s.trim())
           .filter(Boolean),
       ),
+      http2Services: new Set(
+        config.http2Services
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+      ),
     },
     logger,
   );

@@ -24,6 +24,8 @@ export interface PoolOptions {
   ca?: string[];
   /** Services whose HTTPS upstreams are not verified (explicit opt-out). */
   insecureServices?: ReadonlySet<string>;
+  /** Services reached over HTTP/2 whatever their instances' protocol says (h2c over http, h2 over https). */
+  http2Services?: ReadonlySet<string>;
 }
 
 /** What the forwarder dispatches to: an undici Pool (HTTP/1.1) or one HTTP/2 session (h2-upstream.ts). */
@@ -49,23 +51,29 @@ export class UpstreamPools {
     return this.#pools.size;
   }
 
+  /** HTTP/2: registered so (h2c, h2), or the service is one of --http2-services. */
+  #http2(instance: Instance): boolean {
+    return instance.protocol === 'h2c' || instance.protocol === 'h2' || this.#o.http2Services?.has(instance.service) === true;
+  }
+
   #key(instance: Instance): string {
     const tls = instance.protocol === 'https' || instance.protocol === 'h2';
-    const h2 = instance.protocol === 'h2' || instance.protocol === 'h2c' ? '#h2' : '';
+    const h2 = this.#http2(instance) ? '#h2' : '';
     return tls && this.#o.insecureServices?.has(instance.service) ? `${instance.origin}${h2}#insecure` : `${instance.origin}${h2}`;
   }
 
   get(instance: Instance): OriginDispatcher {
     const key = this.#key(instance);
     let pool = this.#pools.get(key);
-    if (pool === undefined && (instance.protocol === 'h2c' || instance.protocol === 'h2')) {
+    const tls = instance.protocol === 'https' || instance.protocol === 'h2';
+    if (pool === undefined && this.#http2(instance)) {
       pool = new H2Upstream(instance.origin, {
-        tls: instance.protocol === 'h2',
+        tls,
         connectTimeoutMs: this.#o.connectTimeoutMs,
         headersTimeoutMs: this.#o.headersTimeoutMs,
         bodyTimeoutMs: this.#o.bodyTimeoutMs,
         ...(this.#o.lookupFor && { lookup: this.#o.lookupFor(instance.port) }),
-        ...(instance.protocol === 'h2' && tlsOptions(this.#o, key.endsWith('#insecure'))),
+        ...(tls && tlsOptions(this.#o, key.endsWith('#insecure'))),
       });
       if (!this.#closed) this.#pools.set(key, pool);
     }

@@ -212,6 +212,15 @@ test('instances registered with protocol "h2c" are reached over HTTP/2, many req
   // And from an HTTP/2 client too, end to end.
   const h2 = await h2request(proxy.url, '/h2svc/both');
   t.is(h2.json().version, '2.0');
+
+  // --http2-services: a service whose instances registered plain http is reached over h2c too.
+  const flagged = await startProxy(zk.connectString, { basePath: proxy.basePath, http2Services: 'legacy' });
+  closers.push(() => flagged.close());
+  await lib.register('legacy', { protocol: 'http', host: '127.0.0.1', port: (server.address() as AddressInfo).port });
+  await eventually(() => flagged.app.registry!.get('legacy')?.instances.length);
+  const legacy = await request(`${flagged.url}/legacy/old`);
+  t.is(legacy.status, 200);
+  t.like(legacy.json(), { version: '2.0', path: '/old' });
 });
 
 test('instances registered with protocol "h2" are reached over HTTP/2 with TLS, verified against the configured CA', async (t) => {
