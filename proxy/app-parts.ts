@@ -175,6 +175,12 @@ export function buildUpstreams(
           .map((s) => s.trim())
           .filter(Boolean),
       ),
+      http2Services: new Set(
+        config.http2Services
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+      ),
     },
     logger,
   );
@@ -239,6 +245,14 @@ export function buildProxyListener(
       requestTimeoutMs: config.clientRequestTimeoutMs,
       maxHeaderSize: config.maxHeaderBytes,
       ...(config.fastLane === 'on' && { fastLane: { maxBodyBytes: config.maxBodyBytes } }),
+      ...(config.http2 === 'on' && {
+        http2: {
+          maxConcurrentStreams: config.http2MaxConcurrentStreams,
+          maxHeaderListSize: config.maxHeaderBytes,
+          idleTimeoutMs: Math.max(5_000, config.clientHeadersTimeoutMs),
+          streamIdleTimeoutMs: config.bodyTimeoutMs,
+        },
+      }),
       ...(config.tlsCert && { tls: { cert: readPem(config.tlsCert, 'tlsCert')[0]!, key: readPem(config.tlsKey, 'tlsKey')[0]! } }),
     },
   );

@@ -132,6 +132,7 @@ export function createApp(deps: AppDeps): App {
       const proxyAddress = await proxy.listen(config.port, config.host);
       fastLane = proxy.lane;
       if (fastLane) metrics.watchFastLane(fastLane);
+      if (proxy.h2) metrics.watchHttp2(proxy.h2);
       // Cleanups run last-in first-out: the deadlines keep watching through the grace period.
       cleanups.push(() => deadlines.close());
       cleanups.push(() => proxy.close(config.shutdownGraceMs));

@@ -269,6 +269,14 @@ export class UpstreamPolicyError extends UpstreamError {
     super('the upstream address is not allowed by the proxy policy');
   }
 }
+/** A gRPC call's grpc-timeout passed before the upstream's answer was complete (DEADLINE_EXCEEDED). */
+export class GrpcDeadlineError extends PuttuError {
+  readonly code = 'PUTTU_GRPC_DEADLINE';
+  readonly status = 504;
+  constructor() {
+    super('the call did not complete within its grpc-timeout');
+  }
+}
 export class InternalError extends PuttuError {
   readonly code = 'PUTTU_INTERNAL';
   readonly status = 500;

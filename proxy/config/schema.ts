@@ -87,6 +87,12 @@ export interface Config {
   maxHeaderBytes: number;
   /** Everyday plain-HTTP requests read by puttu's fast lane ("on") or all by Node's parser ("off"). */
   fastLane: 'on' | 'off';
+  /** HTTP/2 from clients: h2 by ALPN with TLS, prior-knowledge h2c on the plain port ("on"/"off"). */
+  http2: 'on' | 'off';
+  /** Streams one HTTP/2 client connection may have open at once. */
+  http2MaxConcurrentStreams: number;
+  /** Services reached over HTTP/2 whatever their instances' protocol (formats without one), comma-separated. */
+  http2Services: string;
   /** On SIGTERM, how long in-flight requests may take to finish. */
   shutdownGraceMs: number;
   sessionTimeoutMs: number;
@@ -147,6 +153,9 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   clientRequestTimeoutMs: 120_000,
   maxHeaderBytes: 16 * 1024,
   fastLane: 'on',
+  http2: 'on',
+  http2MaxConcurrentStreams: 100,
+  http2Services: '',
   shutdownGraceMs: 10_000,
   sessionTimeoutMs: 10_000,
   devZkDir: '.puttu/zookeeper',
@@ -252,6 +261,17 @@ export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } =
     type: 'enum',
     values: ['on', 'off'],
     help: "plain everyday requests read without Node's http.Server (off: all by Node's parser)",
+  },
+  http2: {
+    type: 'enum',
+    values: ['on', 'off'],
+    help: 'HTTP/2 from clients: h2 by ALPN with TLS, prior-knowledge h2c next to HTTP/1.1 on the plain port (gRPC needs it)',
+  },
+  http2MaxConcurrentStreams: { type: 'int', min: 1, max: 10_000, help: 'streams one HTTP/2 client connection may have open at once' },
+  http2Services: {
+    type: 'string',
+    allowEmpty: true,
+    help: 'services whose instances are reached over HTTP/2 (h2c, or h2 over https) whatever they registered, comma-separated',
   },
   shutdownGraceMs: { type: 'int', min: 0, max: 3_600_000, help: 'time for in-flight requests on shutdown, ms' },
   sessionTimeoutMs: { type: 'int', min: 1_000, max: 600_000, help: 'ZooKeeper session timeout, ms' },

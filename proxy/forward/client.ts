@@ -3,6 +3,8 @@
  * ServerResponse have all of it; so do the fast lane's request and response (http/fast-lane.ts),
  * which is how one forwarder serves both paths.
  */
+import type { Readable } from 'node:stream';
+import type { PuttuError } from '../errors.js';
 import type { ResponseFacts } from './headers.js';
 
 /** What the proxy handler reads of a request; Node's IncomingMessage has the same. */
@@ -17,6 +19,13 @@ export interface ClientRequest {
     readonly 'transfer-encoding'?: string | undefined;
   };
   readonly socket: { readonly remoteAddress?: string | undefined };
+  /** '2.0' over HTTP/2 (Node's requests say '1.1'; the fast lane's have none). */
+  readonly httpVersion?: string;
+  /**
+   * Only HTTP/2 streams have it: the request body (the stream), or null when the HEADERS frame
+   * ended the request. HTTP/1.1 says so with Content-Length or Transfer-Encoding instead.
+   */
+  readonly body?: Readable | null;
 }
 
 /** What the proxy writes to a response; Node's ServerResponse has the same. */
@@ -35,6 +44,12 @@ export interface ClientResponse {
   write(chunk: Buffer): boolean;
   end(chunk?: Buffer | string): unknown;
   destroy(): unknown;
+  /** Only HTTP/2 responses have it: the upstream's trailers, relayed when the client takes them. */
+  setTrailers?(trailers: Record<string, unknown> | readonly Buffer[] | null | undefined): void;
+  /** Only HTTP/2 responses have it: true when the request is gRPC. */
+  readonly grpc?: boolean;
+  /** Only HTTP/2 responses have it: writes `error` in the request's own protocol (gRPC); false: not taken. */
+  writeError?(error: PuttuError, requestId: string | undefined): boolean;
   once(event: 'drain', listener: () => void): unknown;
   on(event: 'close', listener: () => void): unknown;
 }

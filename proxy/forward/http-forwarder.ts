@@ -249,9 +249,10 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
     this.#resume!();
   }
 
-  onComplete(): void {
+  onComplete(trailers?: unknown): void {
     this.#f.deadlines.untrack(this);
     this.#f.inflight.dec(this.instance!);
+    this.res.setTrailers?.(trailers as Record<string, unknown> | null);
     if (!this.res.writableEnded) this.res.end();
     this.#finish();
   }
@@ -317,6 +318,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
 
 /** Writes a JSON error response (no internal details: the body is `errorBody`). */
 export function sendError(res: ClientResponse, error: PuttuError, requestId?: string, extraFields?: readonly string[]): void {
+  if (res.writeError?.(error, requestId) === true) return;
   if (res.headersSent) {
     res.destroy();
     return;

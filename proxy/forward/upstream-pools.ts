@@ -6,7 +6,9 @@
  * verification (self-signed development certificates), which gets it pools of its own.
  */
 import type net from 'node:net';
+import type { Dispatcher } from 'undici';
 import { Pool } from '../deps/undici.js';
+import { H2Upstream } from './h2-upstream.js';
 import type { Logger } from '../logger.js';
 import type { Instance } from '../registry/instance.js';
 
@@ -22,10 +24,19 @@ export interface PoolOptions {
   ca?: string[];
   /** Services whose HTTPS upstreams are not verified (explicit opt-out). */
   insecureServices?: ReadonlySet<string>;
+  /** Services reached over HTTP/2 whatever their instances' protocol says (h2c over http, h2 over https). */
+  http2Services?: ReadonlySet<string>;
+}
+
+/** What the forwarder dispatches to: an undici Pool (HTTP/1.1) or one HTTP/2 session (h2-upstream.ts). */
+export interface OriginDispatcher {
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+  close(): Promise<void>;
+  destroy(): Promise<void>;
 }
 
 export class UpstreamPools {
-  readonly #pools = new Map<string, Pool>();
+  readonly #pools = new Map<string, OriginDispatcher>();
   readonly #refs = new Map<string, number>();
   readonly #o: PoolOptions;
   readonly #log: Logger;
@@ -40,15 +51,32 @@ export class UpstreamPools {
     return this.#pools.size;
   }
 
-  #key(instance: Instance): string {
-    return instance.protocol === 'https' && this.#o.insecureServices?.has(instance.service)
-      ? `${instance.origin}#insecure`
-      : instance.origin;
+  /** HTTP/2: registered so (h2c, h2), or the service is one of --http2-services. */
+  #http2(instance: Instance): boolean {
+    return instance.protocol === 'h2c' || instance.protocol === 'h2' || this.#o.http2Services?.has(instance.service) === true;
   }
 
-  get(instance: Instance): Pool {
+  #key(instance: Instance): string {
+    const tls = instance.protocol === 'https' || instance.protocol === 'h2';
+    const h2 = this.#http2(instance) ? '#h2' : '';
+    return tls && this.#o.insecureServices?.has(instance.service) ? `${instance.origin}${h2}#insecure` : `${instance.origin}${h2}`;
+  }
+
+  get(instance: Instance): OriginDispatcher {
     const key = this.#key(instance);
     let pool = this.#pools.get(key);
+    const tls = instance.protocol === 'https' || instance.protocol === 'h2';
+    if (pool === undefined && this.#http2(instance)) {
+      pool = new H2Upstream(instance.origin, {
+        tls,
+        connectTimeoutMs: this.#o.connectTimeoutMs,
+        headersTimeoutMs: this.#o.headersTimeoutMs,
+        bodyTimeoutMs: this.#o.bodyTimeoutMs,
+        ...(this.#o.lookupFor && { lookup: this.#o.lookupFor(instance.port) }),
+        ...(tls && tlsOptions(this.#o, key.endsWith('#insecure'))),
+      });
+      if (!this.#closed) this.#pools.set(key, pool);
+    }
     if (pool === undefined) {
       pool = new Pool(instance.origin, {
         connections: this.#o.connections,
@@ -63,7 +91,7 @@ export class UpstreamPools {
         keepAliveTimeout: this.#o.keepAliveTimeoutMs ?? 4_000,
         // Upstreams commonly close idle keep-alive sockets after 5 s (Node's default); stay under it.
         keepAliveMaxTimeout: 4_000,
-      });
+      }) as OriginDispatcher;
       if (!this.#closed) this.#pools.set(key, pool);
     }
     return pool;

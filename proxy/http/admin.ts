@@ -100,7 +100,12 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
       for (const i of s.instances) {
         groups.push({
           targets: [i.host.includes(':') ? `[${i.host}]:${i.port}` : `${i.host}:${i.port}`],
-          labels: { puttu_service: s.name, puttu_instance: i.id, puttu_format: i.format, __scheme__: i.protocol },
+          labels: {
+            puttu_service: s.name,
+            puttu_instance: i.id,
+            puttu_format: i.format,
+            __scheme__: i.origin.startsWith('https:') ? 'https' : 'http',
+          },
         });
       }
     }

@@ -42,6 +42,7 @@ import {
   responseField,
   type ResponseFacts,
 } from '../forward/headers.js';
+import { prefaceVerdict } from './h2.js';
 
 /**
  * A request handler both paths call. `body`: the whole request body when the lane already holds
@@ -55,6 +56,12 @@ export interface FastLaneOptions {
   keepAliveTimeoutMs: number;
   /** Bodies over this go to Node's path (which answers 413); 0: no limit. */
   maxBodyBytes: number;
+  /**
+   * Where a connection that opens with the HTTP/2 preface goes (prior-knowledge h2c), with the
+   * bytes read; unset: to Node's parser like any other. The preface is never a request the lane
+   * takes, so it is recognised only on the way out (handOff), at no cost to HTTP/1.1.
+   */
+  toH2?: (socket: Socket, read: Buffer[]) => void;
 }
 
 export interface FastLane {
@@ -455,6 +462,8 @@ class LaneConnection {
   #parts: Buffer[] = [];
   #received = 0;
   waitingSince = -1;
+  /** No request taken yet: the bytes so far are the connection's first. */
+  #fresh = true;
   #paused = false;
   /** A response has ended but is not yet flushed: the client has not read it. */
   #draining = false;
@@ -536,6 +545,7 @@ class LaneConnection {
 
   /** Serves `head`, whose body is in `buf` from `start`; what follows it is the next request's. */
   #take(head: Head, start: number, buf: Buffer): void {
+    this.#fresh = false;
     const bodyEnd = start + head.length;
     this.#serve(head, head.length > 0 ? buf.subarray(start, bodyEnd) : undefined, bodyEnd < buf.length ? buf.subarray(bodyEnd) : null);
   }
@@ -623,13 +633,23 @@ class LaneConnection {
   /** From now on Node's parser reads this connection, starting with the bytes not yet taken. */
   handOff(): void {
     const socket = this.socket;
+    // A connection's first bytes may be the HTTP/2 preface (prior-knowledge h2c): only then, and
+    // only until the lane has taken a request; too few of them to tell: wait for more.
+    const h2 = this.#fresh && this.lane.options.toH2 !== undefined && this.buf !== null ? prefaceVerdict(this.buf) : 'h1';
+    if (h2 === undefined && this.#parts.length === 0) return;
     socket.removeListener('data', this.#onData);
     socket.removeListener('end', this.#onEnd);
     socket.removeListener('close', this.#onClose);
     socket.removeListener('error', noop);
     this.lane.conns.delete(this);
-    this.lane.handedOff++;
     socket.pause();
+    if (h2 === 'h2' && this.#parts.length === 0) {
+      const read = [this.buf!];
+      this.buf = null;
+      this.lane.options.toH2!(socket, read);
+      return;
+    }
+    this.lane.handedOff++;
     if (this.buf !== null) {
       // Put back in order without copying them together: each unshift goes in front of the last.
       for (let i = this.#parts.length - 1; i >= 0; i--) socket.unshift(this.#parts[i]!);

@@ -62,6 +62,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): LaneHandler {
         instance: exchange.instance?.id,
         attempts: exchange.attempts,
         requestId: exchange.requestId,
+        ...(exchange.req.httpVersion === '2.0' && { protocol: 'h2' }),
         ...(exchange.error && { error: exchange.error.code }),
         ...(exchange.clientGone && { clientAborted: true }),
       });
@@ -90,6 +91,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): LaneHandler {
       durationMs: Math.round(seconds * 1e6) / 1e3,
       attempts: 0,
       requestId,
+      ...(req.httpVersion === '2.0' && { protocol: 'h2' }),
       error: error.code,
     });
   }
@@ -122,8 +124,8 @@ export function createProxyHandler(deps: ProxyHandlerDeps): LaneHandler {
       res.shouldKeepAlive = false; // Node's path only: the lane passes on every Transfer-Encoding
       return fail(req, res, m, start, requestId, new BadRequestError('only the chunked transfer coding is accepted'));
     }
-    // Both parsers let only digits through: "00" is no body either.
-    const hasBody = length !== undefined ? Number(length) !== 0 : te !== undefined;
+    // Both parsers let only digits through: "00" is no body either. HTTP/2 says so per stream.
+    const hasBody = req.body !== undefined ? req.body !== null : length !== undefined ? Number(length) !== 0 : te !== undefined;
     if (maxBodyBytes > 0 && length !== undefined && Number(length) > maxBodyBytes) {
       res.shouldKeepAlive = false; // the unread body would otherwise be parsed as the next request
       return fail(req, res, m, start, requestId, new PayloadTooLargeError(`request body over ${maxBodyBytes} bytes`));
@@ -134,15 +136,18 @@ export function createProxyHandler(deps: ProxyHandlerDeps): LaneHandler {
       host: req.headers.host,
       requestId,
     });
+    // gRPC: the service is the path's `package.Service`, and the server routes on the whole path.
+    const grpc = res.grpc === true;
+    if (grpc) headers.push('te', 'trailers');
     const exchange = new Exchange(forwarder, {
       req,
       res,
       service: route.service,
       instances,
-      rest: route.rest,
+      rest: grpc ? `/${route.service}${route.rest}` : route.rest,
       query: route.query,
       headers,
-      body: hasBody ? (body ?? (req as ClientRequest & Readable)) : null,
+      body: hasBody ? (body ?? req.body ?? (req as ClientRequest & Readable)) : null,
       requestId,
     });
     exchange.context = { metrics: m, start } satisfies RequestContext;

@@ -1,17 +1,21 @@
 /** HTTP listeners with an orderly close: stop accepting, let in-flight requests finish (bounded). */
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { installFastLane, type FastLane, type LaneHandler } from './fast-lane.js';
 import { BadRequestError, HeadersTooLargeError, RequestTimeoutError } from '../errors.js';
 import { endWithError } from './raw-error.js';
+import { createH2Front, prefaceVerdict, type H2Front, type H2Options } from './h2.js';
 
 export interface Listener {
   readonly server: http.Server;
   readonly handler: http.RequestListener;
   /** The fast lane in front of Node's parser, when the listener has one. */
   readonly lane: FastLane | undefined;
+  /** HTTP/2 sessions (h2 by ALPN with TLS, prior-knowledge h2c without), when enabled. */
+  readonly h2: H2Front | undefined;
   listen(port: number, host: string): Promise<AddressInfo>;
   /** Stops accepting; closes idle keep-alive sockets; after `graceMs` cuts what is left. */
   close(graceMs: number): Promise<void>;
@@ -31,6 +35,8 @@ export interface ListenerOptions {
    * HTTP only (ignored with `tls`). Needs a handler that takes the lane's requests.
    */
   fastLane?: { maxBodyBytes: number };
+  /** Serve HTTP/2 next to HTTP/1.1 (h2.ts); needs a handler that takes the lane's requests. */
+  http2?: H2Options;
 }
 
 /**
@@ -119,8 +125,10 @@ function oneAtATime(handler: http.RequestListener, maxWaiting: number): http.Req
 export function createListener(handler: LaneHandler, options: ListenerOptions): Listener;
 export function createListener(handler: http.RequestListener, options?: Omit<ListenerOptions, 'fastLane'>): Listener;
 export function createListener(handler: http.RequestListener | LaneHandler, options: ListenerOptions = {}): Listener {
+  // With HTTP/2, TLS offers h2 first by ALPN; clients without ALPN get HTTP/1.1.
+  const alpn = options.http2 ? { ALPNProtocols: ['h2', 'http/1.1'] } : {};
   const create = options.tls
-    ? (o: http.ServerOptions, h: http.RequestListener) => https.createServer({ ...o, ...options.tls }, h)
+    ? (o: http.ServerOptions, h: http.RequestListener) => https.createServer({ ...o, ...options.tls, ...alpn }, h)
     : http.createServer;
   const keepAliveTimeoutMs = options.keepAliveTimeoutMs ?? 5_000;
   const maxHeaderSize = options.maxHeaderSize ?? 16 * 1024;
@@ -141,15 +149,25 @@ export function createListener(handler: http.RequestListener | LaneHandler, opti
     oneAtATime(handler as http.RequestListener, MAX_PIPELINED),
   );
   server.on('clientError', onClientError);
+  const h2 = options.http2 ? createH2Front(handler as LaneHandler, options.http2) : undefined;
+  const toH2 = h2 && ((socket: Socket, read: Buffer[]) => h2.accept(socket, false, read));
   const lane: FastLane | undefined =
     options.fastLane && !options.tls
-      ? installFastLane(server, handler as LaneHandler, { maxHeaderSize, keepAliveTimeoutMs, maxBodyBytes: options.fastLane.maxBodyBytes })
+      ? installFastLane(server, handler as LaneHandler, {
+          maxHeaderSize,
+          keepAliveTimeoutMs,
+          maxBodyBytes: options.fastLane.maxBodyBytes,
+          ...(toH2 && { toH2 }),
+        })
       : undefined;
+  if (h2 && options.tls) routeByAlpn(server, h2);
+  else if (toH2 && !lane) sniffPreface(server, toH2, headersTimeout);
   let closing: Promise<void> | undefined;
   return {
     server,
     handler: handler as http.RequestListener,
     lane,
+    h2,
     listen: (port, host) =>
       new Promise((resolve, reject) => {
         server.once('error', reject);
@@ -162,6 +180,8 @@ export function createListener(handler: http.RequestListener | LaneHandler, opti
       closing ??= new Promise<void>((resolve) => {
         if (!server.listening) return resolve();
         lane?.close();
+        // GOAWAY: HTTP/2 clients open no new streams; those in flight finish within the grace period.
+        h2?.close();
         server.close(() => {
           clearInterval(idle);
           clearTimeout(cut);
@@ -174,12 +194,60 @@ export function createListener(handler: http.RequestListener | LaneHandler, opti
           clearInterval(idle);
           server.closeAllConnections();
           lane?.closeAll();
+          h2?.closeAll();
         }, graceMs);
       });
       return closing;
     },
   };
 }
+
+/** TLS connections that chose h2 by ALPN go to the HTTP/2 sessions, the others to Node's HTTP/1.1. */
+function routeByAlpn(server: http.Server, h2: H2Front): void {
+  const [nodeSecure, ...others] = server.listeners('secureConnection') as ((socket: TLSSocket) => void)[];
+  if (nodeSecure === undefined || others.length > 0) throw new Error('HTTP/2 over TLS needs the HTTPS server as it was created');
+  server.removeListener('secureConnection', nodeSecure);
+  server.on('secureConnection', (socket: TLSSocket) => {
+    if (socket.alpnProtocol === 'h2') h2.accept(socket, true);
+    else nodeSecure.call(server, socket);
+  });
+}
+
+/**
+ * Without the fast lane, the first bytes of each plain connection are looked at once: the HTTP/2
+ * preface goes to the HTTP/2 sessions, anything else back to Node's parser as it came.
+ */
+function sniffPreface(server: http.Server, toH2: (socket: Socket, read: Buffer[]) => void, silentMs: number): void {
+  const [nodeConnection, ...others] = server.listeners('connection') as ((socket: Socket) => void)[];
+  if (nodeConnection === undefined || others.length > 0) throw new Error('h2c needs the HTTP server as it was created');
+  server.removeListener('connection', nodeConnection);
+  const silent = function (this: Socket): void {
+    this.destroy();
+  };
+  server.on('connection', (socket: Socket) => {
+    // Until its first bytes, a connection is no one's: it is closed if they do not come.
+    socket.setTimeout(silentMs, silent);
+    socket.on('error', noop);
+    const read: Buffer[] = [];
+    const onData = (chunk: Buffer): void => {
+      read.push(chunk);
+      const verdict = prefaceVerdict(read.length === 1 ? chunk : Buffer.concat(read));
+      if (verdict === undefined) return; // too few bytes to tell yet
+      socket.removeListener('data', onData);
+      socket.setTimeout(0);
+      socket.removeListener('timeout', silent);
+      socket.removeListener('error', noop);
+      socket.pause();
+      if (verdict === 'h2') return toH2(socket, read);
+      for (let i = read.length - 1; i >= 0; i--) socket.unshift(read[i]!);
+      nodeConnection.call(server, socket);
+      socket.resume();
+    };
+    socket.on('data', onData);
+  });
+}
+
+function noop(): void {}
 
 export function urlOf(address: AddressInfo, proto = 'http'): string {
   const host = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.address;

@@ -9,7 +9,7 @@ import type client from 'prom-client';
 import { Counter, DEFAULT_METRICS, Gauge, loadDefaultMetric, Registry } from '../deps/prom-client.js';
 import type { ConnectionState } from '../registry/zk-client.js';
 import { CONNECTION_STATES } from '../registry/zk-client.js';
-import { DurationHistogram, ReadCounter, register, RequestCounter, requestSlot } from './request-metrics.js';
+import { DurationHistogram, ReadCounter, ReadCounters, register, RequestCounter, requestSlot } from './request-metrics.js';
 
 export const LINT_FAILING_DEFAULTS = [
   'puttu_nodejs_active_handles_total',
@@ -93,6 +93,8 @@ export interface Metrics {
   setStaleness(seconds: number): void;
   /** Exports the fast lane's own counts (requests it answered, connections it handed to Node). */
   watchFastLane(lane: { readonly served: number; readonly handedOff: number }): void;
+  /** Exports the HTTP/2 listener's counts: requests by protocol (h2 over TLS, h2c), open sessions. */
+  watchHttp2(front: { readonly sessions: number; readonly requests: { readonly h2: number; readonly h2c: number } }): void;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -276,6 +278,27 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     setPolicyInvalid(service, value) {
       if (value === undefined) policyInvalid.remove(service);
       else policyInvalid.set({ service }, value ? 1 : 0);
+    },
+    watchHttp2(front) {
+      register(
+        registry,
+        new ReadCounters(
+          'puttu_http2_requests_total',
+          'Requests received over HTTP/2 from clients, by protocol (h2: TLS with ALPN; h2c: prior knowledge).',
+          [
+            { labels: { protocol: 'h2' }, read: () => front.requests.h2 },
+            { labels: { protocol: 'h2c' }, read: () => front.requests.h2c },
+          ],
+        ),
+      );
+      new Gauge({
+        name: 'puttu_http2_sessions',
+        help: 'HTTP/2 client connections open.',
+        registers: [registry],
+        collect() {
+          this.set(front.sessions);
+        },
+      });
     },
     setEjected(service, id, value) {
       if (value) {

@@ -93,16 +93,25 @@ export class ReadCounter implements MetricShape {
   readonly #read: () => number;
   #zero = 0;
 
+  readonly #labels: Record<string, string>;
+
   constructor(
     readonly name: string,
     readonly help: string,
     read: () => number,
+    labels: Record<string, string> = {},
   ) {
     this.#read = read;
+    this.#labels = labels;
   }
 
   reset(): void {
     this.#zero = this.#read();
+  }
+
+  /** The sample, for a metric that gathers several read counters under one name. */
+  sample(): Sample {
+    return { labels: this.#labels, value: this.#read() - this.#zero };
   }
 
   async get() {
@@ -110,7 +119,36 @@ export class ReadCounter implements MetricShape {
       name: this.name,
       help: this.help,
       type: this.type,
-      values: [{ labels: {}, value: this.#read() - this.#zero }],
+      values: [this.sample()],
+      aggregator: this.aggregator,
+    };
+  }
+}
+
+/** Several ReadCounters under one name, told apart by their labels (a fixed, bounded set). */
+export class ReadCounters implements MetricShape {
+  readonly type = 'counter';
+  readonly aggregator = 'sum';
+  readonly #counters: readonly ReadCounter[];
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    series: ReadonlyArray<{ labels: Record<string, string>; read: () => number }>,
+  ) {
+    this.#counters = series.map((s) => new ReadCounter(name, help, s.read, s.labels));
+  }
+
+  reset(): void {
+    for (const c of this.#counters) c.reset();
+  }
+
+  async get() {
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      values: this.#counters.map((c) => c.sample()),
       aggregator: this.aggregator,
     };
   }

@@ -27,7 +27,8 @@ import { decodeUrl } from './formats/url.js';
 
 export { isValidHost, makeInstance, normalizeApi, validateEndpoint, type InstanceExtras } from './formats/endpoint.js';
 
-export type Protocol = 'http' | 'https';
+/** How instances are reached: HTTP/1.1 over TCP or TLS, or HTTP/2 over TCP (h2c) or TLS (h2). */
+export type Protocol = 'http' | 'https' | 'h2c' | 'h2';
 export type InstanceFormat = 'puttu' | 'ip' | 'url' | 'curator' | 'serverset' | 'nerve';
 
 export interface NamedEndpoint {
@@ -46,7 +47,7 @@ export interface Instance {
   readonly port: number;
   /** Base path on the endpoint, normalised: '' or '/a/b' (never a trailing slash). */
   readonly api: string;
-  /** `protocol://host:port`, IPv6 hosts bracketed: the key of the connection pool. */
+  /** `scheme://host:port` (http for h2c, https for h2), IPv6 hosts bracketed: the key of the connection pool. */
   readonly origin: string;
   /** `origin + api`. */
   readonly url: string;

@@ -16,6 +16,8 @@
  *   --scenarios L   BENCH_SCENARIOS=a,b     only these scenarios (small-c10 small-c50 post-64k get-256k get-4m slow-1-of-3)
  *   --targets L     BENCH_TARGETS=a,b       only these proxies (nginx haproxy caddy http-proxy undici puttu)
  *   --json FILE     BENCH_JSON=file         also write every run's figures as JSON
+ *   --h2 on|off     BENCH_H2=on             then the HTTP/2 scenarios, puttu h2c next to nginx http2 (h2load.mjs;
+ *                                           needs h2load from Debian's nghttp2-client, skipped with a note without it)
  * Environment only:
  *   BENCH_BALANCERS=a,b      puttu strategies for slow-1-of-3 (default: those `puttu proxy --help` lists)
  *   BENCH_MAX_FOREIGN=0.25   a run during which other processes used more CPU than this (cores)
@@ -26,7 +28,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { preflight } from './lib/preflight.mjs';
+import { findExecutable, preflight } from './lib/preflight.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -37,6 +39,7 @@ const { values: opts } = parseArgs({
     scenarios: { type: 'string' },
     targets: { type: 'string' },
     json: { type: 'string' },
+    h2: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -281,4 +284,24 @@ async function main() {
     );
 }
 
-await runMain(main, 'bench', log);
+/** The HTTP/2 scenarios, in a process of their own once everything above has stopped. */
+async function h2Scenarios() {
+  if ((opts.h2 ?? process.env.BENCH_H2 ?? 'on') !== 'on') return;
+  if (findExecutable('h2load') === undefined)
+    return log('h2c scenarios skipped: h2load is not installed (apt-get install -y nghttp2-client)');
+  const { spawnSync } = await import('node:child_process');
+  const env = { ...process.env, BENCH_SECONDS: String(SECONDS), BENCH_REPEATS: String(REPEATS) };
+  const result = spawnSync(process.execPath, [new URL('./h2load.mjs', import.meta.url).pathname], { stdio: 'inherit', env });
+  if (result.status !== 0) log(`h2c scenarios failed (exit ${result.status ?? result.signal})`);
+}
+
+await runMain(
+  async () => {
+    await main();
+    const { runCleanup } = await import('./lib/processes.mjs');
+    await runCleanup();
+    await h2Scenarios();
+  },
+  'bench',
+  log,
+);

@@ -101,7 +101,11 @@ const malformed: Array<[name: string, data: string | Buffer, reason: RegExp]> = 
   ['port 65536', '{"host":"10.0.0.5","port":65536}', /port .*65536/],
   ['port "abc"', '{"host":"10.0.0.5","port":"abc"}', /port .*"abc"/],
   ['fractional port', '{"host":"10.0.0.5","port":80.5}', /port/],
-  ['unknown protocol ftp (JSON)', '{"protocol":"ftp","host":"10.0.0.5","port":21}', /protocol must be "http" or "https", got "ftp"/],
+  [
+    'unknown protocol ftp (JSON)',
+    '{"protocol":"ftp","host":"10.0.0.5","port":21}',
+    /protocol must be "http", "https", "h2c" or "h2", got "ftp"/,
+  ],
   ['unknown protocol ftp (URL)', 'ftp://10.0.0.5:21/files', /protocol .*"ftp"/],
   ['host of the wrong type', '{"host":5,"port":80}', /host .*got 5/],
   ['missing host and ip', '{"port":80}', /host .*nothing/],

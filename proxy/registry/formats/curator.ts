@@ -12,7 +12,8 @@
  * ```
  *
  * - `sslPort` means https, and is preferred when both ports are set (Curator's `{scheme}` is
- *   https whenever sslPort is set, too).
+ *   https whenever sslPort is set, too). `payload.metadata.protocol` "h2c" or "h2" means HTTP/2
+ *   (over TLS when sslPort is the port used).
  * - `enabled: false` (Curator ≥ 4) and Spring's `payload.metadata.instance_status` other than
  *   `UP` (compared ignoring case; empty counts as UP, as Spring's own filter reads it) keep the
  *   instance out of routing.
@@ -47,7 +48,11 @@ export function decodeCurator(service: string, id: string, obj: Record<string, u
   if (typeof port === 'string') return fail(`curator: ${portField}${port.slice('port'.length)}`);
   const api = apiFromUriSpec(obj);
   if (typeof api === 'object') return fail(`curator: ${api.reason}`);
-  const checked = validateEndpoint({ protocol: hasSsl ? 'https' : 'http', host: obj.address, port, api });
+  // HTTP/2 instances say so in their metadata: `protocol` "h2c" (over the port) or "h2" (over TLS).
+  const meta = isObject(obj.payload) && isObject(obj.payload.metadata) ? obj.payload.metadata : undefined;
+  const h2 = meta?.protocol === 'h2c' || meta?.protocol === 'h2';
+  const protocol = h2 ? (hasSsl ? 'h2' : 'h2c') : hasSsl ? 'https' : 'http';
+  const checked = validateEndpoint({ protocol, host: obj.address, port, api });
   if (typeof checked === 'string') return fail(`curator: ${checked.replace(/^host/, 'address')}`);
   if (obj.enabled !== undefined && obj.enabled !== null && typeof obj.enabled !== 'boolean') {
     return fail(`curator: enabled must be true or false, got ${show(obj.enabled)}`);

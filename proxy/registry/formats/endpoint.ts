@@ -12,13 +12,20 @@ import type { DecodeResult, EndpointData, Instance, InstanceFormat, NamedEndpoin
 
 /** Checks and normalises endpoint data; returns a reason string when it is unacceptable. */
 export function validateEndpoint(d: { protocol: unknown; host: unknown; port: unknown; api: unknown }): EndpointData | string {
-  if (d.protocol !== 'http' && d.protocol !== 'https') return `protocol must be "http" or "https", got ${show(d.protocol)}`;
+  if (d.protocol !== 'http' && d.protocol !== 'https' && d.protocol !== 'h2c' && d.protocol !== 'h2') {
+    return `protocol must be "http", "https", "h2c" or "h2", got ${show(d.protocol)}`;
+  }
   if (typeof d.host !== 'string' || !isValidHost(d.host)) return `host must be an IP address or a DNS name, got ${show(d.host)}`;
   const port = checkPort(d.port);
   if (typeof port === 'string') return port;
   const api = normalizeApi(d.api);
   if (api === undefined) return `api must be a path such as "/warehouse/v1", got ${show(d.api)}`;
   return { protocol: d.protocol, host: d.host, port, api };
+}
+
+/** The URL scheme of a protocol: HTTP/2 over TCP is http, over TLS https. */
+export function schemeOf(protocol: EndpointData['protocol']): 'http' | 'https' {
+  return protocol === 'h2c' || protocol === 'http' ? 'http' : 'https';
 }
 
 /** A port number (a numeric string too, as some writers store it), or why not. */
@@ -64,7 +71,7 @@ export interface InstanceExtras {
 const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({});
 
 export function makeInstance(service: string, id: string, format: InstanceFormat, d: EndpointData, extras: InstanceExtras = {}): Instance {
-  const origin = `${d.protocol}://${bracketed(d.host)}:${d.port}`;
+  const origin = `${schemeOf(d.protocol)}://${bracketed(d.host)}:${d.port}`;
   return Object.freeze({
     id,
     service,

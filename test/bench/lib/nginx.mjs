@@ -4,6 +4,7 @@
  * foreground (`daemon off`) as our child, so it is stopped by PID like everything else.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { adoptPid, onCleanup, spawnTracked } from './processes.mjs';
 import { childPids } from './rss.mjs';
@@ -22,8 +23,11 @@ const FORWARDING = `
       proxy_set_header X-Request-Id $request_id;
       add_header X-Request-Id $request_id always;`;
 
-/** `routes`: service → backend ports. `/<service>/<rest>` goes to `<backend>/<rest>`. */
-export function nginxConfig({ dir, port, routes, forwarding = true }) {
+/**
+ * `routes`: service → backend ports. `/<service>/<rest>` goes to `<backend>/<rest>`. `http2`: the
+ * listener speaks prior-knowledge h2c instead of HTTP/1.1 (h2load.mjs).
+ */
+export function nginxConfig({ dir, port, routes, forwarding = true, http2 = false }) {
   const upstreams = Object.entries(routes).map(
     ([service, ports]) => `
   upstream ${service} {
@@ -71,7 +75,7 @@ http {
   proxy_max_temp_file_size 0;
 ${upstreams.join('\n')}
   server {
-    listen 127.0.0.1:${port};
+    listen 127.0.0.1:${port}${http2 ? ' http2' : ''};
 ${locations.join('\n')}
   }
 }
@@ -79,16 +83,17 @@ ${locations.join('\n')}
 }
 
 /** Starts nginx and resolves once it answers on `port`; `pids()` lists master and workers. */
-export async function startNginx({ binary, dir, port, routes, logFile, forwarding = true }) {
+export async function startNginx({ binary, dir, port, routes, logFile, forwarding = true, http2 = false }) {
   fs.mkdirSync(dir, { recursive: true });
   const conf = path.join(dir, 'nginx.conf');
-  fs.writeFileSync(conf, nginxConfig({ dir, port, routes, forwarding }));
+  fs.writeFileSync(conf, nginxConfig({ dir, port, routes, forwarding, http2 }));
   const proc = spawnTracked('nginx', binary, ['-p', `${dir}/`, '-c', conf, '-e', path.join(dir, 'error.log')], { logFile });
   await waitUntil(
     async () => {
       if (!proc.alive()) throw new Error(`nginx exited: ${proc.logTail()}\n${readIfExists(path.join(dir, 'error.log'))}`);
-      const res = await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined);
-      return res !== undefined && childPids(proc.pid).length > 0;
+      // An h2c listener does not answer HTTP/1.1: that one only has to accept connections.
+      const up = http2 ? await accepts(port) : (await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined)) !== undefined;
+      return up && childPids(proc.pid).length > 0;
     },
     { timeoutMs: 15_000, what: 'nginx to answer' },
   );
@@ -99,6 +104,17 @@ export async function startNginx({ binary, dir, port, routes, logFile, forwardin
     for (const kill of killWorkers) kill();
   });
   return { name: 'nginx', proc, port, pids: () => (proc.alive() ? [proc.pid, ...childPids(proc.pid)] : []) };
+}
+
+function accepts(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }
 
 function readIfExists(file) {

@@ -7,8 +7,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-/** The Debian package of each tool a script may need (all four are in bookworm's main). */
-const PACKAGE = { nginx: 'nginx', wrk: 'wrk', haproxy: 'haproxy', caddy: 'caddy' };
+/** The Debian package of each tool a script may need (all are in bookworm's main). */
+const PACKAGE = { nginx: 'nginx', wrk: 'wrk', haproxy: 'haproxy', caddy: 'caddy', h2load: 'nghttp2-client' };
 
 /** Absolute path of `name` on PATH (and the sbin folders, where Debian puts nginx), or undefined. */
 export function findExecutable(name) {
