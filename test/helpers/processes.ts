@@ -5,6 +5,31 @@ import { eventually } from './eventually.js';
 
 export const BIN = fileURLToPath(new URL('../../../bin/puttu.js', import.meta.url));
 
+/**
+ * The child's exit code, once what it wrote before exiting has been read too: 'exit' can come
+ * before the last of its output, so it waits for both pipes to end (at most a second: a
+ * grandchild still holding them, a cluster worker say, must not hold the test).
+ */
+export function exitCode(child: ChildProcess): Promise<number | null> {
+  const ended = (stream: NodeJS.ReadableStream | null) =>
+    stream === null || (stream as { readableEnded?: boolean }).readableEnded
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          stream.once('end', resolve);
+          stream.once('close', resolve);
+        });
+  const drained = Promise.all([ended(child.stdout), ended(child.stderr)]);
+  return new Promise((resolve) =>
+    child.once('exit', (code) => {
+      const bound = setTimeout(() => resolve(code), 1_000);
+      void drained.then(() => {
+        clearTimeout(bound);
+        resolve(code);
+      });
+    }),
+  );
+}
+
 export interface PuttuProcess {
   child: ChildProcess;
   /** Parsed JSON log lines so far. */
@@ -27,12 +52,10 @@ export function puttu(args: string[], env: NodeJS.ProcessEnv = {}): PuttuProcess
   let out = '';
   child.stdout!.on('data', (c) => (out += c));
   child.stderr!.on('data', (c) => (out += c));
-  const exited = new Promise<number | null>((resolve) =>
-    child.on('exit', (code) => {
-      running.delete(child);
-      resolve(code);
-    }),
-  );
+  const exited = exitCode(child).then((code) => {
+    running.delete(child);
+    return code;
+  });
   const lines = () =>
     out
       .split('\n')

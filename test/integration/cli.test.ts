@@ -7,14 +7,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { connect } from '../../proxy/index.js';
 import { fourLetter, freePort } from '../../proxy/dev/local-zookeeper.js';
 import { eventually } from '../helpers/eventually.js';
+import { BIN, exitCode } from '../helpers/processes.js';
 import { request, startUpstream } from '../helpers/upstreams.js';
 import { startZooKeeper, type TestZooKeeper } from '../helpers/zookeeper.js';
 
-const BIN = fileURLToPath(new URL('../../../bin/puttu.js', import.meta.url));
 let zk: TestZooKeeper;
 
 test.before(async () => {
@@ -37,7 +36,7 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}): Running {
   let err = '';
   child.stdout!.on('data', (c) => (out += c));
   child.stderr!.on('data', (c) => (err += c));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const exited = exitCode(child);
   return {
     child,
     stderr: () => err + out,

@@ -10,7 +10,6 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { WebSocket, WebSocketServer } from 'ws';
 import http from 'node:http';
@@ -19,6 +18,7 @@ import { connect, type Puttu } from '../../proxy/index.js';
 import type { ZkClient } from '../../proxy/registry/zk-client.js';
 import { eventually } from '../helpers/eventually.js';
 import { seeded } from '../helpers/fakes.js';
+import { BIN, exitCode } from '../helpers/processes.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { countUpstreams, share } from '../helpers/traffic.js';
 import { echo, request, startUpstream, type Handler, type Upstream } from '../helpers/upstreams.js';
@@ -224,8 +224,6 @@ test('policy: a policy written before the proxy starts is in force from its firs
   t.is((await request(`${proxy.url}/early/z`)).json().url, '/early/z');
 });
 
-const BIN = fileURLToPath(new URL('../../../bin/puttu.js', import.meta.url));
-
 function cli(args: string[], input?: string): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, PUTTU_LOG_LEVEL: 'silent' }, stdio: 'pipe' });
@@ -233,7 +231,7 @@ function cli(args: string[], input?: string): Promise<{ code: number | null; out
     let err = '';
     child.stdout.on('data', (c) => (out += c));
     child.stderr.on('data', (c) => (err += c));
-    child.on('exit', (code) => resolve({ code, out, err }));
+    void exitCode(child).then((code) => resolve({ code, out, err }));
     child.stdin.end(input ?? '');
   });
 }

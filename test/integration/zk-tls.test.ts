@@ -8,17 +8,16 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { connect, ZkTlsError, type Puttu, type ZkTlsOptions } from '../../proxy/index.js';
 import { silentLogger } from '../../proxy/logger.js';
 import { kZkClient, type ZkClient } from '../../proxy/registry/zk-client.js';
 import { delay, eventually, within } from '../helpers/eventually.js';
+import { BIN, exitCode } from '../helpers/processes.js';
 import { startProxy } from '../helpers/proxy.js';
 import { startRelay } from '../helpers/relay.js';
 import { request, startUpstream } from '../helpers/upstreams.js';
 import { startTlsZooKeeper, waitListening, type TestTlsZooKeeper } from '../helpers/zookeeper.js';
 
-const BIN = fileURLToPath(new URL('../../../bin/puttu.js', import.meta.url));
 let zk: TestTlsZooKeeper;
 const read = (file: string) => fs.readFileSync(file, 'utf8');
 
@@ -49,7 +48,7 @@ function run(args: string[], timeoutMs = 20_000): Promise<{ code: number | null;
     child.stdout.on('data', (c) => (output += c));
     child.stderr.on('data', (c) => (output += c));
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('exit', (code) => {
+    void exitCode(child).then((code) => {
       clearTimeout(timer);
       resolve({ code, output });
     });
