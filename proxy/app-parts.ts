@@ -249,6 +249,7 @@ export function buildProxyListener(
         http2: {
           maxConcurrentStreams: config.http2MaxConcurrentStreams,
           maxHeaderListSize: config.maxHeaderBytes,
+          windowBytes: config.http2WindowBytes,
           idleTimeoutMs: Math.max(5_000, config.clientHeadersTimeoutMs),
           streamIdleTimeoutMs: config.bodyTimeoutMs,
         },

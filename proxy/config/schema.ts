@@ -91,6 +91,11 @@ export interface Config {
   http2: 'on' | 'off';
   /** Streams one HTTP/2 client connection may have open at once. */
   http2MaxConcurrentStreams: number;
+  /**
+   * HTTP/2 flow control toward clients: the bytes a client may send on one stream, and on the
+   * whole connection, before the proxy has passed them on (its receive windows).
+   */
+  http2WindowBytes: number;
   /** Services reached over HTTP/2 whatever their instances' protocol (formats without one), comma-separated. */
   http2Services: string;
   /** On SIGTERM, how long in-flight requests may take to finish. */
@@ -155,6 +160,7 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   fastLane: 'on',
   http2: 'on',
   http2MaxConcurrentStreams: 100,
+  http2WindowBytes: 65_535,
   http2Services: '',
   shutdownGraceMs: 10_000,
   sessionTimeoutMs: 10_000,
@@ -268,6 +274,12 @@ export const SCHEMA: { readonly [K in keyof Config]: Kind & { help: string } } =
     help: 'HTTP/2 from clients: h2 by ALPN with TLS, prior-knowledge h2c next to HTTP/1.1 on the plain port (gRPC needs it)',
   },
   http2MaxConcurrentStreams: { type: 'int', min: 1, max: 10_000, help: 'streams one HTTP/2 client connection may have open at once' },
+  http2WindowBytes: {
+    type: 'int',
+    min: 65_535,
+    max: 16 * 1024 * 1024,
+    help: 'HTTP/2 receive window per stream and per connection: what a client may send before the proxy passes it on',
+  },
   http2Services: {
     type: 'string',
     allowEmpty: true,

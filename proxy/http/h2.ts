@@ -45,6 +45,12 @@ export interface H2Options {
   maxConcurrentStreams: number;
   /** SETTINGS_MAX_HEADER_LIST_SIZE: the largest (uncompressed) header list a client may send. */
   maxHeaderListSize: number;
+  /**
+   * The receive window per stream (SETTINGS_INITIAL_WINDOW_SIZE) and for the whole connection:
+   * request body bytes a client may send ahead of what the proxy has passed upstream. Default:
+   * the protocol's 65,535.
+   */
+  windowBytes?: number;
   /** A session with no frames either way for this long is closed with GOAWAY. */
   idleTimeoutMs: number;
   /** A stream with no frames either way for this long is reset (a client that stopped reading). */
@@ -115,6 +121,7 @@ export function createH2Front(handler: LaneHandler, options: H2Options): H2Front
     settings: {
       maxConcurrentStreams: options.maxConcurrentStreams,
       maxHeaderListSize: options.maxHeaderListSize,
+      initialWindowSize: options.windowBytes ?? 65_535,
       enablePush: false,
     },
     maxHeaderListPairs: 128,
@@ -140,6 +147,7 @@ export function createH2Front(handler: LaneHandler, options: H2Options): H2Front
     }
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
+    if (options.windowBytes !== undefined && options.windowBytes > 65_535) session.setLocalWindowSize(options.windowBytes);
     session.on('error', noop);
     session.setTimeout(options.idleTimeoutMs, () => session.close());
     // The session's own event: a stream reset in the same read as its HEADERS has already

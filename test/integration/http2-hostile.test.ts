@@ -66,6 +66,17 @@ test.after.always(async () => {
 
 const port = () => Number(new URL(proxy.url).port);
 
+/**
+ * CPU this process (the proxy, the attacking client and the upstreams together) has used since
+ * `start` (a process.cpuUsage() reading), ms: an upper bound on what the attack cost the proxy.
+ */
+const cpuMs = (start: NodeJS.CpuUsage) => {
+  const { user, system } = process.cpuUsage(start);
+  return (user + system) / 1_000;
+};
+/** The CPU an attack below may cost, all of this process together. */
+const ATTACK_CPU_MS = 2_000;
+
 /** HTTP/2 client connections the proxy has open (its own gauge). */
 async function sessions(): Promise<number> {
   const text = (await request(`${proxy.adminUrl}/metrics`)).body.toString();
@@ -95,9 +106,13 @@ test.serial(
       const id = 1 + 2 * i;
       parts.push(frame(FRAME.HEADERS, FLAG.END_STREAM | FLAG.END_HEADERS, id, requestBlock('/slow/x')), rstStream(id));
     }
+    const cpu = process.cpuUsage();
     c.write(...parts);
     t.not(await within(c.closed, 5_000), 'pending', 'the connection is closed');
+    const used = cpuMs(cpu);
     t.is(goawayCode(c.goaway()!), 11, 'with a GOAWAY, ENHANCE_YOUR_CALM');
+    t.log(`20,000 opened and reset streams cost ${used.toFixed(0)} ms of CPU`);
+    t.true(used < ATTACK_CPU_MS, `CPU ${used.toFixed(0)} ms`);
     await bystanderServed(t);
     const reached = slow.seen.length - before;
     t.log(`${reached} of 20,000 reset streams reached the upstream`);
@@ -110,8 +125,12 @@ test.serial('a CONTINUATION flood is cut with GOAWAY before any request is made 
   const c = await rawH2(port());
   const parts = [frame(FRAME.HEADERS, FLAG.END_STREAM, 1, requestBlock('/slow/x'))];
   for (let i = 0; i < 20_000; i++) parts.push(frame(FRAME.CONTINUATION, 0, 1, headerBlock([[`x-f${i}`, 'v']])));
+  const cpu = process.cpuUsage();
   c.write(...parts);
   t.not(await within(c.closed, 5_000), 'pending', 'the connection is closed');
+  const used = cpuMs(cpu);
+  t.log(`a 20,000-frame CONTINUATION flood cost ${used.toFixed(0)} ms of CPU`);
+  t.true(used < ATTACK_CPU_MS, `CPU ${used.toFixed(0)} ms`);
   t.truthy(c.goaway());
   t.is(slow.seen.length, before, 'nothing reached the upstream');
   await bystanderServed(t);
@@ -171,6 +190,7 @@ test.serial('--http2-max-concurrent-streams: 100 streams at once are served; a c
   const after = slow.seen.length;
   const over = await opened(150);
   t.not(await within(over.closed, 5_000), 'pending', 'the connection is closed');
+  t.truthy(over.goaway(), 'with a GOAWAY');
   t.true(slow.seen.length - after <= 100, `${slow.seen.length - after} forwarded`);
   await bystanderServed(t);
 });
@@ -181,11 +201,17 @@ test.serial('a SETTINGS flood from a client that reads nothing is cut, memory bo
   const c = await rawH2(port(), { read: false });
   await eventually(async () => (await sessions()) === 1, { message: 'the session is open' });
   const one = frame(FRAME.SETTINGS, 0, 0, Buffer.from([0, SETTING.MAX_CONCURRENT_STREAMS, 0, 0, 0, 100]));
+  const cpu = process.cpuUsage();
   for (let i = 0; i < 10; i++) c.write(...Array.from({ length: 10_000 }, () => one));
   // The client reads nothing, so it cannot see the close: the proxy's count of sessions can.
   await eventually(async () => (await sessions()) === 0, { timeoutMs: 8_000, message: 'the proxy closed the session' });
+  const used = cpuMs(cpu);
+  t.log(`100,000 unacknowledged SETTINGS cost ${used.toFixed(0)} ms of CPU`);
+  t.true(used < ATTACK_CPU_MS, `CPU ${used.toFixed(0)} ms`);
   c.socket.resume();
   t.not(await within(c.closed, 5_000), 'pending', 'the connection is closed');
+  // No GOAWAY to check here: the proxy cuts a session whose client reads nothing, and the bytes
+  // it had sent are lost with the reset that its unread input causes.
   const grown = (process.memoryUsage().rss - rss) / 2 ** 20;
   t.true(grown < 100, `RSS grew ${grown.toFixed(1)} MiB`);
   await bystanderServed(t);
@@ -205,4 +231,29 @@ test.serial('a zero-window stall: the proxy takes only a bounded part of the ans
   t.is(c.goaway(), undefined, 'only the stream is reset; the connection is not the one at fault');
   c.socket.destroy();
   await bystanderServed(t);
+});
+
+test.serial('--http2-window-bytes: the receive windows a client is given, per stream and for the connection', async (t) => {
+  const settingsOf = async (url: string) => {
+    const c = await rawH2(Number(new URL(url).port));
+    t.teardown(() => c.socket.destroy());
+    const settings = await eventually(() => c.frames.find((f) => f.type === FRAME.SETTINGS && f.flags === 0), {
+      message: "the proxy's SETTINGS",
+    });
+    const values = new Map<number, number>();
+    for (let i = 0; i + 6 <= settings.payload.length; i += 6)
+      values.set(settings.payload.readUInt16BE(i), settings.payload.readUInt32BE(i + 2));
+    // The connection's window grows by WINDOW_UPDATE on stream 0 (its initial size is fixed at
+    // 65,535), sent as the session starts: before the answer to a PING sent now.
+    c.write(frame(FRAME.PING, 0, 0, Buffer.alloc(8)));
+    await eventually(() => c.frames.some((f) => f.type === FRAME.PING && f.flags === FLAG.ACK), { message: 'the PING answered' });
+    const grown = c.frames
+      .filter((f) => f.type === FRAME.WINDOW_UPDATE && f.streamId === 0)
+      .reduce((sum, f) => sum + f.payload.readUInt32BE(0), 0);
+    return { stream: values.get(SETTING.INITIAL_WINDOW_SIZE) ?? 65_535, connection: 65_535 + grown };
+  };
+  const wide = await startProxy(zk.connectString, { http2WindowBytes: 1024 * 1024 });
+  t.teardown(() => wide.close());
+  t.deepEqual(await settingsOf(proxy.url), { stream: 65_535, connection: 65_535 }, 'the default: the protocol’s 65,535');
+  t.deepEqual(await settingsOf(wide.url), { stream: 1024 * 1024, connection: 1024 * 1024 });
 });
