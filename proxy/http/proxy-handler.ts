@@ -52,7 +52,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): LaneHandler {
       const ctx = exchange.context as RequestContext;
       const seconds = (clock.monotonic() - ctx.start) / 1000;
       if (exchange.attempts > 1) ctx.metrics.retried(exchange.attempts - 1);
-      ctx.metrics.observe(exchange.method, exchange.clientGone ? 0 : exchange.status, seconds);
+      ctx.metrics.observe(exchange.method, exchange.clientGone ? 0 : exchange.status, seconds, exchange.req.httpVersion === '2.0');
       accessLog?.info('request', {
         method: exchange.method,
         path: pathOf(exchange.req.url),
@@ -82,7 +82,7 @@ export function createProxyHandler(deps: ProxyHandlerDeps): LaneHandler {
   function fail(req: ClientRequest, res: ClientResponse, m: ServiceMetrics, start: number, requestId: string, error: PuttuError): void {
     sendError(res, error, requestId);
     const seconds = (clock.monotonic() - start) / 1000;
-    m.observe(req.method ?? 'GET', error.status, seconds);
+    m.observe(req.method ?? 'GET', error.status, seconds, req.httpVersion === '2.0');
     accessLog?.info('request', {
       method: req.method,
       path: pathOf(req.url),

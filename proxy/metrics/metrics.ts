@@ -67,8 +67,8 @@ const ONE_PER_CLUSTER = { aggregator: 'max' } as const;
 /** Per-service metric children, resolved once. */
 export interface ServiceMetrics {
   readonly service: string;
-  /** Counts one finished request; `status` 0 means the connection was cut. */
-  observe(method: string, status: number, seconds: number): void;
+  /** Counts one finished request; `status` 0 means the connection was cut; `http2`: it came over HTTP/2. */
+  observe(method: string, status: number, seconds: number, http2?: boolean): void;
   upstreamError(code: string): void;
   /** Counts retries (attempts after the first) of one request. */
   retried(count: number): void;
@@ -201,9 +201,9 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     let forgotten = false;
     return {
       service,
-      observe(method, status, seconds) {
+      observe(method, status, seconds, http2 = false) {
         if (forgotten) return;
-        counts[requestSlot(method, status)]!++;
+        counts[requestSlot(method, status, http2)]!++;
         hist.observe(seconds);
       },
       upstreamError(code) {

@@ -15,15 +15,20 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TR
 const OTHER_METHOD = METHODS.length;
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'aborted'] as const;
 
+/** The protocols requests are counted by: HTTP/1.1 (both paths, WebSocket upgrades) and HTTP/2 (h2 and h2c). */
+const PROTOCOLS = ['http/1.1', 'http/2'] as const;
+/** Slots of one protocol: (METHODS + OTHER) × status classes. */
+const PROTOCOL_SLOTS = (METHODS.length + 1) * STATUS_CLASSES.length;
+
 /**
- * The slot of a RequestCounter series that counts `method` and `status` (0: connection cut):
- * method row × 6 + status class. Unknown methods count as OTHER; statuses out of range are
- * clamped to 1xx or 5xx.
+ * The slot of a RequestCounter series that counts `method` and `status` (0: connection cut) over
+ * HTTP/2 or not: protocol block, then method row × 6 + status class. Unknown methods count as
+ * OTHER; statuses out of range are clamped to 1xx or 5xx.
  */
-export function requestSlot(method: string, status: number): number {
+export function requestSlot(method: string, status: number, http2 = false): number {
   const m = METHODS.indexOf(method as (typeof METHODS)[number]);
   const c = status === 0 ? 5 : Math.min(Math.max(Math.floor(status / 100), 1), 5) - 1;
-  return (m === -1 ? OTHER_METHOD : m) * STATUS_CLASSES.length + c;
+  return (http2 ? PROTOCOL_SLOTS : 0) + (m === -1 ? OTHER_METHOD : m) * STATUS_CLASSES.length + c;
 }
 
 interface Sample {
@@ -41,10 +46,10 @@ interface MetricShape {
   reset(): void;
 }
 
-/** Requests by service, method and status class: one Float64Array of METHODS+1 × 6 per service. */
+/** Requests by service, method, status class and protocol: one Float64Array of 2 × (METHODS+1) × 6 per service. */
 export class RequestCounter implements MetricShape {
   readonly name = 'puttu_requests_total';
-  readonly help = 'Requests handled, by service, method and status class ("aborted": connection cut).';
+  readonly help = 'Requests handled, by service, method, status class ("aborted": connection cut) and protocol (http/1.1, http/2).';
   readonly type = 'counter';
   readonly aggregator = 'sum';
   readonly #series = new Map<string, Float64Array>();
@@ -53,7 +58,7 @@ export class RequestCounter implements MetricShape {
   series(service: string): Float64Array {
     let counts = this.#series.get(service);
     if (counts === undefined) {
-      counts = new Float64Array((METHODS.length + 1) * STATUS_CLASSES.length);
+      counts = new Float64Array(PROTOCOLS.length * PROTOCOL_SLOTS);
       this.#series.set(service, counts);
     }
     return counts;
@@ -72,9 +77,15 @@ export class RequestCounter implements MetricShape {
     for (const [service, counts] of this.#series) {
       for (let i = 0; i < counts.length; i++) {
         if (counts[i] === 0) continue;
-        const m = Math.floor(i / STATUS_CLASSES.length);
+        const slot = i % PROTOCOL_SLOTS;
+        const m = Math.floor(slot / STATUS_CLASSES.length);
         values.push({
-          labels: { service, method: m === OTHER_METHOD ? 'OTHER' : METHODS[m]!, status_class: STATUS_CLASSES[i % STATUS_CLASSES.length]! },
+          labels: {
+            service,
+            method: m === OTHER_METHOD ? 'OTHER' : METHODS[m]!,
+            status_class: STATUS_CLASSES[slot % STATUS_CLASSES.length]!,
+            protocol: PROTOCOLS[Math.floor(i / PROTOCOL_SLOTS)]!,
+          },
           value: counts[i]!,
         });
       }

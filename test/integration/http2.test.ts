@@ -255,6 +255,9 @@ test('HTTP/2 requests are counted by protocol and logged with it', async (t) => 
   await request(`${proxy.url}/svc/counted1`);
   const metrics = await request(`${proxy.adminUrl}/metrics`);
   t.regex(metrics.body.toString(), /puttu_http2_requests_total\{protocol="h2c"\} 1\b/);
+  // The request metrics carry the protocol too (bounded: http/1.1 or http/2).
+  t.regex(metrics.body.toString(), /puttu_requests_total\{service="svc",method="GET",status_class="2xx",protocol="http\/2"\} 1\b/);
+  t.regex(metrics.body.toString(), /puttu_requests_total\{service="svc",method="GET",status_class="2xx",protocol="http\/1\.1"\} 1\b/);
   const access = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'request');
   t.is(access.find((l) => l.path === '/svc/counted')?.protocol, 'h2');
   t.is(access.find((l) => l.path === '/svc/counted1')?.protocol, undefined);

@@ -429,8 +429,8 @@ test('metrics: counters move after traffic and labels stay bounded', async (t) =
   await request(proxy.url + '/metered/x', { method: 'BREW' as string }).catch(() => undefined);
   for (let i = 0; i < 20; i++) await request(proxy.url + `/random-${i}/x`);
   const text = (await request(proxy.adminUrl + '/metrics')).body.toString();
-  t.regex(text, /puttu_requests_total\{service="metered",method="GET",status_class="2xx"\} 5/);
-  t.regex(text, /puttu_requests_total\{service="_unknown",method="GET",status_class="4xx"\} 20/);
+  t.regex(text, /puttu_requests_total\{service="metered",method="GET",status_class="2xx",protocol="http\/1\.1"\} 5/);
+  t.regex(text, /puttu_requests_total\{service="_unknown",method="GET",status_class="4xx",protocol="http\/1\.1"\} 20/);
   t.regex(text, /puttu_request_duration_seconds_count\{service="metered"\} [1-9]/);
   t.regex(text, /puttu_endpoints\{service="metered"\} 1/);
   t.regex(text, /puttu_zookeeper_connection_state\{state="connected"\} 1/);

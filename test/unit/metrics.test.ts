@@ -75,8 +75,8 @@ test('each createMetrics has its own registry', async (t) => {
   const b = fresh();
   t.not(a.registry, b.registry);
   a.forService('x').observe('GET', 200, 0.01);
-  t.is(await value(a, 'puttu_requests_total', { service: 'x', method: 'GET', status_class: '2xx' }), 1);
-  t.is(await value(b, 'puttu_requests_total', { service: 'x', method: 'GET', status_class: '2xx' }), undefined);
+  t.is(await value(a, 'puttu_requests_total', { service: 'x', method: 'GET', status_class: '2xx', protocol: 'http/1.1' }), 1);
+  t.is(await value(b, 'puttu_requests_total', { service: 'x', method: 'GET', status_class: '2xx', protocol: 'http/1.1' }), undefined);
 });
 
 test('observe counts requests by service, method and status class', async (t) => {
@@ -90,7 +90,8 @@ test('observe counts requests by service, method and status class', async (t) =>
   svc.observe('DELETE', 503, 0.01);
   svc.observe('OPTIONS', 101, 0.01);
   svc.observe('PUT', 302, 0.01);
-  const requests = (labels: { method: string; status_class: string }) => value(m, 'puttu_requests_total', { service: 'shop', ...labels });
+  const requests = (labels: { method: string; status_class: string }) =>
+    value(m, 'puttu_requests_total', { service: 'shop', protocol: 'http/1.1', ...labels });
   t.is(await requests({ method: 'GET', status_class: '2xx' }), 2);
   t.is(await requests({ method: 'POST', status_class: '2xx' }), 1);
   t.is(await requests({ method: 'GET', status_class: '4xx' }), 1);
@@ -112,8 +113,8 @@ test('unknown methods are counted as OTHER; method names are case-sensitive', as
   svc.observe('PROPFIND', 207, 0.1);
   svc.observe('get', 200, 0.1);
   svc.observe('CONNECT', 400, 0.1);
-  t.is(await value(m, 'puttu_requests_total', { service: 's', method: 'OTHER', status_class: '2xx' }), 2);
-  t.is(await value(m, 'puttu_requests_total', { service: 's', method: 'OTHER', status_class: '4xx' }), 1);
+  t.is(await value(m, 'puttu_requests_total', { service: 's', method: 'OTHER', status_class: '2xx', protocol: 'http/1.1' }), 2);
+  t.is(await value(m, 'puttu_requests_total', { service: 's', method: 'OTHER', status_class: '4xx', protocol: 'http/1.1' }), 1);
   const methods = new Set((await samples(m, 'puttu_requests_total')).map((s) => s.labels.method));
   t.deepEqual([...methods], ['OTHER']);
 });
@@ -126,9 +127,9 @@ test('status 0 is counted as "aborted"; out-of-range statuses are clamped to a c
   svc.observe('GET', 99, 1);
   svc.observe('GET', 600, 1);
   svc.observe('GET', 999, 1);
-  t.is(await value(m, 'puttu_requests_total', { service: 's', method: 'GET', status_class: 'aborted' }), 2);
-  t.is(await value(m, 'puttu_requests_total', { service: 's', method: 'GET', status_class: '1xx' }), 1);
-  t.is(await value(m, 'puttu_requests_total', { service: 's', method: 'GET', status_class: '5xx' }), 2);
+  t.is(await value(m, 'puttu_requests_total', { service: 's', method: 'GET', status_class: 'aborted', protocol: 'http/1.1' }), 2);
+  t.is(await value(m, 'puttu_requests_total', { service: 's', method: 'GET', status_class: '1xx', protocol: 'http/1.1' }), 1);
+  t.is(await value(m, 'puttu_requests_total', { service: 's', method: 'GET', status_class: '5xx', protocol: 'http/1.1' }), 2);
 });
 
 test('observe records the duration in the per-service histogram', async (t) => {
@@ -197,7 +198,7 @@ test('forget removes every series of that service and keeps the others', async (
   const after = await m.registry.metrics();
   t.false(after.includes('service="x"'));
   t.true(after.includes('service="y"'));
-  t.is(await value(m, 'puttu_requests_total', { service: 'y', method: 'GET', status_class: '2xx' }), 1);
+  t.is(await value(m, 'puttu_requests_total', { service: 'y', method: 'GET', status_class: '2xx', protocol: 'http/1.1' }), 1);
   t.is(await value(m, 'puttu_endpoints', { service: 'y' }), 3);
 });
 
@@ -216,7 +217,7 @@ test('a service forgotten and seen again starts from zero', async (t) => {
   m.forService('x').observe('GET', 200, 0);
   m.forget('x');
   m.forService('x').observe('GET', 200, 0);
-  t.is(await value(m, 'puttu_requests_total', { service: 'x', method: 'GET', status_class: '2xx' }), 1);
+  t.is(await value(m, 'puttu_requests_total', { service: 'x', method: 'GET', status_class: '2xx', protocol: 'http/1.1' }), 1);
   m.forget('x');
   t.false((await m.registry.metrics()).includes('service="x"'));
 });
@@ -235,7 +236,7 @@ test('regression: a handle held across forget (an in-flight request) does not re
   t.false((await m.registry.metrics()).includes('service="x"'));
   // A new handle for the same name still counts.
   m.forService('x').observe('GET', 200, 0.01);
-  t.is(await value(m, 'puttu_requests_total', { service: 'x', method: 'GET', status_class: '2xx' }), 1);
+  t.is(await value(m, 'puttu_requests_total', { service: 'x', method: 'GET', status_class: '2xx', protocol: 'http/1.1' }), 1);
 });
 
 test('setZkState sets exactly one state to 1 and all the others to 0', async (t) => {
@@ -310,7 +311,7 @@ test('label cardinality stays bounded after 1000 observations with random method
     series.reduce((a, s) => a + s.value, 0),
     1000,
   );
-  // 9 method values (8 known + OTHER) × 6 status classes × 2 services at most.
+  // 9 method values (8 known + OTHER) × 6 status classes × 2 services at most (all HTTP/1.1).
   t.true(series.length <= 9 * 6 * 2, String(series.length));
   const methods = new Set(series.map((s) => String(s.labels.method)));
   t.true(
