@@ -149,7 +149,9 @@ test('weights: a Curator instance with metadata weight "3" and a Nerve one of we
 
 // --- Policy documents ---------------------------------------------------------------------------
 
-test('policy: a valid document applies to new requests within 1 s, versioned, and shows in /api/services', async (t) => {
+// Serial: ava runs it before this file's concurrent tests, whose thousands of requests through
+// proxies in this same process would otherwise share its 1 s with it.
+test.serial('policy: a valid document applies to new requests within 1 s, versioned, and shows in /api/services', async (t) => {
   const { proxy, lib, policyPath } = await setup();
   const [u] = await upstreams('only');
   await register(lib, 'orders', u!);
