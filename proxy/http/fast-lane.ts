@@ -42,6 +42,7 @@ import {
   responseField,
   type ResponseFacts,
 } from '../forward/headers.js';
+import { putBack, takeListener } from './connection-hooks.js';
 import { prefaceVerdict } from './h2.js';
 
 /**
@@ -354,10 +355,7 @@ class LaneResponse implements ClientResponse {
     facts.contentLength = length;
     const lead = `HTTP/1.1 ${status} ${statusText || http.STATUS_CODES[status] || 'unknown'}\r\n`;
     const extra = facts.extraFields;
-    const tail =
-      extra === undefined
-        ? `x-request-id: ${requestId}\r\n${this.#ownFields(status, length, hasDate)}`
-        : `x-request-id: ${requestId}\r\n${fieldLines(extra)}${this.#ownFields(status, length, hasDate)}`;
+    const tail = `x-request-id: ${requestId}\r\n${extra === undefined ? '' : fieldLines(extra)}${this.#ownFields(status, length, hasDate)}`;
     this.#raw = { lead, fields, tail, size: lead.length + size + tail.length };
     this.headersSent = true;
     return true;
@@ -651,8 +649,7 @@ class LaneConnection {
     }
     this.lane.handedOff++;
     if (this.buf !== null) {
-      // Put back in order without copying them together: each unshift goes in front of the last.
-      for (let i = this.#parts.length - 1; i >= 0; i--) socket.unshift(this.#parts[i]!);
+      putBack(socket, this.#parts);
       socket.unshift(this.buf);
     }
     this.#parts = [];
@@ -747,10 +744,7 @@ class Lane implements FastLane {
  * hands those it will not serve to the server's own connection handling.
  */
 export function installFastLane(server: http.Server, handler: LaneHandler, options: FastLaneOptions): FastLane {
-  const [nodeConnection, ...others] = server.listeners('connection') as ((socket: Socket) => void)[];
-  if (nodeConnection === undefined || others.length > 0) throw new Error('the fast lane needs the HTTP server as it was created');
-  server.removeListener('connection', nodeConnection);
-  const lane = new Lane(options, handler, (socket) => nodeConnection.call(server, socket));
+  const lane = new Lane(options, handler, takeListener(server, 'connection', 'the fast lane'));
   server.on('connection', (socket: Socket) => lane.accept(socket));
   return lane;
 }

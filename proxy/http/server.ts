@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import { installFastLane, type FastLane, type LaneHandler } from './fast-lane.js';
 import { BadRequestError, HeadersTooLargeError, RequestTimeoutError } from '../errors.js';
 import { endWithError } from './raw-error.js';
+import { putBack, takeListener } from './connection-hooks.js';
 import { createH2Front, prefaceVerdict, type H2Front, type H2Options } from './h2.js';
 
 export interface Listener {
@@ -204,12 +205,10 @@ export function createListener(handler: http.RequestListener | LaneHandler, opti
 
 /** TLS connections that chose h2 by ALPN go to the HTTP/2 sessions, the others to Node's HTTP/1.1. */
 function routeByAlpn(server: http.Server, h2: H2Front): void {
-  const [nodeSecure, ...others] = server.listeners('secureConnection') as ((socket: TLSSocket) => void)[];
-  if (nodeSecure === undefined || others.length > 0) throw new Error('HTTP/2 over TLS needs the HTTPS server as it was created');
-  server.removeListener('secureConnection', nodeSecure);
+  const nodeSecure = takeListener<TLSSocket>(server, 'secureConnection', 'HTTP/2 over TLS');
   server.on('secureConnection', (socket: TLSSocket) => {
     if (socket.alpnProtocol === 'h2') h2.accept(socket, true);
-    else nodeSecure.call(server, socket);
+    else nodeSecure(socket);
   });
 }
 
@@ -218,9 +217,7 @@ function routeByAlpn(server: http.Server, h2: H2Front): void {
  * preface goes to the HTTP/2 sessions, anything else back to Node's parser as it came.
  */
 function sniffPreface(server: http.Server, toH2: (socket: Socket, read: Buffer[]) => void, silentMs: number): void {
-  const [nodeConnection, ...others] = server.listeners('connection') as ((socket: Socket) => void)[];
-  if (nodeConnection === undefined || others.length > 0) throw new Error('h2c needs the HTTP server as it was created');
-  server.removeListener('connection', nodeConnection);
+  const nodeConnection = takeListener(server, 'connection', 'h2c');
   const silent = function (this: Socket): void {
     this.destroy();
   };
@@ -239,8 +236,8 @@ function sniffPreface(server: http.Server, toH2: (socket: Socket, read: Buffer[]
       socket.removeListener('error', noop);
       socket.pause();
       if (verdict === 'h2') return toH2(socket, read);
-      for (let i = read.length - 1; i >= 0; i--) socket.unshift(read[i]!);
-      nodeConnection.call(server, socket);
+      putBack(socket, read);
+      nodeConnection(socket);
       socket.resume();
     };
     socket.on('data', onData);
