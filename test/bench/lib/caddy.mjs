@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnTracked } from './processes.mjs';
-import { waitUntil } from './wait.mjs';
+import { untilAnswers } from './wait.mjs';
 
 /**
  * The fields puttu adds to every request and response, as lib/nginx.mjs sets them for nginx:
@@ -75,14 +75,6 @@ export async function startCaddy({ binary, dir, port, routes, logFile, forwardin
     NO_PROXY: '*',
   };
   const proc = spawnTracked('caddy', binary, ['run', '--config', conf], { logFile, env, cwd: dir });
-  await waitUntil(
-    async () => {
-      if (!proc.alive()) throw new Error(`caddy exited: ${proc.logTail()}`);
-      const res = await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined);
-      await res?.arrayBuffer();
-      return res !== undefined;
-    },
-    { timeoutMs: 15_000, what: 'caddy to answer' },
-  );
+  await untilAnswers(proc, 'caddy', port);
   return { name: 'caddy', proc, port, pids: () => (proc.alive() ? [proc.pid] : []) };
 }

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnTracked } from './processes.mjs';
-import { waitUntil } from './wait.mjs';
+import { untilAnswers } from './wait.mjs';
 
 /**
  * The fields puttu adds to every request and response (X-Forwarded-For/-Proto/-Host, Via, an
@@ -62,14 +62,6 @@ export async function startHaproxy({ binary, dir, port, routes, logFile, forward
   const conf = path.join(dir, 'haproxy.cfg');
   fs.writeFileSync(conf, haproxyConfig({ port, routes, forwarding }));
   const proc = spawnTracked('haproxy', binary, ['-db', '-f', conf], { logFile, cwd: dir });
-  await waitUntil(
-    async () => {
-      if (!proc.alive()) throw new Error(`haproxy exited: ${proc.logTail()}`);
-      const res = await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined);
-      await res?.arrayBuffer();
-      return res !== undefined;
-    },
-    { timeoutMs: 15_000, what: 'haproxy to answer' },
-  );
+  await untilAnswers(proc, 'haproxy', port);
   return { name: 'haproxy', proc, port, pids: () => (proc.alive() ? [proc.pid] : []) };
 }

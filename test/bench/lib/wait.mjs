@@ -10,3 +10,16 @@ export async function waitUntil(check, { timeoutMs, what, intervalMs = 50 }) {
     await sleep(intervalMs);
   }
 }
+
+/** Until the process `proc` (a spawnTracked one) answers any HTTP request on `port`; fails if it exits. */
+export function untilAnswers(proc, name, port) {
+  return waitUntil(
+    async () => {
+      if (!proc.alive()) throw new Error(`${name} exited: ${proc.logTail()}`);
+      const res = await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined);
+      await res?.arrayBuffer();
+      return res !== undefined;
+    },
+    { timeoutMs: 15_000, what: `${name} to answer` },
+  );
+}
