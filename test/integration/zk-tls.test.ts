@@ -6,13 +6,12 @@
  * fails with ZkTlsError at once, after one connection attempt per server, not a reconnect loop.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { connect, ZkTlsError, type Puttu, type ZkTlsOptions } from '../../proxy/index.js';
 import { silentLogger } from '../../proxy/logger.js';
 import { kZkClient, type ZkClient } from '../../proxy/registry/zk-client.js';
 import { delay, eventually, within } from '../helpers/eventually.js';
-import { BIN, exitCode } from '../helpers/processes.js';
+import { puttu as puttuCommand } from '../helpers/processes.js';
 import { startProxy } from '../helpers/proxy.js';
 import { startRelay } from '../helpers/relay.js';
 import { request, startUpstream } from '../helpers/upstreams.js';
@@ -39,19 +38,11 @@ function client(t: { teardown(fn: () => Promise<void>): void }, connectString: s
 
 /** Runs `puttu <args>` to its end: exit code and everything it wrote. */
 function run(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, PUTTU_LOG_LEVEL: 'info' },
-    });
-    let output = '';
-    child.stdout.on('data', (c) => (output += c));
-    child.stderr.on('data', (c) => (output += c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    void exitCode(child).then((code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
+  const child = puttuCommand(args, { PUTTU_LOG_LEVEL: 'info' });
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  return child.exited.then((code) => {
+    clearTimeout(timer);
+    return { code, output: child.output() };
   });
 }
 
