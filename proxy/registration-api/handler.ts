@@ -209,7 +209,11 @@ function digest(text: string): Buffer {
 }
 
 function json(res: ServerResponse, status: number, value: unknown): void {
-  const body = JSON.stringify(value);
+  send(res, status, JSON.stringify(value));
+}
+
+/** A JSON body as Curator's server types it (no charset parameter). */
+function send(res: ServerResponse, status: number, body: string): void {
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
   res.end(body);
 }
@@ -220,11 +224,5 @@ function empty(res: ServerResponse, status: number): void {
 }
 
 function fail(res: ServerResponse, error: PuttuError): void {
-  const body = errorBody(error);
-  res.writeHead(error.status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-  });
-  res.end(body);
+  send(res, error.status, errorBody(error));
 }
