@@ -63,6 +63,8 @@ export interface Started {
   /** Empty for a cluster primary (its workers listen). */
   proxyUrl: string;
   adminUrl: string | undefined;
+  /** The REST registration API's URL, when it listens (registrationPort ≥ 0). */
+  registrationUrl?: string;
   zkConnectString: string;
   /** True when the proxy started its own development ZooKeeper. */
   devZooKeeper: boolean;
@@ -176,7 +178,13 @@ export function createApp(deps: AppDeps): App {
         basePath,
       });
     else logger.info('puttu worker listening', { proxyUrl, pid: process.pid });
-    return { proxyUrl, adminUrl, zkConnectString: connectString, devZooKeeper: dev };
+    return {
+      proxyUrl,
+      adminUrl,
+      ...(registration && { registrationUrl: registration.url }),
+      zkConnectString: connectString,
+      devZooKeeper: dev,
+    };
   }
 
   return {

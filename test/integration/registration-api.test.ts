@@ -14,7 +14,6 @@ import test from 'ava';
 import { createApp } from '../../proxy/app.js';
 import { DEFAULTS, type Config } from '../../proxy/config/schema.js';
 import { createLogger, silentLogger } from '../../proxy/logger.js';
-import { freePort } from '../../proxy/dev/local-zookeeper.js';
 import { systemClock } from '../../proxy/clock.js';
 import { RestRegistrations } from '../../proxy/registration-api/store.js';
 import { startCuratorProbe } from '../helpers/curator-probe.js';
@@ -52,7 +51,8 @@ async function start(t: { teardown(fn: () => Promise<void>): void }, overrides: 
     logLevel: 'silent',
     sessionTimeoutMs: 4_000,
     shutdownGraceMs: 1_000,
-    registrationPort: await freePort(),
+    // Any free port, as the listener reports it: a port picked beforehand could be taken meanwhile.
+    registrationPort: 0,
     registrationToken: TOKEN,
     ...overrides,
   };
@@ -60,7 +60,7 @@ async function start(t: { teardown(fn: () => Promise<void>): void }, overrides: 
   t.teardown(() => app.close());
   const started = await app.start();
   await app.registry!.whenSynced();
-  return { url: `http://127.0.0.1:${config.registrationPort}`, proxyUrl: started.proxyUrl, basePath: config.basePath, app };
+  return { url: started.registrationUrl!, proxyUrl: started.proxyUrl, basePath: config.basePath, app };
 }
 
 /** A response's JSON body, untyped as a test reads it. */
