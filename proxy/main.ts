@@ -13,6 +13,7 @@ import {
   beforeLoad,
   capYoungGeneration,
   collectGarbageOnce,
+  keepFreedHeapMemory,
   restoreYoungGenerationGrowth,
   startupOver,
   tuningChoice,
@@ -55,6 +56,7 @@ function runtimeTuning(tune: boolean): Tuning {
     proxyStarted: () => capYoungGeneration(),
     otherCommand: restoreYoungGenerationGrowth,
     afterInitialRead: (logger) => () => {
+      keepFreedHeapMemory();
       const ms = collectGarbageOnce();
       logger.debug('collected the garbage of the initial registry read', { pauseMs: Math.round(ms) });
     },
