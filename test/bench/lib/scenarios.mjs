@@ -11,9 +11,9 @@ const LUA = fileURLToPath(new URL('../post-64k.lua', import.meta.url));
 export const SCENARIOS = [
   { id: 'small-c10', title: 'small response, 10 conn', path: '/echo/small', connections: 10, expect: 35 },
   { id: 'small-c50', title: 'small response, 50 conn', path: '/echo/small', connections: 50, expect: 35 },
-  { id: 'post-64k', title: '64 KiB upload (POST), 10 conn', path: '/echo/upload', connections: 10, script: LUA, expect: 9 },
-  { id: 'get-256k', title: '256 KiB response, 10 conn', path: '/echo/large', connections: 10, expect: 256 * 1024 },
-  { id: 'get-4m', title: '4 MiB response, 10 conn', path: '/echo/huge', connections: 10, expect: 4 * 1024 * 1024 },
+  { id: 'post-64k', title: '64 KiB upload (POST), 50 conn', path: '/echo/upload', connections: 50, script: LUA, expect: 9 },
+  { id: 'get-256k', title: '256 KiB response, 50 conn', path: '/echo/large', connections: 50, expect: 256 * 1024 },
+  { id: 'get-4m', title: '4 MiB response, 50 conn', path: '/echo/huge', connections: 50, expect: 4 * 1024 * 1024 },
   {
     id: 'slow-1-of-3',
     title: `1 of 3 instances +${SLOW_MS} ms, 10 conn`,
