@@ -206,6 +206,7 @@ interface ProxyParts {
   clock: Clock;
   logger: Logger;
   policies: TrafficPolicies;
+  onBodyBytes?: ((bytes: number) => void) | undefined;
 }
 
 /** The proxy listener: HTTP requests and WebSocket upgrades (not yet listening). */
@@ -214,7 +215,7 @@ export function buildProxyListener(
   proto: 'http' | 'https',
   p: ProxyParts,
 ): { proxy: Listener; ws: WsForwarder; deadlines: Deadlines } {
-  const { registry, pools, inflight, outliers, balancerFor, metrics, clock, logger, policies } = p;
+  const { registry, pools, inflight, outliers, balancerFor, metrics, clock, logger, policies, onBodyBytes } = p;
   const deadlines = new Deadlines({ headMs: config.upstreamTimeoutMs, bodyMs: config.bodyTimeoutMs });
   // A policy's shorter head limit makes the deadline sweep finer (never coarser).
   policies.onCompiled = (_service, compiled) => compiled?.upstreamTimeoutMs && deadlines.allowFor(compiled.upstreamTimeoutMs);
@@ -232,6 +233,7 @@ export function buildProxyListener(
         deadlines,
         policyFor,
         explain: config.explain === 'on',
+        ...(onBodyBytes && { onBodyBytes }),
       },
       metrics,
       clock,

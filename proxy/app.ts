@@ -52,6 +52,8 @@ export interface AppDeps {
    * collects that read's garbage then (runtime-tuning.ts). The app itself tunes nothing.
    */
   afterInitialRead?: () => void;
+  /** Told the length of each body the proxy moves, for the CLI's runtime tuning (ForwarderDeps). */
+  onBodyBytes?: (bytes: number) => void;
   /**
    * Called when the proxy cannot go on: ZooKeeper's TLS certificate failed verification on every
    * server (the ZkTlsError says why). The CLI logs it and exits 1; without it the app waits.
@@ -129,7 +131,7 @@ export function createApp(deps: AppDeps): App {
     let proxyUrl = '';
     let proxyPort = config.port;
     if (role !== 'primary') {
-      const parts = { ...upstreams, registry: reg, metrics, clock, logger, policies: t.policies };
+      const parts = { ...upstreams, registry: reg, metrics, clock, logger, policies: t.policies, onBodyBytes: deps.onBodyBytes };
       const { proxy, ws, deadlines } = buildProxyListener(config, proto, parts);
       const proxyAddress = await proxy.listen(config.port, config.host);
       fastLane = proxy.lane;

@@ -14,6 +14,7 @@ import {
   capYoungGeneration,
   collectGarbageOnce,
   keepFreedHeapMemory,
+  paceYoungCollections,
   restoreYoungGenerationGrowth,
   startupOver,
   tuningChoice,
@@ -45,10 +46,13 @@ interface Tuning {
   otherCommand(): void;
   /** For the proxy's app: what to run after the registry's initial read, if anything. */
   afterInitialRead(logger: Logger): (() => void) | undefined;
+  /** For the proxy's app: the counter of body bytes it moves (after afterInitialRead ran). */
+  bodyBytes(): ((bytes: number) => void) | undefined;
 }
 
 function runtimeTuning(tune: boolean): Tuning {
-  if (!tune) return { startupOver() {}, proxyStarted() {}, otherCommand() {}, afterInitialRead: () => undefined };
+  if (!tune)
+    return { startupOver() {}, proxyStarted() {}, otherCommand() {}, afterInitialRead: () => undefined, bodyBytes: () => undefined };
   // bin/puttu.js applied it before loading this module; `node dist/proxy/main.js` gets it now.
   beforeLoad();
   return {
@@ -60,6 +64,7 @@ function runtimeTuning(tune: boolean): Tuning {
       const ms = collectGarbageOnce();
       logger.debug('collected the garbage of the initial registry read', { pauseMs: Math.round(ms) });
     },
+    bodyBytes: () => paceYoungCollections(),
   };
 }
 
@@ -140,8 +145,10 @@ async function runProxy(argv: string[], tuning: Tuning): Promise<number> {
   const start = async (): Promise<{ close(): Promise<void> }> => {
     // node:cluster only when it is used.
     if (role === 'primary') return (await import('./cluster/primary.js')).startPrimary(config, logger, afterInitialRead, onFatal);
-    if (role === 'worker') return (await import('./cluster/worker.js')).startWorker(config, logger);
-    const app = createApp({ config, logger, onFatal, ...(afterInitialRead && { afterInitialRead }) });
+    const onBodyBytes = tuning.bodyBytes();
+    const tuned = { ...(afterInitialRead && { afterInitialRead }), ...(onBodyBytes && { onBodyBytes }) };
+    if (role === 'worker') return (await import('./cluster/worker.js')).startWorker(config, logger, tuned);
+    const app = createApp({ config, logger, onFatal, ...tuned });
     running = app;
     await app.start();
     return app;

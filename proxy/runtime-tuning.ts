@@ -12,7 +12,9 @@
  * 3. `capYoungGeneration()`, the proxy only: the young generation may grow again, up to a cap.
  * 4. `collectGarbageOnce()`, the proxy only, after the registry's initial read. Just before it,
  *    `keepFreedHeapMemory()` sets up glibc's allocator for large bodies (not a V8 flag).
- * The other commands get `restoreYoungGenerationGrowth()` instead of 3 and 4.
+ * 5. `paceYoungCollections()`, the proxy only: a young-generation collection after every 8 MiB of
+ *    body the proxy moves.
+ * The other commands get `restoreYoungGenerationGrowth()` instead of 3 to 5.
  */
 import { PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
@@ -173,13 +175,17 @@ export function capYoungGeneration(
  * This one collection uses a factor of 1.5; every later one is V8's own again (or the operator's,
  * who set --heap-growing-percent).
  */
+/** V8's `gc`, once step 4 has exposed it (for step 5). */
+let exposedGc: ((options?: object) => void) | undefined;
+
 export function collectGarbageOnce(): number {
   const started = performance.now();
   // An operator's own --heap-growing-percent holds throughout.
   const ownFactor = operatorSetFlag(/^--heap[-_]growing[-_]percent\b/);
   v8.setFlagsFromString('--expose-gc');
   if (!ownFactor) v8.setFlagsFromString('--heap-growing-percent=50');
-  (vm.runInNewContext('gc') as () => void)();
+  exposedGc ??= vm.runInNewContext('gc') as (options?: object) => void;
+  exposedGc();
   if (!ownFactor) v8.setFlagsFromString('--heap-growing-percent=0');
   return performance.now() - started;
 }
@@ -208,4 +214,35 @@ export const HEAP_HOLD_BYTES = 16 * 1024 * 1024;
 export function keepFreedHeapMemory(): void {
   // Unreachable once this returns: the next full collection frees it (glibc unmaps it).
   Buffer.allocUnsafeSlow(HEAP_HOLD_BYTES);
+}
+
+/**
+ * Step 5, the proxy only: a young-generation collection (a scavenge) after every
+ * `stepBytes` of request and response body the proxy moves. Returns the counter the forwarder
+ * calls with each body chunk's length.
+ *
+ * Each 64 KiB socket read is a buffer outside V8's heap that dies as soon as it has been written
+ * on. V8 schedules scavenges by what JavaScript allocates (a few KiB per response), not by those
+ * buffers, so between two scavenges a proxy moving large bodies piles up tens of MiB of dead
+ * buffers. That memory counts against the old generation's limit, and V8 answers it with full
+ * mark-compacts, several per second, which cost more and free it later. A scavenge frees the dead
+ * young buffers at a cost that grows with what is still alive (the bodies in flight), not with the
+ * garbage.
+ *
+ * Measured with 256 KiB responses at 50 connections (test/bench/ab.mjs --path /echo/large): with
+ * an 8 MiB step peak RSS fell from 129 to 93 MB, at 0.88× the throughput (466 vs 409 µs of CPU per
+ * response); a 16 MiB step gave 105 MB at 0.92×. Small bodies never reach a step in practice.
+ * Needs `gc`, which step 4 exposes: until step 4 has run, the counter only counts.
+ */
+export const BODY_BYTES_PER_SCAVENGE = 8 * 1024 * 1024;
+
+export function paceYoungCollections(stepBytes = BODY_BYTES_PER_SCAVENGE): (bytes: number) => void {
+  const minor = { type: 'minor' };
+  let moved = 0;
+  return (bytes: number): void => {
+    moved += bytes;
+    if (moved < stepBytes) return;
+    moved = 0;
+    exposedGc?.(minor);
+  };
 }

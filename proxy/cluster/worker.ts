@@ -1,5 +1,5 @@
 /** A cluster worker: the proxy listener, routing from the snapshots its primary sends. */
-import { createApp, type App } from '../app.js';
+import { createApp, type App, type AppDeps } from '../app.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../logger.js';
 import { normalizeBasePath } from '../registry/paths.js';
@@ -7,10 +7,13 @@ import { isPuttuMessage, type ToPrimary, type ToWorker } from './messages.js';
 import { RemotePolicies } from './remote-policies.js';
 import { RemoteRegistry } from './remote-registry.js';
 
-export async function startWorker(config: Config, logger: Logger): Promise<App> {
+/** The CLI's runtime tuning for the worker's app (app.ts AppDeps), when it tunes. */
+type WorkerTuning = Pick<AppDeps, 'afterInitialRead' | 'onBodyBytes'>;
+
+export async function startWorker(config: Config, logger: Logger, tuning: WorkerTuning = {}): Promise<App> {
   const registry = new RemoteRegistry(normalizeBasePath(config.basePath));
   const policies = new RemotePolicies();
-  const app = createApp({ config, logger: logger.child({ worker: process.pid }), role: 'worker', registry, policies });
+  const app = createApp({ config, logger: logger.child({ worker: process.pid }), role: 'worker', registry, policies, ...tuning });
   process.on('message', (message: unknown) => {
     if (!isPuttuMessage(message)) return;
     const m = message as ToWorker;

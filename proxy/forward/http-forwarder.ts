@@ -63,6 +63,11 @@ export interface ForwarderDeps {
   policyFor?: (service: string) => CompiledPolicy | undefined;
   /** `--explain on`: every response carries Server-Timing and X-Puttu-Attempts. */
   explain?: boolean;
+  /**
+   * Told the length of each body the proxy moves: the response's chunks and a request body read
+   * whole (the CLI's runtime tuning paces collections by it; a streamed request body is not told).
+   */
+  onBodyBytes?: (bytes: number) => void;
 }
 
 export interface ExchangeInit {
@@ -164,6 +169,11 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
   }
 
   start(): void {
+    const body = this.#body;
+    if (this.#f.onBodyBytes !== undefined && body !== null) {
+      if (Buffer.isBuffer(body)) this.#f.onBodyBytes(body.length);
+      else if (Array.isArray(body)) for (const b of body) this.#f.onBodyBytes(b.length);
+    }
     (this.res as TrackedResponse)[kExchange] = this;
     this.res.on('close', onResponseClose);
     this.#f.budget.request();
@@ -229,6 +239,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
 
   onData(chunk: Buffer): boolean {
     this.#f.deadlines.bodyMoved(this);
+    this.#f.onBodyBytes?.(chunk.length);
     // The usual small response: the whole declared body in the first chunk. One res.end(chunk)
     // sends head and body together, without a separate write and end.
     if (!this.#wroteBody && chunk.length === this.contentLength) {

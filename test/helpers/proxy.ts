@@ -16,7 +16,7 @@ export interface TestProxy {
 export async function startProxy(
   zk: string,
   overrides: Partial<Config> = {},
-  deps: { random?: Random; logger?: Logger } = {},
+  deps: { random?: Random; logger?: Logger; onBodyBytes?: (bytes: number) => void } = {},
 ): Promise<TestProxy> {
   const proxy = await startProxyUnsynced(zk, overrides, deps);
   await proxy.app.registry!.whenSynced();
@@ -27,7 +27,7 @@ export async function startProxy(
 export async function startProxyUnsynced(
   zk: string,
   overrides: Partial<Config> = {},
-  deps: { random?: Random; logger?: Logger } = {},
+  deps: { random?: Random; logger?: Logger; onBodyBytes?: (bytes: number) => void } = {},
 ): Promise<TestProxy> {
   const config: Config = {
     ...DEFAULTS,
@@ -41,7 +41,12 @@ export async function startProxyUnsynced(
     shutdownGraceMs: 2_000,
     ...overrides,
   };
-  const app = createApp({ config, logger: deps.logger ?? silentLogger, ...(deps.random && { random: deps.random }) });
+  const app = createApp({
+    config,
+    logger: deps.logger ?? silentLogger,
+    ...(deps.random && { random: deps.random }),
+    ...(deps.onBodyBytes && { onBodyBytes: deps.onBodyBytes }),
+  });
   const started = await app.start();
   return { app, url: started.proxyUrl, adminUrl: started.adminUrl!, basePath: config.basePath, close: () => app.close() };
 }

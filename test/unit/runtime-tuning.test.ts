@@ -133,6 +133,36 @@ test('keepFreedHeapMemory raises glibc malloc thresholds: an 8 MiB block then co
   t.is(placeOfLargeBlock(true, { MALLOC_TRIM_THRESHOLD_: '131072' }), 'own mapping');
 });
 
+test('paceYoungCollections: one scavenge per step of body bytes, once step 4 exposed gc', (t) => {
+  const script = `
+    import { PerformanceObserver, constants } from 'node:perf_hooks';
+    import { collectGarbageOnce, paceYoungCollections } from ${JSON.stringify(TUNING)};
+    let minor = 0;
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) if (e.detail.kind === constants.NODE_PERFORMANCE_GC_MINOR) minor++;
+    }).observe({ entryTypes: ['gc'] });
+    const pace = paceYoungCollections(1024 * 1024);
+    const move = (mib) => { for (let i = 0; i < mib * 16; i++) pace(64 * 1024); };
+    const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+    move(4);
+    await settle();
+    const beforeGc = minor;
+    collectGarbageOnce();
+    move(10);
+    await settle();
+    console.log(JSON.stringify({ beforeGc, paced: minor - beforeGc }));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
+  t.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim()) as { beforeGc: number; paced: number };
+  t.is(out.beforeGc, 0, 'before gc is exposed the counter only counts');
+  // 10 MiB in 1 MiB steps: 10 scavenges, give or take one V8 ran on its own.
+  t.true(out.paced >= 10 && out.paced <= 11, `expected 10 scavenges, saw ${out.paced}`);
+});
+
 /**
  * Runs a fresh node that runs beforeLoad() as bin/puttu.js does, makes one function hot before
  * `startupOver()` and another after it, and returns the names V8's --trace-opt says it optimized.
