@@ -13,7 +13,6 @@ import {
   beforeLoad,
   capYoungGeneration,
   collectGarbageOnce,
-  keepFreedHeapMemory,
   paceYoungCollections,
   restoreYoungGenerationGrowth,
   startupOver,
@@ -35,8 +34,9 @@ Commands:
 Each command has --help.
 puttu --version prints the version. Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.
 
-Runtime tuning: puttu sets a few V8 flags in its own process for memory and start-up (see
-docs/ARCHITECTURE.md); --tune-runtime off (or PUTTU_TUNE_RUNTIME=off) leaves node's defaults.`;
+Runtime tuning: puttu sets a few V8 flags in its own process for memory and start-up, and
+paces young-generation collections by the body bytes it moves (see docs/ARCHITECTURE.md); --tune-runtime off (or PUTTU_TUNE_RUNTIME=off) leaves node's
+defaults.`;
 
 /** The runtime tuning this process applies: the functions, or nothing with --tune-runtime off. */
 interface Tuning {
@@ -60,7 +60,6 @@ function runtimeTuning(tune: boolean): Tuning {
     proxyStarted: () => capYoungGeneration(),
     otherCommand: restoreYoungGenerationGrowth,
     afterInitialRead: (logger) => () => {
-      keepFreedHeapMemory();
       const ms = collectGarbageOnce();
       logger.debug('collected the garbage of the initial registry read', { pauseMs: Math.round(ms) });
     },

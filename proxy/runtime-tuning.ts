@@ -10,8 +10,7 @@
  *    young-generation growth held, TurboFan held.
  * 2. `startupOver()`, once the proxy listens (at once for the other commands): TurboFan on again.
  * 3. `capYoungGeneration()`, the proxy only: the young generation may grow again, up to a cap.
- * 4. `collectGarbageOnce()`, the proxy only, after the registry's initial read. Just before it,
- *    `keepFreedHeapMemory()` sets up glibc's allocator for large bodies (not a V8 flag).
+ * 4. `collectGarbageOnce()`, the proxy only, after the registry's initial read.
  * 5. `paceYoungCollections()`, the proxy only: a young-generation collection after every 8 MiB of
  *    body the proxy moves.
  * The other commands get `restoreYoungGenerationGrowth()` instead of 3 to 5.
@@ -188,32 +187,6 @@ export function collectGarbageOnce(): number {
   exposedGc();
   if (!ownFactor) v8.setFlagsFromString('--heap-growing-percent=0');
   return performance.now() - started;
-}
-
-/**
- * The allocator step, the proxy only, right before step 4: glibc's malloc keeps freed memory for
- * reuse instead of handing it back to the kernel after every collection.
- *
- * Each socket read of a large body lands in a fresh 64 KiB buffer that Node allocates with malloc.
- * Freed in bulk when V8 collects them, those buffers leave a free region of several MiB at the top
- * of glibc's heap, which glibc gives back to the kernel at once (its trim threshold starts at
- * 128 KiB), and the next reads fault every page in again. A proxy moving 256 KiB responses then
- * spends a third of its CPU on page faults, or not, depending on whether some large block happened
- * to be freed early in its life.
- *
- * glibc raises both thresholds itself when a block it mapped on its own (above the mmap threshold)
- * is freed: the mmap threshold becomes that block's size and the trim threshold twice that, up to a
- * 32 MiB block (mallopt(3), "dynamic mmap threshold"). So this allocates one 16 MiB buffer and
- * lets step 4 free it: from then on, blocks up to 16 MiB come from the heap and up to 32 MiB of
- * free heap is kept. The buffer is never touched, so it never becomes resident. An operator's own
- * MALLOC_*_ or GLIBC_TUNABLES malloc setting turns glibc's dynamic thresholds off, and with them
- * this step; other C libraries ignore it.
- */
-export const HEAP_HOLD_BYTES = 16 * 1024 * 1024;
-
-export function keepFreedHeapMemory(): void {
-  // Unreachable once this returns: the next full collection frees it (glibc unmaps it).
-  Buffer.allocUnsafeSlow(HEAP_HOLD_BYTES);
 }
 
 /**

@@ -91,48 +91,6 @@ test('collectGarbageOnce runs a full collection: an unreachable old object is go
   t.true(out.ms >= 0);
 });
 
-/**
- * Runs a fresh node (with `env`), optionally runs keepFreedHeapMemory() and the full collection
- * that follows it in the proxy, then allocates an 8 MiB buffer and says where glibc put it: in its
- * heap (the [heap] mapping grew) or in a mapping of its own (mmap; freed memory of that kind goes
- * straight back to the kernel).
- */
-function placeOfLargeBlock(keepFreed: boolean, env: NodeJS.ProcessEnv = {}): 'heap' | 'own mapping' {
-  const script = `
-    import fs from 'node:fs';
-    import { collectGarbageOnce, keepFreedHeapMemory } from ${JSON.stringify(TUNING)};
-    if (${keepFreed}) keepFreedHeapMemory();
-    collectGarbageOnce();
-    // V8 may free the buffer's memory on a background thread after the collection.
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const maps = () => fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').filter(Boolean);
-    const before = new Set(maps());
-    globalThis.keep = Buffer.allocUnsafeSlow(8 * 1024 * 1024);
-    const grown = maps().filter((line) => !before.has(line)).map((line) => {
-      const [start, end] = line.split(' ')[0].split('-').map((x) => parseInt(x, 16));
-      return { size: end - start, heap: line.endsWith('[heap]') };
-    }).filter((m) => m.size >= 8 * 1024 * 1024);
-    console.log(grown.length === 1 ? (grown[0].heap ? 'heap' : 'own mapping') : 'unclear: ' + JSON.stringify(grown));`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-    encoding: 'utf8',
-    timeout: 30_000,
-    env: { ...process.env, NODE_OPTIONS: '', ...env },
-  });
-  if (r.status !== 0) throw new Error(r.stderr);
-  const place = r.stdout.trim();
-  if (place !== 'heap' && place !== 'own mapping') throw new Error(`could not tell where glibc put the block: ${place}`);
-  return place;
-}
-
-test('keepFreedHeapMemory raises glibc malloc thresholds: an 8 MiB block then comes from its heap (this relies on glibc)', (t) => {
-  // glibc's documented dynamic mmap threshold (mallopt(3)): if this fails, glibc changed, and large
-  // bodies are back to faulting their read buffers in after every collection.
-  t.is(placeOfLargeBlock(false), 'own mapping', 'a fresh node maps an 8 MiB block on its own (128 KiB mmap threshold)');
-  t.is(placeOfLargeBlock(true), 'heap');
-  // An operator's own malloc setting turns glibc's dynamic thresholds off, and the step with them.
-  t.is(placeOfLargeBlock(true, { MALLOC_TRIM_THRESHOLD_: '131072' }), 'own mapping');
-});
-
 test('paceYoungCollections: one scavenge per step of body bytes, once step 4 exposed gc', (t) => {
   const script = `
     import { PerformanceObserver, constants } from 'node:perf_hooks';
