@@ -67,6 +67,15 @@ test("an operator's --max-semi-space-size wins: no cap is installed", (t) => {
   t.true(r.youngBytes > 2 * 2 * MiB + MiB, 'the young generation grew past the cap the code asked for');
 });
 
+/** Runs `script` as an ES module in a fresh node, without the runner's NODE_OPTIONS. */
+function runModule(script: string) {
+  return spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
+}
+
 test('collectGarbageOnce runs a full collection: an unreachable old object is gone after it', (t) => {
   const script = `
     import { collectGarbageOnce } from ${JSON.stringify(TUNING)};
@@ -80,11 +89,7 @@ test('collectGarbageOnce runs a full collection: an unreachable old object is go
       const ms = collectGarbageOnce();
       console.log(JSON.stringify({ collected: ref.deref() === undefined, ms }));
     });`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-    encoding: 'utf8',
-    timeout: 30_000,
-    env: { ...process.env, NODE_OPTIONS: '' },
-  });
+  const r = runModule(script);
   t.is(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout.trim()) as { collected: boolean; ms: number };
   t.true(out.collected);
@@ -109,11 +114,7 @@ test('paceYoungCollections: one scavenge per step of body bytes, once step 4 exp
     move(10);
     await settle();
     console.log(JSON.stringify({ beforeGc, paced: minor - beforeGc }));`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-    encoding: 'utf8',
-    timeout: 30_000,
-    env: { ...process.env, NODE_OPTIONS: '' },
-  });
+  const r = runModule(script);
   t.is(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout.trim()) as { beforeGc: number; paced: number };
   t.is(out.beforeGc, 0, 'before gc is exposed the counter only counts');
