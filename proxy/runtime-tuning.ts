@@ -202,9 +202,8 @@ export function collectGarbageOnce(): number {
  * young buffers at a cost that grows with what is still alive (the bodies in flight), not with the
  * garbage.
  *
- * Measured with 256 KiB responses at 50 connections (test/bench/ab.mjs --path /echo/large): with
- * an 8 MiB step peak RSS fell from 129 to 93 MB, at 0.88× the throughput (466 vs 409 µs of CPU per
- * response); a 16 MiB step gave 105 MB at 0.92×. Small bodies never reach a step in practice.
+ * The step trades CPU for memory: a smaller one scavenges more often and holds fewer dead buffers
+ * (docs/perf-log.md has the measurements behind 8 MiB). Small bodies rarely reach a step.
  * Needs `gc`, which step 4 exposes: until step 4 has run, the counter only counts.
  */
 export const BODY_BYTES_PER_SCAVENGE = 8 * 1024 * 1024;

@@ -13,10 +13,17 @@ export interface TestProxy {
   close(): Promise<void>;
 }
 
+/** What a test may give the app besides its config. */
+export interface TestProxyDeps {
+  random?: Random;
+  logger?: Logger;
+  onBodyBytes?: (bytes: number) => void;
+}
+
 export async function startProxy(
   zk: string,
   overrides: Partial<Config> = {},
-  deps: { random?: Random; logger?: Logger; onBodyBytes?: (bytes: number) => void } = {},
+  deps: TestProxyDeps = {},
 ): Promise<TestProxy> {
   const proxy = await startProxyUnsynced(zk, overrides, deps);
   await proxy.app.registry!.whenSynced();
@@ -27,7 +34,7 @@ export async function startProxy(
 export async function startProxyUnsynced(
   zk: string,
   overrides: Partial<Config> = {},
-  deps: { random?: Random; logger?: Logger; onBodyBytes?: (bytes: number) => void } = {},
+  deps: TestProxyDeps = {},
 ): Promise<TestProxy> {
   const config: Config = {
     ...DEFAULTS,
