@@ -20,22 +20,14 @@ export interface TestProxyDeps {
   onBodyBytes?: (bytes: number) => void;
 }
 
-export async function startProxy(
-  zk: string,
-  overrides: Partial<Config> = {},
-  deps: TestProxyDeps = {},
-): Promise<TestProxy> {
+export async function startProxy(zk: string, overrides: Partial<Config> = {}, deps: TestProxyDeps = {}): Promise<TestProxy> {
   const proxy = await startProxyUnsynced(zk, overrides, deps);
   await proxy.app.registry!.whenSynced();
   return proxy;
 }
 
 /** Started and listening, without waiting for the first read from ZooKeeper. */
-export async function startProxyUnsynced(
-  zk: string,
-  overrides: Partial<Config> = {},
-  deps: TestProxyDeps = {},
-): Promise<TestProxy> {
+export async function startProxyUnsynced(zk: string, overrides: Partial<Config> = {}, deps: TestProxyDeps = {}): Promise<TestProxy> {
   const config: Config = {
     ...DEFAULTS,
     zk,
