@@ -10,24 +10,16 @@ import { freePort } from '../../proxy/dev/local-zookeeper.js';
 import { eventually } from '../helpers/eventually.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { echo, request, startUpstream, type Upstream } from '../helpers/upstreams.js';
-import { rawClient, startZooKeeper, type TestZooKeeper } from '../helpers/zookeeper.js';
+import { rawClient } from '../helpers/zookeeper.js';
+import { shareZooKeeper } from '../helpers/shared-zookeeper.js';
 
-let zk: TestZooKeeper;
-const cleanups: Array<() => Promise<unknown>> = [];
-
-test.before(async () => {
-  zk = await startZooKeeper();
-});
-
-test.after.always(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => undefined);
-  await zk?.stop();
-});
+const shared = shareZooKeeper();
+const { cleanups } = shared;
 
 async function setup(overrides: Parameters<typeof startProxy>[1] = {}, random?: () => number) {
-  const proxy = await startProxy(zk.connectString, overrides, random ? { random } : {});
+  const proxy = await startProxy(shared.zk.connectString, overrides, random ? { random } : {});
   cleanups.push(() => proxy.close());
-  const lib = connect(zk.connectString, proxy.basePath);
+  const lib = connect(shared.zk.connectString, proxy.basePath);
   cleanups.push(() => lib.close());
   return { proxy, lib };
 }
@@ -74,9 +66,9 @@ test('the app tells onBodyBytes of every body it moves: response chunks and requ
   });
   for (const fastLane of ['on', 'off'] as const) {
     let told = 0;
-    const proxy = await startProxy(zk.connectString, { fastLane }, { onBodyBytes: (n) => (told += n) });
+    const proxy = await startProxy(shared.zk.connectString, { fastLane }, { onBodyBytes: (n) => (told += n) });
     cleanups.push(() => proxy.close());
-    const lib = connect(zk.connectString, proxy.basePath);
+    const lib = connect(shared.zk.connectString, proxy.basePath);
     cleanups.push(() => lib.close());
     await registerAll(lib, proxy, 'bytes', [u]);
     const got = await request(`${proxy.url}/bytes/large`);
@@ -149,9 +141,9 @@ test('per-service p2c steers traffic away from a slow instance', async (t) => {
 test('X-Request-Id is kept or generated, sent upstream and returned; one access-log line per request', async (t) => {
   const lines: any[] = [];
   const logger = createLogger({ level: 'info', write: (line) => void lines.push(JSON.parse(line)) });
-  const proxy = await startProxy(zk.connectString, { accessLog: 'on' }, { logger });
+  const proxy = await startProxy(shared.zk.connectString, { accessLog: 'on' }, { logger });
   cleanups.push(() => proxy.close());
-  const lib = connect(zk.connectString, proxy.basePath);
+  const lib = connect(shared.zk.connectString, proxy.basePath);
   cleanups.push(() => lib.close());
   const u = await upstream('rid');
   await registerAll(lib, proxy, 'rid', [u]);
@@ -324,7 +316,7 @@ test('errors are JSON with a stable code: 404 unknown, 503 no instance, 502 refu
   t.is(unknown.json().error.code, 'PUTTU_UNKNOWN_SERVICE');
 
   // 503: the service exists in ZooKeeper but has no live instance.
-  const raw = await rawClient(zk.connectString);
+  const raw = await rawClient(shared.zk.connectString);
   t.teardown(() => raw.close());
   await raw.mkdirp(`${proxy.basePath}/empty`);
   await eventually(() => proxy.app.registry!.get('empty') !== undefined);

@@ -22,26 +22,18 @@ import { BIN, exitCode } from '../helpers/processes.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { countUpstreams, share } from '../helpers/traffic.js';
 import { echo, request, startUpstream, type Handler, type Upstream } from '../helpers/upstreams.js';
-import { expireSession, rawClient, startZooKeeper, type TestZooKeeper } from '../helpers/zookeeper.js';
+import { expireSession, rawClient } from '../helpers/zookeeper.js';
+import { shareZooKeeper } from '../helpers/shared-zookeeper.js';
 import { freePort } from '../../proxy/dev/local-zookeeper.js';
 import type { BalancerName } from '../../proxy/balancer/index.js';
 
-let zk: TestZooKeeper;
-const cleanups: Array<() => Promise<unknown>> = [];
-
-test.before(async () => {
-  zk = await startZooKeeper();
-});
-
-test.after.always(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => undefined);
-  await zk?.stop();
-});
+const shared = shareZooKeeper();
+const { cleanups } = shared;
 
 let raw: ZkClient | undefined;
 async function zkRaw(): Promise<ZkClient> {
   if (raw === undefined) {
-    raw = await rawClient(zk.connectString);
+    raw = await rawClient(shared.zk.connectString);
     const r = raw;
     cleanups.push(() => r.close());
   }
@@ -68,9 +60,9 @@ async function admin(proxy: TestProxy, p: string): Promise<any> {
 
 async function setup(overrides: Parameters<typeof startProxy>[1] = {}, seed = 1) {
   const policyPath = `/pol-${randomUUID().slice(0, 8)}`;
-  const proxy = await startProxy(zk.connectString, { policyPath, ...overrides }, { random: seeded(seed) });
+  const proxy = await startProxy(shared.zk.connectString, { policyPath, ...overrides }, { random: seeded(seed) });
   cleanups.push(() => proxy.close());
-  const lib = connect(zk.connectString, proxy.basePath);
+  const lib = connect(shared.zk.connectString, proxy.basePath);
   cleanups.push(() => lib.close());
   return { proxy, lib, policyPath: overrides.policyPath ?? policyPath };
 }
@@ -249,7 +241,7 @@ test('puttu policy validate | set | get | delete: a refused file writes nothing;
   const good = path.join(dir, 'good.json');
   fs.writeFileSync(bad, JSON.stringify({ maxAttempts: 0 }));
   fs.writeFileSync(good, JSON.stringify({ stripPrefix: false, explain: true }));
-  const flags = ['--zk', zk.connectString, '--policy-path', policyPath];
+  const flags = ['--zk', shared.zk.connectString, '--policy-path', policyPath];
 
   const invalid = await cli(['policy', 'validate', 'cart', bad]);
   t.is(invalid.code, 2);
@@ -555,7 +547,7 @@ test('--workers 2: the primary watches the policies and every worker applies the
   const policyPath = `/pol-${randomUUID().slice(0, 8)}`;
   await writePolicy(policyPath, 'clustered', { stripPrefix: false });
   const [port, adminPort] = [await freePort(), await freePort()];
-  const args = ['proxy', '--zk', zk.connectString, '--base-path', basePath, '--policy-path', policyPath, '--host', '127.0.0.1'];
+  const args = ['proxy', '--zk', shared.zk.connectString, '--base-path', basePath, '--policy-path', policyPath, '--host', '127.0.0.1'];
   const child = spawn(process.execPath, [BIN, ...args, '--port', String(port), '--admin-port', String(adminPort), '--workers', '2'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -568,7 +560,7 @@ test('--workers 2: the primary watches the policies and every worker applies the
   });
   const workerPids = () => [...log.matchAll(/"pid":(\d+)[^\n]*"msg":"puttu worker listening"/g)].map((m) => Number(m[1]));
   await eventually(() => workerPids().length === 2, { timeoutMs: 20_000, message: 'two workers' });
-  const lib = connect(zk.connectString, basePath);
+  const lib = connect(shared.zk.connectString, basePath);
   t.teardown(() => lib.close());
   const [u] = await upstreams('clustered');
   await register(lib, 'clustered', u!);
@@ -665,7 +657,7 @@ test('policy: after a session expiry the watches are re-armed; a change made mea
   const v0 = await writePolicy(policyPath, 'expiring', { stripPrefix: false });
   await eventually(async () => (await admin(proxy, '/api/services/expiring')).policy?.version === v0);
   const generation = proxy.app.zk!.generation;
-  await expireSession(zk.connectString, proxy.app.zk!);
+  await expireSession(shared.zk.connectString, proxy.app.zk!);
   const v1 = await writePolicy(policyPath, 'expiring', { stripPrefix: true });
   await eventually(() => proxy.app.zk!.generation > generation && proxy.app.zk!.state === 'connected', { message: 'a new session' });
   await eventually(async () => (await admin(proxy, '/api/services/expiring')).policy?.version === v1, {
