@@ -49,6 +49,13 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}): Running {
   };
 }
 
+/** The port of a URL the proxy logged (its listeners take port 0 here, so no other process races for it). */
+function portOf(url: unknown): number {
+  const port = Number(new URL(String(url)).port);
+  if (!(port > 0)) throw new Error(`no port in ${String(url)}`);
+  return port;
+}
+
 function killOnTeardown(t: { teardown(fn: () => void): void }, r: Running) {
   t.teardown(() => {
     if (r.child.exitCode === null) r.child.kill('SIGKILL');
@@ -57,18 +64,18 @@ function killOnTeardown(t: { teardown(fn: () => void): void }, r: Running) {
 
 test('puttu proxy routes a request and exits 0 on SIGTERM', async (t) => {
   const basePath = '/cli-route';
-  const port = await freePort();
-  const adminPort = await freePort();
-  const proxy = run(['proxy', '--zk', zk.connectString, '--base-path', basePath, '--port', String(port), '--host', '127.0.0.1'], {
-    PUTTU_ADMIN_PORT: String(adminPort),
+  // Port 0 on both listeners: the kernel picks free ports and the start-up line names them.
+  const proxy = run(['proxy', '--zk', zk.connectString, '--base-path', basePath, '--port', '0', '--host', '127.0.0.1'], {
+    PUTTU_ADMIN_PORT: '0',
   });
   killOnTeardown(t, proxy);
   const listening = await eventually(() => proxy.lines().find((l) => l.msg === 'puttu proxy listening'), {
     timeoutMs: 20_000,
     message: 'proxy listening',
   });
-  t.is(listening.proxyUrl, `http://127.0.0.1:${port}`);
-  t.is(listening.adminUrl, `http://127.0.0.1:${adminPort}`);
+  const port = portOf(listening.proxyUrl);
+  const adminPort = portOf(listening.adminUrl);
+  t.not(port, adminPort);
 
   const upstream = await startUpstream('cli');
   t.teardown(() => upstream.close());
@@ -92,7 +99,6 @@ test('puttu proxy routes a request and exits 0 on SIGTERM', async (t) => {
 
 test('in-flight requests finish during a SIGTERM shutdown', async (t) => {
   const basePath = '/cli-drain';
-  const port = await freePort();
   const proxy = run([
     'proxy',
     '--zk',
@@ -100,7 +106,7 @@ test('in-flight requests finish during a SIGTERM shutdown', async (t) => {
     '--base-path',
     basePath,
     '--port',
-    String(port),
+    '0',
     '--host',
     '127.0.0.1',
     '--admin-port',
@@ -108,6 +114,7 @@ test('in-flight requests finish during a SIGTERM shutdown', async (t) => {
   ]);
   killOnTeardown(t, proxy);
   await eventually(() => proxy.lines().find((l) => l.msg === 'registry synced'), { timeoutMs: 20_000 });
+  const port = portOf(proxy.lines().find((l) => l.msg === 'puttu proxy listening').proxyUrl);
   let release: () => void = () => undefined;
   const gate = new Promise<void>((r) => (release = r));
   const upstream = await startUpstream('slow', (_req, res) => void gate.then(() => res.end('finished')));
@@ -165,9 +172,8 @@ test('without --zk it starts a local development ZooKeeper, says so, and stops i
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'puttu-devzk-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const zkPort = await freePort();
-  const port = await freePort();
   const proxy = run(
-    ['proxy', '--port', String(port), '--host', '127.0.0.1', '--admin-port', '0', '--dev-zk-dir', dir, '--dev-zk-port', String(zkPort)],
+    ['proxy', '--port', '0', '--host', '127.0.0.1', '--admin-port', '0', '--dev-zk-dir', dir, '--dev-zk-port', String(zkPort)],
     {
       PUTTU_ZK: '',
     },
@@ -242,8 +248,6 @@ test('puttu register: bad usage exits 2 with one clear line', async (t) => {
 
 test('--workers 2: one ZooKeeper session in the primary, workers route from its snapshots, a dead worker is replaced, SIGTERM stops all', async (t) => {
   const basePath = '/cli-workers';
-  const port = await freePort();
-  const adminPort = await freePort();
   const proxy = run([
     'proxy',
     '--zk',
@@ -251,9 +255,9 @@ test('--workers 2: one ZooKeeper session in the primary, workers route from its 
     '--base-path',
     basePath,
     '--port',
-    String(port),
+    '0',
     '--admin-port',
-    String(adminPort),
+    '0',
     '--host',
     '127.0.0.1',
     '--workers',
@@ -264,6 +268,16 @@ test('--workers 2: one ZooKeeper session in the primary, workers route from its 
     timeoutMs: 20_000,
     message: 'two workers',
   });
+  // Port 0: the primary binds the proxy port once for every worker, so all of them name the same one.
+  const workerPorts = new Set(
+    proxy
+      .lines()
+      .filter((l) => l.msg === 'puttu worker listening')
+      .map((l) => portOf(l.proxyUrl)),
+  );
+  t.is(workerPorts.size, 1, 'the workers share one port');
+  const [port] = workerPorts;
+  const adminPort = portOf(proxy.lines().find((l) => l.msg?.startsWith('puttu cluster primary')).adminUrl);
   const upstream = await startUpstream('clustered');
   t.teardown(() => upstream.close());
   const lib = connect(zk.connectString, basePath);
