@@ -87,11 +87,15 @@ export async function startPrimary(
     logger.error('worker died; starting a replacement', { pid: worker.process.pid, code, signal });
     fork();
   });
-  for (let i = 0; i < config.workers; i++) fork();
-  logger.info('puttu proxy listening', {
-    proxyUrl: `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${config.port}`,
-    workers: config.workers,
+  // Said once the first worker listens, with the port it got (the configured one, or the
+  // kernel's pick for port 0, which cluster then hands to every worker).
+  cluster.once('listening', (_worker, address) => {
+    logger.info('puttu proxy listening', {
+      proxyUrl: `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${address.port}`,
+      workers: config.workers,
+    });
   });
+  for (let i = 0; i < config.workers; i++) fork();
 
   function fork(): void {
     cluster.fork({ PUTTU_CLUSTER_ROLE: 'worker' });

@@ -276,7 +276,8 @@ test('--workers 2: one ZooKeeper session in the primary, workers route from its 
       .map((l) => portOf(l.proxyUrl)),
   );
   t.is(workerPorts.size, 1, 'the workers share one port');
-  const [port] = workerPorts;
+  const port = [...workerPorts][0]!;
+  t.is(portOf(proxy.lines().find((l) => l.msg === 'puttu proxy listening').proxyUrl), port, "the primary names the workers' port");
   const adminPort = portOf(proxy.lines().find((l) => l.msg?.startsWith('puttu cluster primary')).adminUrl);
   const upstream = await startUpstream('clustered');
   t.teardown(() => upstream.close());

@@ -11,7 +11,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect } from '../../proxy/index.js';
-import { freePort } from '../../proxy/dev/local-zookeeper.js';
 import { eventually } from '../helpers/eventually.js';
 import { request, startUpstream } from '../helpers/upstreams.js';
 import { startZooKeeper } from '../helpers/zookeeper.js';
@@ -138,10 +137,9 @@ test('the Dockerfile stages build a runtime that starts, passes its healthcheck 
 
   const zk = await startZooKeeper();
   t.teardown(() => zk.stop());
-  const port = await freePort();
-  const adminPort = await freePort();
-  // As the image runs it (ENTRYPOINT + CMD), plus what compose adds; the admin port moved off
-  // 9090 so tests cannot collide, and the healthcheck is pointed at it the same way.
+  // As the image runs it (ENTRYPOINT + CMD), plus what compose adds; both ports moved to 0 (the
+  // kernel picks free ones, named in the start-up line) so tests cannot collide, and the
+  // healthcheck is pointed at the admin one the same way.
   const args = [
     ...image.entrypoint.slice(1),
     ...image.cmd,
@@ -150,9 +148,9 @@ test('the Dockerfile stages build a runtime that starts, passes its healthcheck 
     '--host',
     '127.0.0.1',
     '--port',
-    String(port),
+    '0',
     '--admin-port',
-    String(adminPort),
+    '0',
   ];
   const child = spawn(image.entrypoint[0] === 'node' ? process.execPath : image.entrypoint[0]!, args, {
     cwd: image.root,
@@ -164,7 +162,13 @@ test('the Dockerfile stages build a runtime that starts, passes its healthcheck 
   child.stderr.on('data', (c) => (out += c));
   const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
   t.teardown(() => void child.kill('SIGKILL'));
-  await eventually(() => out.includes('puttu proxy listening'), { timeoutMs: 20_000, message: 'runtime listening' });
+  const listening = await eventually(() => out.split('\n').find((l) => l.includes('"puttu proxy listening"')), {
+    timeoutMs: 20_000,
+    message: 'runtime listening',
+  });
+  const { proxyUrl, adminUrl } = JSON.parse(listening) as { proxyUrl: string; adminUrl: string };
+  const port = new URL(proxyUrl).port;
+  const adminPort = new URL(adminUrl).port;
 
   const health = image.healthcheck.map((a) => a.replace('9090', String(adminPort)));
   const check = spawnSync(health[0] === 'node' ? process.execPath : health[0]!, health.slice(1), { encoding: 'utf8', timeout: 10_000 });

@@ -10,7 +10,6 @@ import test from 'ava';
 import fs from 'node:fs';
 import http from 'node:http';
 import { connect } from '../../proxy/index.js';
-import { freePort } from '../../proxy/dev/local-zookeeper.js';
 import { eventually } from '../helpers/eventually.js';
 import { puttu, type PuttuProcess } from '../helpers/processes.js';
 import { request, startUpstream } from '../helpers/upstreams.js';
@@ -107,17 +106,17 @@ function memberConnectedTo(pid: number, members: ZooKeeperServer[]): ZooKeeperSe
 }
 
 async function startProxy(connectString: string, basePath: string) {
-  const [port, adminPort] = [await freePort(), await freePort()];
+  // Port 0: the kernel picks the ports, and the start-up line names them.
   const p: PuttuProcess = puttu(
     [
       'proxy',
-      ...['--zk', connectString, '--base-path', basePath, '--host', '127.0.0.1', '--port', String(port)],
-      ...['--admin-port', String(adminPort), '--session-timeout-ms', '6000'],
+      ...['--zk', connectString, '--base-path', basePath, '--host', '127.0.0.1', '--port', '0'],
+      ...['--admin-port', '0', '--session-timeout-ms', '6000'],
     ],
     { PUTTU_LOG_LEVEL: 'info' },
   );
-  await p.waitFor('puttu proxy listening');
-  return Object.assign(p, { url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}` });
+  const listening = await p.waitFor('puttu proxy listening');
+  return Object.assign(p, { url: String(listening.proxyUrl), admin: String(listening.adminUrl) });
 }
 
 /** Which upstream answered a request through `proxyUrl`. */

@@ -24,7 +24,6 @@ import { countUpstreams, share } from '../helpers/traffic.js';
 import { echo, request, startUpstream, type Handler, type Upstream } from '../helpers/upstreams.js';
 import { expireSession, rawClient } from '../helpers/zookeeper.js';
 import { shareZooKeeper } from '../helpers/shared-zookeeper.js';
-import { freePort } from '../../proxy/dev/local-zookeeper.js';
 import type { BalancerName } from '../../proxy/balancer/index.js';
 
 const shared = shareZooKeeper();
@@ -546,9 +545,9 @@ test('--workers 2: the primary watches the policies and every worker applies the
   const basePath = `/t-${randomUUID().slice(0, 8)}`;
   const policyPath = `/pol-${randomUUID().slice(0, 8)}`;
   await writePolicy(policyPath, 'clustered', { stripPrefix: false });
-  const [port, adminPort] = [await freePort(), await freePort()];
   const args = ['proxy', '--zk', shared.zk.connectString, '--base-path', basePath, '--policy-path', policyPath, '--host', '127.0.0.1'];
-  const child = spawn(process.execPath, [BIN, ...args, '--port', String(port), '--admin-port', String(adminPort), '--workers', '2'], {
+  // Port 0: the primary binds one port for all workers, and their start-up lines name it.
+  const child = spawn(process.execPath, [BIN, ...args, '--port', '0', '--admin-port', '0', '--workers', '2'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
@@ -560,6 +559,7 @@ test('--workers 2: the primary watches the policies and every worker applies the
   });
   const workerPids = () => [...log.matchAll(/"pid":(\d+)[^\n]*"msg":"puttu worker listening"/g)].map((m) => Number(m[1]));
   await eventually(() => workerPids().length === 2, { timeoutMs: 20_000, message: 'two workers' });
+  const port = Number(/"proxyUrl":"http:\/\/127\.0\.0\.1:(\d+)"/.exec(log)?.[1]);
   const lib = connect(shared.zk.connectString, basePath);
   t.teardown(() => lib.close());
   const [u] = await upstreams('clustered');
