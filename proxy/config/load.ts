@@ -2,6 +2,7 @@
  * Loads the configuration: DEFAULTS ← config file ← environment ← flags. Pure: the caller passes
  * argv, the environment and a file reader, so tests feed it directly (fabio's `Load(args, environ)`).
  */
+import { checkZkCertPair } from '../registry/zk-tls.js';
 import { ConfigError, DEFAULTS, KEYS, SCHEMA, coerce, toEnv, toKebab, type Config } from './schema.js';
 
 export interface Loaded {
@@ -47,10 +48,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv, read
 
 /** The ZooKeeper TLS files go with --zk-tls on, and a client certificate with its key. */
 function checkZkTls(config: Config): void {
-  if ((config.zkCert === '') !== (config.zkKey === '')) {
-    const [missing, given] = config.zkCert === '' ? ['zkCert', 'zkKey'] : ['zkKey', 'zkCert'];
-    throw new ConfigError(missing, 'configuration', `is required when ${given} is set: a client certificate needs both zkCert and zkKey`);
-  }
+  checkZkCertPair(config);
   const given = (['zkCa', 'zkCert', 'zkKey'] as const).find((key) => config[key] !== '');
   if (given && config.zkTls !== 'on') throw new ConfigError(given, 'configuration', 'is set but zkTls is off: set zkTls on (--zk-tls on)');
 }

@@ -63,15 +63,19 @@ export interface ZkTlsFiles {
   zkKey: string;
 }
 
+/** A client certificate comes with its key ('' for neither): one check, and one message, for the proxy's configuration and for every command's flags. */
+export function checkZkCertPair(files: Pick<ZkTlsFiles, 'zkCert' | 'zkKey'>, source = 'configuration'): void {
+  if ((files.zkCert === '') === (files.zkKey === '')) return;
+  const [missing, given] = files.zkCert === '' ? ['zkCert', 'zkKey'] : ['zkKey', 'zkCert'];
+  throw new ConfigError(missing, source, `is required with ${given}: a client certificate needs both zkCert and zkKey`);
+}
+
 /**
  * Reads the PEM files the configuration names ('' for none) and checks that they make a TLS
  * context; every failure is a ConfigError naming the key and the file.
  */
 export function readZkTlsFiles(files: ZkTlsFiles, source = 'configuration'): ZkTlsOptions {
-  if ((files.zkCert === '') !== (files.zkKey === '')) {
-    const [missing, given] = files.zkCert === '' ? ['zkCert', 'zkKey'] : ['zkKey', 'zkCert'];
-    throw new ConfigError(missing, source, `is required with ${given}: a client certificate needs both zkCert and zkKey`);
-  }
+  checkZkCertPair(files, source);
   const read = (key: keyof ZkTlsFiles): string | undefined => {
     const file = files[key];
     if (file === '') return undefined;

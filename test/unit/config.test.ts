@@ -384,10 +384,10 @@ test('error: zkCert without zkKey (and the reverse) names both; TLS files withou
   configError(
     t,
     () => loadConfig(['--zk-tls', 'on', '--zk-cert', '/c.pem'], {}, noFiles),
-    /zkKey .*is required when zkCert is set/,
+    /zkKey .*is required with zkCert/,
     /zkCert and zkKey/,
   );
-  configError(t, () => loadConfig(['--zk-tls', 'on', '--zk-key', '/k.pem'], {}, noFiles), /zkCert .*is required when zkKey is set/);
+  configError(t, () => loadConfig(['--zk-tls', 'on', '--zk-key', '/k.pem'], {}, noFiles), /zkCert .*is required with zkKey/);
   configError(t, () => loadConfig(['--zk-ca', '/ca.pem'], {}, noFiles), /zkCa .*is set but zkTls is off/);
 });
 
