@@ -8,6 +8,7 @@ import cluster, { type Worker } from 'node:cluster';
 import prom from 'prom-client';
 import { createApp, type App } from '../app.js';
 import type { Config } from '../config/schema.js';
+import { urlOf } from '../http/server.js';
 import type { Logger } from '../logger.js';
 import type { ServiceSnapshot } from '../registry/service-cache.js';
 import { isPuttuMessage, type ToPrimary, type ToWorker, type WireSnapshot } from './messages.js';
@@ -90,10 +91,8 @@ export async function startPrimary(
   // Said once the first worker listens, with the port it got (the configured one, or the
   // kernel's pick for port 0, which cluster then hands to every worker).
   cluster.once('listening', (_worker, address) => {
-    logger.info('puttu proxy listening', {
-      proxyUrl: `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${address.port}`,
-      workers: config.workers,
-    });
+    const listened = { address: address.address ?? config.host, port: address.port, family: '' };
+    logger.info('puttu proxy listening', { proxyUrl: urlOf(listened, config.tlsCert ? 'https' : 'http'), workers: config.workers });
   });
   for (let i = 0; i < config.workers; i++) fork();
 
