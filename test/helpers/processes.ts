@@ -6,6 +6,16 @@ import { eventually } from './eventually.js';
 export const BIN = fileURLToPath(new URL('../../../bin/puttu.js', import.meta.url));
 
 /**
+ * The port of a URL a puttu process logged. Tests start its listeners on port 0 and read the
+ * kernel's pick from the start-up line, so no other process can take the port first.
+ */
+export function portOf(url: unknown): number {
+  const port = Number(new URL(String(url)).port);
+  if (!(port > 0)) throw new Error(`no port in ${String(url)}`);
+  return port;
+}
+
+/**
  * The child's exit code, once what it wrote before exiting has been read too: 'exit' can come
  * before the last of its output, so it waits for both pipes to end (at most a second: a
  * grandchild still holding them, a cluster worker say, must not hold the test).

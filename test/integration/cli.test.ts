@@ -10,7 +10,7 @@ import path from 'node:path';
 import { connect } from '../../proxy/index.js';
 import { fourLetter, freePort } from '../../proxy/dev/local-zookeeper.js';
 import { eventually } from '../helpers/eventually.js';
-import { BIN, exitCode } from '../helpers/processes.js';
+import { BIN, exitCode, portOf } from '../helpers/processes.js';
 import { request, startUpstream } from '../helpers/upstreams.js';
 import { startZooKeeper, type TestZooKeeper } from '../helpers/zookeeper.js';
 
@@ -47,13 +47,6 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}): Running {
         .map((l) => JSON.parse(l)),
     exited,
   };
-}
-
-/** The port of a URL the proxy logged (its listeners take port 0 here, so no other process races for it). */
-function portOf(url: unknown): number {
-  const port = Number(new URL(String(url)).port);
-  if (!(port > 0)) throw new Error(`no port in ${String(url)}`);
-  return port;
 }
 
 function killOnTeardown(t: { teardown(fn: () => void): void }, r: Running) {

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect } from '../../proxy/index.js';
 import { eventually } from '../helpers/eventually.js';
+import { portOf } from '../helpers/processes.js';
 import { request, startUpstream } from '../helpers/upstreams.js';
 import { startZooKeeper } from '../helpers/zookeeper.js';
 
@@ -167,8 +168,8 @@ test('the Dockerfile stages build a runtime that starts, passes its healthcheck 
     message: 'runtime listening',
   });
   const { proxyUrl, adminUrl } = JSON.parse(listening) as { proxyUrl: string; adminUrl: string };
-  const port = new URL(proxyUrl).port;
-  const adminPort = new URL(adminUrl).port;
+  const port = portOf(proxyUrl);
+  const adminPort = portOf(adminUrl);
 
   const health = image.healthcheck.map((a) => a.replace('9090', String(adminPort)));
   const check = spawnSync(health[0] === 'node' ? process.execPath : health[0]!, health.slice(1), { encoding: 'utf8', timeout: 10_000 });
