@@ -35,8 +35,8 @@ Each command has --help.
 puttu --version prints the version. Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.
 
 Runtime tuning: puttu sets a few V8 flags in its own process for memory and start-up, and
-paces young-generation collections by the body bytes it moves (see docs/ARCHITECTURE.md); --tune-runtime off (or PUTTU_TUNE_RUNTIME=off) leaves node's
-defaults.`;
+paces young-generation collections by the body bytes it moves (see docs/ARCHITECTURE.md);
+--tune-runtime off (or PUTTU_TUNE_RUNTIME=off) leaves node's defaults.`;
 
 /** The runtime tuning this process applies: the functions, or nothing with --tune-runtime off. */
 interface Tuning {
