@@ -18,7 +18,7 @@ import { connect, type Puttu } from '../../proxy/index.js';
 import type { ZkClient } from '../../proxy/registry/zk-client.js';
 import { eventually } from '../helpers/eventually.js';
 import { seeded } from '../helpers/fakes.js';
-import { BIN, exitCode } from '../helpers/processes.js';
+import { BIN, exitCode, portOf } from '../helpers/processes.js';
 import { startProxy, type TestProxy } from '../helpers/proxy.js';
 import { countUpstreams, share } from '../helpers/traffic.js';
 import { echo, request, startUpstream, type Handler, type Upstream } from '../helpers/upstreams.js';
@@ -559,7 +559,7 @@ test('--workers 2: the primary watches the policies and every worker applies the
   });
   const workerPids = () => [...log.matchAll(/"pid":(\d+)[^\n]*"msg":"puttu worker listening"/g)].map((m) => Number(m[1]));
   await eventually(() => workerPids().length === 2, { timeoutMs: 20_000, message: 'two workers' });
-  const port = Number(/"proxyUrl":"http:\/\/127\.0\.0\.1:(\d+)"/.exec(log)?.[1]);
+  const port = portOf(/"proxyUrl":"([^"]+)"[^\n]*"msg":"puttu worker listening"/.exec(log)?.[1]);
   const lib = connect(shared.zk.connectString, basePath);
   t.teardown(() => lib.close());
   const [u] = await upstreams('clustered');
