@@ -13,6 +13,7 @@ import {
   beforeLoad,
   capYoungGeneration,
   collectGarbageOnce,
+  holdOldGenerationHeadroom,
   paceYoungCollections,
   restoreYoungGenerationGrowth,
   startupOver,
@@ -35,7 +36,7 @@ Each command has --help.
 puttu --version prints the version. Exit codes: 0 ok, 1 failure, 2 bad usage or configuration.
 
 Runtime tuning: puttu sets a few V8 flags in its own process for memory and start-up, and
-paces young-generation collections by the body bytes it moves (see docs/ARCHITECTURE.md);
+paces garbage collection by the body bytes it moves (see docs/ARCHITECTURE.md);
 --tune-runtime off (or PUTTU_TUNE_RUNTIME=off) leaves node's defaults.`;
 
 /** The runtime tuning this process applies: the functions, or nothing with --tune-runtime off. */
@@ -46,7 +47,10 @@ interface Tuning {
   otherCommand(): void;
   /** For the proxy's app: what to run after the registry's initial read, if anything. */
   afterInitialRead(logger: Logger): (() => void) | undefined;
-  /** For the proxy's app: the counter of body bytes it moves (after afterInitialRead ran). */
+  /**
+   * For the proxy's app, in each process that moves bodies: the counter of body bytes it moves
+   * (live once afterInitialRead ran), and the old generation's headroom for them.
+   */
   bodyBytes(): ((bytes: number) => void) | undefined;
 }
 
@@ -63,7 +67,10 @@ function runtimeTuning(tune: boolean): Tuning {
       const ms = collectGarbageOnce();
       logger.debug('collected the garbage of the initial registry read', { pauseMs: Math.round(ms) });
     },
-    bodyBytes: () => paceYoungCollections(),
+    bodyBytes: () => {
+      holdOldGenerationHeadroom();
+      return paceYoungCollections();
+    },
   };
 }
 

@@ -13,9 +13,11 @@
  * 4. `collectGarbageOnce()`, the proxy only, after the registry's initial read.
  * 5. `paceYoungCollections()`, the proxy only: a young-generation collection after every 8 MiB of
  *    body the proxy moves.
- * The other commands get `restoreYoungGenerationGrowth()` instead of 3 to 5.
+ * 6. `holdOldGenerationHeadroom()`, the proxy only: the old generation's limit a fixed number of
+ *    bytes above its live size, after every mark-compact.
+ * The other commands get `restoreYoungGenerationGrowth()` instead of 3 to 6.
  */
-import { PerformanceObserver } from 'node:perf_hooks';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { UsageError } from './errors.js';
@@ -171,8 +173,8 @@ export function capYoungGeneration(
  * it derives from how fast the program allocates. At start-up the proxy has hardly allocated, so
  * the factor would come out at its maximum (4) and the old generation would fill with promoted
  * garbage to four times the live registry before the next collection: the peak RSS under load.
- * This one collection uses a factor of 1.5; every later one is V8's own again (or the operator's,
- * who set --heap-growing-percent).
+ * This one collection uses a factor of 1.5; every later one is V8's own again, or step 6's in the
+ * proxy, or the operator's, who set --heap-growing-percent.
  */
 /** V8's `gc`, once step 4 has exposed it (for step 5). */
 let exposedGc: ((options?: object) => void) | undefined;
@@ -207,6 +209,77 @@ export function collectGarbageOnce(): number {
  * Needs `gc`, which step 4 exposes: until step 4 has run, the counter only counts.
  */
 export const BODY_BYTES_PER_SCAVENGE = 8 * 1024 * 1024;
+
+/**
+ * Step 6, the proxy only: room in the old generation, measured in bytes, for the body buffers.
+ *
+ * V8 starts a mark-compact once the old generation's objects, plus the external memory allocated
+ * since the last mark-compact, reach a limit it sets after each one: the live size times a
+ * growing factor, or at least 8 MB above it. The proxy's live heap is small (about 10 MB with one
+ * service) and steady, but under large bodies hundreds of MiB of socket reads pass through it a
+ * second. The buffers that wait on a slow socket through two scavenges move to the old generation
+ * and, once dead, count against that 8 MB until a mark-compact frees them: with 256 KiB responses
+ * at 50 connections that was a mark-compact every 20 ms or so, and a fifth of the CPU.
+ *
+ * After each mark-compact this sets --heap-growing-percent (V8 reads it when it sets the next
+ * limit) so that the next limit is the live size plus `headroomBytes`: room in bytes, as the
+ * buffers come, instead of a factor of a heap that does not hold them. A large heap (a large
+ * registry) gets a smaller percentage, so its limit, and the garbage it may hold, grows by the
+ * same bytes, not by V8's factor of up to 4. The headroom is paid in peak memory, about byte for
+ * byte (docs/perf-log.md has the measurements behind the default). Waits, as step 5 does, until
+ * step 4 has run; an operator's own --heap-growing-percent holds instead.
+ */
+export const OLD_GENERATION_HEADROOM_BYTES = 12 * 1024 * 1024;
+
+/** The percentage that puts the next limit `headroomBytes` above a live old generation of `liveBytes`. */
+export function headroomPercent(liveBytes: number, headroomBytes: number): number {
+  // 1 %, not 0: 0 hands the factor back to V8. 400 %: a nearly empty heap does not get a silly factor.
+  return Math.min(400, Math.max(1, Math.round((100 * headroomBytes) / Math.max(liveBytes, 1))));
+}
+
+/** The old generation's live bytes: every space but the young generation's. */
+function oldGenerationBytes(): number {
+  let bytes = 0;
+  for (const space of v8.getHeapSpaceStatistics()) {
+    if (space.space_name !== 'new_space' && space.space_name !== 'new_large_object_space') bytes += space.space_used_size;
+  }
+  return bytes;
+}
+
+export interface OldGenerationHeadroom {
+  /** The percentage set after the last mark-compact (undefined before the first one after step 4). */
+  readonly percent: number | undefined;
+  stop(): void;
+}
+
+export function holdOldGenerationHeadroom(
+  headroomBytes = OLD_GENERATION_HEADROOM_BYTES,
+  options: { execArgv?: readonly string[]; nodeOptions?: string } = {},
+): OldGenerationHeadroom | undefined {
+  if (operatorSetFlag(/^--heap[-_]growing[-_]percent\b/, options.execArgv, options.nodeOptions)) return undefined;
+  let percent: number | undefined;
+  const observer = new PerformanceObserver((list) => {
+    // Step 4's own collection is the first one that counts.
+    if (exposedGc === undefined) return;
+    const kind = (e: object): unknown => (e as unknown as { detail?: { kind?: number } }).detail?.kind;
+    if (!list.getEntries().some((e) => kind(e) === constants.NODE_PERFORMANCE_GC_MAJOR)) return;
+    const next = headroomPercent(oldGenerationBytes(), headroomBytes);
+    if (next === percent) return;
+    percent = next;
+    v8.setFlagsFromString(`--heap-growing-percent=${next}`);
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  return {
+    get percent() {
+      return percent;
+    },
+    stop() {
+      observer.disconnect();
+      if (percent !== undefined) v8.setFlagsFromString('--heap-growing-percent=0');
+      percent = undefined;
+    },
+  };
+}
 
 export function paceYoungCollections(stepBytes = BODY_BYTES_PER_SCAVENGE): (bytes: number) => void {
   const minor = { type: 'minor' };

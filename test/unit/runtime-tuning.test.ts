@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import test from 'ava';
 import { UsageError } from '../../proxy/errors.js';
-import { tuningChoice } from '../../proxy/runtime-tuning.js';
+import { headroomPercent, tuningChoice } from '../../proxy/runtime-tuning.js';
 
 const TUNING = new URL('../../proxy/runtime-tuning.js', import.meta.url).href;
 
@@ -120,6 +120,74 @@ test('paceYoungCollections: one scavenge per step of body bytes, once step 4 exp
   t.is(out.beforeGc, 0, 'before gc is exposed the counter only counts');
   // 10 MiB in 1 MiB steps: 10 scavenges, give or take one V8 ran on its own.
   t.true(out.paced >= 10 && out.paced <= 11, `expected 10 scavenges, saw ${out.paced}`);
+});
+
+test('headroomPercent puts the next limit the headroom above the live size, within 1 % and 400 %', (t) => {
+  t.is(headroomPercent(10 * MiB, 12 * MiB), 120);
+  t.is(headroomPercent(40 * MiB, 12 * MiB), 30);
+  t.is(headroomPercent(2_000 * MiB, 12 * MiB), 1, 'never 0, which would hand the factor back to V8');
+  t.is(headroomPercent(1 * MiB, 12 * MiB), 400);
+  t.is(headroomPercent(0, 12 * MiB), 400);
+});
+
+/**
+ * Runs a fresh node with a live heap of about 20 MB (as the proxy's) that holds 64 KiB buffers for
+ * a few scavenges each, as the proxy does with the reads that wait on slow sockets, with step 6's
+ * headroom; returns the mark-compacts seen while 200 MiB of buffers passed.
+ */
+function markCompacts(
+  headroomMiB: number | undefined,
+  nodeArgs: string[] = [],
+): { majors: number; percent: number | null; installed: boolean; beforeStep4: number | null } {
+  const script = `
+    import { PerformanceObserver, constants } from 'node:perf_hooks';
+    import { collectGarbageOnce, holdOldGenerationHeadroom, paceYoungCollections } from ${JSON.stringify(TUNING)};
+    let majors = 0;
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) if (e.detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++;
+    }).observe({ entryTypes: ['gc'] });
+    globalThis.live = Array.from({ length: 250000 }, (_, i) => ({ i, s: 'v' + i }));
+    const headroom = ${headroomMiB === undefined ? 'undefined' : `holdOldGenerationHeadroom(${headroomMiB} * 1024 * 1024)`};
+    const beforeStep4 = headroom?.percent ?? null;
+    collectGarbageOnce();
+    const pace = paceYoungCollections(1024 * 1024);
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const start = majors;
+    const held = new Array(24).fill(null);
+    for (let i = 0; i < 1600; i++) {
+      held[i % 24] = [Buffer.allocUnsafeSlow(65536), Buffer.allocUnsafeSlow(65536)];
+      for (let k = 0; k < 200; k++) ({ k });
+      pace(131072);
+      await turn();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    console.log(JSON.stringify({ majors: majors - start, percent: headroom?.percent ?? null, installed: headroom !== undefined, beforeStep4 }));
+    headroom?.stop();`;
+  const r = spawnSync(process.execPath, [...nodeArgs, '--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
+  if (r.status !== 0) throw new Error(`node exited ${r.status}: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim());
+}
+
+test('holdOldGenerationHeadroom: V8 honours the percentage it sets after each mark-compact (more headroom, fewer of them)', (t) => {
+  // 2 MiB is below V8's own minimum step (8 MB): as without step 6.
+  const tight = markCompacts(2);
+  const roomy = markCompacts(64);
+  t.is(tight.beforeStep4, null, 'nothing is set before step 4 has run');
+  t.true(tight.percent !== null && tight.percent >= 5 && tight.percent <= 20, `2 MiB over ~20 MB live: ${tight.percent} %`);
+  t.true(roomy.percent !== null && roomy.percent >= 200, `64 MiB over ~20 MB live: ${roomy.percent} %`);
+  // If V8 stops reading --heap-growing-percent when it sets a limit, both see the same count.
+  t.true(tight.majors >= 6, `${tight.majors} mark-compacts within V8's own step`);
+  t.true(roomy.majors * 2 <= tight.majors, `64 MiB of headroom: ${roomy.majors} mark-compacts, against ${tight.majors} with 2 MiB`);
+});
+
+test("an operator's --heap-growing-percent wins: no headroom is held", (t) => {
+  const r = markCompacts(64, ['--heap-growing-percent=50']);
+  t.false(r.installed);
 });
 
 /**
