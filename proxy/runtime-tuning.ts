@@ -229,7 +229,7 @@ export const BODY_BYTES_PER_SCAVENGE = 8 * 1024 * 1024;
  * byte (docs/perf-log.md has the measurements behind the default). Waits, as step 5 does, until
  * step 4 has run; an operator's own --heap-growing-percent holds instead.
  */
-export const OLD_GENERATION_HEADROOM_BYTES = 12 * 1024 * 1024;
+export const OLD_GENERATION_HEADROOM_BYTES = 10 * 1024 * 1024;
 
 /** The percentage that puts the next limit `headroomBytes` above a live old generation of `liveBytes`. */
 export function headroomPercent(liveBytes: number, headroomBytes: number): number {
