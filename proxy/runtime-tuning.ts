@@ -219,7 +219,7 @@ export const BODY_BYTES_PER_SCAVENGE = 8 * 1024 * 1024;
  * service) and steady, but under large bodies hundreds of MiB of socket reads pass through it a
  * second. The buffers that wait on a slow socket through two scavenges move to the old generation
  * and, once dead, count against that 8 MB until a mark-compact frees them: with 256 KiB responses
- * at 50 connections that was a mark-compact every 20 ms or so, and a fifth of the CPU.
+ * at 50 connections that was about ten mark-compacts a second, and a sixth of the CPU.
  *
  * After each mark-compact this sets --heap-growing-percent (V8 reads it when it sets the next
  * limit) so that the next limit is the live size plus `headroomBytes`: room in bytes, as the
@@ -263,10 +263,9 @@ export function holdOldGenerationHeadroom(
     if (exposedGc === undefined) return;
     const kind = (e: object): unknown => (e as unknown as { detail?: { kind?: number } }).detail?.kind;
     if (!list.getEntries().some((e) => kind(e) === constants.NODE_PERFORMANCE_GC_MAJOR)) return;
-    const next = headroomPercent(oldGenerationBytes(), headroomBytes);
-    if (next === percent) return;
-    percent = next;
-    v8.setFlagsFromString(`--heap-growing-percent=${next}`);
+    // Set each time, not only on a change: step 4 sets the flag too.
+    percent = headroomPercent(oldGenerationBytes(), headroomBytes);
+    v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
   });
   observer.observe({ entryTypes: ['gc'] });
   return {
