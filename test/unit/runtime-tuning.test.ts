@@ -6,6 +6,20 @@ import { headroomPercent, tuningChoice } from '../../proxy/runtime-tuning.js';
 
 const TUNING = new URL('../../proxy/runtime-tuning.js', import.meta.url).href;
 
+function runModule(script: string, nodeArgs: string[] = []) {
+  return spawnSync(process.execPath, [...nodeArgs, '--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
+}
+
+/** The JSON line a script run by runModule() printed; throws with its stderr if it failed. */
+function outputOf(r: ReturnType<typeof runModule>) {
+  if (r.status !== 0) throw new Error(`node exited ${r.status}: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim());
+}
+
 /**
  * Runs a fresh node that allocates short-lived objects for `ms` (as a busy proxy does) with the
  * young generation capped at `capMiB` (or not capped), and returns what it saw.
@@ -33,13 +47,7 @@ function churn(
       cap?.stop();
     };
     tick();`;
-  const r = spawnSync(process.execPath, [...nodeArgs, '--input-type=module', '-e', script], {
-    encoding: 'utf8',
-    timeout: 30_000,
-    env: { ...process.env, NODE_OPTIONS: '' },
-  });
-  if (r.status !== 0) throw new Error(`node exited ${r.status}: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim());
+  return outputOf(runModule(script, nodeArgs));
 }
 
 const MiB = 1024 * 1024;
@@ -68,14 +76,6 @@ test("an operator's --max-semi-space-size wins: no cap is installed", (t) => {
 });
 
 /** Runs `script` as an ES module in a fresh node, without the runner's NODE_OPTIONS. */
-function runModule(script: string) {
-  return spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-    encoding: 'utf8',
-    timeout: 30_000,
-    env: { ...process.env, NODE_OPTIONS: '' },
-  });
-}
-
 test('collectGarbageOnce runs a full collection: an unreachable old object is gone after it', (t) => {
   const script = `
     import { collectGarbageOnce } from ${JSON.stringify(TUNING)};
@@ -164,13 +164,7 @@ function markCompacts(
     await new Promise((resolve) => setTimeout(resolve, 50));
     console.log(JSON.stringify({ majors: majors - start, percent: headroom?.percent ?? null, installed: headroom !== undefined, beforeStep4 }));
     headroom?.stop();`;
-  const r = spawnSync(process.execPath, [...nodeArgs, '--input-type=module', '-e', script], {
-    encoding: 'utf8',
-    timeout: 30_000,
-    env: { ...process.env, NODE_OPTIONS: '' },
-  });
-  if (r.status !== 0) throw new Error(`node exited ${r.status}: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim());
+  return outputOf(runModule(script, nodeArgs));
 }
 
 test('holdOldGenerationHeadroom: V8 honours the percentage it sets after each mark-compact (more headroom, fewer of them)', (t) => {
