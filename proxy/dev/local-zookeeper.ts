@@ -97,6 +97,8 @@ export class ZooKeeperServer {
     Pick<ZooKeeperServerOptions, 'myid' | 'peers' | 'tls'>;
   #child: ChildProcess | undefined;
   #exited: Promise<void> = Promise.resolve();
+  /** How the JVM ended (`code 14`, `SIGKILL`), once it has. */
+  #exitStatus: string | undefined;
 
   constructor(options: ZooKeeperServerOptions) {
     this.options = { host: '127.0.0.1', tickTimeMs: 500, startTimeoutMs: 30_000, ...options };
@@ -174,7 +176,13 @@ export class ZooKeeperServer {
     );
     fs.closeSync(log);
     this.#child = child;
-    this.#exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    this.#exitStatus = undefined;
+    this.#exited = new Promise((resolve) =>
+      child.once('exit', (code, signal) => {
+        this.#exitStatus = signal ?? `code ${code}`;
+        resolve();
+      }),
+    );
     trackChild(child);
     if (waitUntilServing) await this.waitServing();
   }
@@ -183,7 +191,9 @@ export class ZooKeeperServer {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (!this.running)
-        throw new Error(`ZooKeeper on port ${this.options.clientPort} exited; see ${path.join(this.options.dir, 'server.log')}`);
+        throw new Error(
+          `ZooKeeper on port ${this.options.clientPort} exited (${this.#exitStatus ?? 'unknown status'}); see ${path.join(this.options.dir, 'server.log')}`,
+        );
       const answer = await fourLetter(this.options.clientPort, 'srvr', this.options.host);
       if (answer.includes('Mode:')) return;
       if (Date.now() > deadline) throw new Error(`ZooKeeper on port ${this.options.clientPort} did not start within ${timeoutMs} ms`);

@@ -107,15 +107,39 @@ export interface TestEnsemble {
   stop(): Promise<void>;
 }
 
-/** An ensemble of `size` servers on loopback; resolves once every member serves. */
+/**
+ * An ensemble of `size` servers on loopback; resolves once every member serves.
+ *
+ * Each member needs its peers' quorum and election ports before any of them starts, so they are
+ * picked free and handed over, and another test may bind one in the second before the JVMs do.
+ * A member that exits while the ensemble starts (this Debian classpath logs nothing, so the
+ * reason is not on record) has the whole ensemble started again on fresh ports, up to 3 times.
+ */
 export async function startEnsemble(size = 3): Promise<TestEnsemble> {
-  const dir = tempDir('puttu-zk-ensemble-');
-  const peers: Array<{ id: number; quorumPort: number; electionPort: number; clientPort: number }> = [];
-  for (let id = 1; id <= size; id++)
-    peers.push({ id, quorumPort: await freePort(), electionPort: await freePort(), clientPort: await freePort() });
-  const servers = peers.map((p) => new ZooKeeperServer({ dir: path.join(dir, `zk${p.id}`), clientPort: p.clientPort, myid: p.id, peers }));
-  await Promise.all(servers.map((s) => s.start(false)));
-  await Promise.all(servers.map((s) => s.waitServing(60_000)));
+  for (let attempt = 1; ; attempt++) {
+    const dir = tempDir('puttu-zk-ensemble-');
+    const peers: Array<{ id: number; quorumPort: number; electionPort: number; clientPort: number }> = [];
+    for (let id = 1; id <= size; id++)
+      peers.push({ id, quorumPort: await freePort(), electionPort: await freePort(), clientPort: await freePort() });
+    const servers = peers.map(
+      (p) => new ZooKeeperServer({ dir: path.join(dir, `zk${p.id}`), clientPort: p.clientPort, myid: p.id, peers }),
+    );
+    await Promise.all(servers.map((s) => s.start(false)));
+    try {
+      await Promise.all(servers.map((s) => s.waitServing(60_000)));
+    } catch (error) {
+      await Promise.all(servers.map((s) => s.stop()));
+      const exited = servers.some((s) => !s.running) && /exited/.test((error as Error).message);
+      if (!exited || attempt === 3) throw error;
+      process.stderr.write(`startEnsemble: ${(error as Error).message}; starting again on fresh ports (attempt ${attempt + 1} of 3)\n`);
+      fs.rmSync(dir, { recursive: true, force: true });
+      continue;
+    }
+    return ensembleOf(servers, dir);
+  }
+}
+
+function ensembleOf(servers: ZooKeeperServer[], dir: string): TestEnsemble {
   return {
     servers,
     connectString: servers.map((s) => s.connectString).join(','),
