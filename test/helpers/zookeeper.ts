@@ -128,8 +128,9 @@ export async function startEnsemble(size = 3): Promise<TestEnsemble> {
     try {
       await Promise.all(servers.map((s) => s.waitServing(60_000)));
     } catch (error) {
+      // Whether a member ended on its own, before they are all stopped here.
+      const exited = servers.some((s) => !s.running);
       await Promise.all(servers.map((s) => s.stop()));
-      const exited = servers.some((s) => !s.running) && /exited/.test((error as Error).message);
       if (!exited || attempt === 3) throw error;
       process.stderr.write(`startEnsemble: ${(error as Error).message}; starting again on fresh ports (attempt ${attempt + 1} of 3)\n`);
       fs.rmSync(dir, { recursive: true, force: true });
