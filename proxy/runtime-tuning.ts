@@ -237,6 +237,11 @@ export function headroomPercent(liveBytes: number, headroomBytes: number): numbe
   return Math.min(400, Math.max(1, Math.round((100 * headroomBytes) / Math.max(liveBytes, 1))));
 }
 
+/** A `gc` performance entry's kind (major, minor, …); Node's types do not declare its `detail`. */
+function gcKind(entry: object): number | undefined {
+  return (entry as { detail?: { kind?: number } }).detail?.kind;
+}
+
 /** The old generation's live bytes: every space but the young generation's. */
 function oldGenerationBytes(): number {
   let bytes = 0;
@@ -261,8 +266,7 @@ export function holdOldGenerationHeadroom(
   const observer = new PerformanceObserver((list) => {
     // Step 4's own collection is the first one that counts.
     if (exposedGc === undefined) return;
-    const kind = (e: object): unknown => (e as unknown as { detail?: { kind?: number } }).detail?.kind;
-    if (!list.getEntries().some((e) => kind(e) === constants.NODE_PERFORMANCE_GC_MAJOR)) return;
+    if (!list.getEntries().some((e) => gcKind(e) === constants.NODE_PERFORMANCE_GC_MAJOR)) return;
     // Set each time, not only on a change: step 4 sets the flag too.
     percent = headroomPercent(oldGenerationBytes(), headroomBytes);
     v8.setFlagsFromString(`--heap-growing-percent=${percent}`);

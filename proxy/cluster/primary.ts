@@ -91,7 +91,7 @@ export async function startPrimary(
   // Said once the first worker listens, with the port it got (the configured one, or the
   // kernel's pick for port 0, which cluster then hands to every worker).
   cluster.once('listening', (_worker, address) => {
-    const listened = { address: address.address ?? config.host, port: address.port, family: '' };
+    const listened = { address: address.address ?? config.host, port: address.port };
     logger.info('puttu proxy listening', { proxyUrl: urlOf(listened, config.tlsCert ? 'https' : 'http'), workers: config.workers });
   });
   for (let i = 0; i < config.workers; i++) fork();

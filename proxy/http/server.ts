@@ -246,7 +246,7 @@ function sniffPreface(server: http.Server, toH2: (socket: Socket, read: Buffer[]
 
 function noop(): void {}
 
-export function urlOf(address: AddressInfo, proto = 'http'): string {
+export function urlOf(address: Pick<AddressInfo, 'address' | 'port'>, proto = 'http'): string {
   const host = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.address;
   return `${proto}://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
 }
