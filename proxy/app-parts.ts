@@ -184,6 +184,7 @@ export function buildUpstreams(
     },
     logger,
   );
+  metrics.watchReadBuffers(pools.readBuffers);
   const inflight = new Inflight();
   const outliers = new OutlierDetector(
     { ...OUTLIER_DEFAULTS, consecutiveFailures: config.ejectAfterFailures, baseEjectionMs: config.ejectionMs },

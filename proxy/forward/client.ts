@@ -41,8 +41,10 @@ export interface ClientResponse {
    * buffers. False: not taken, use writeHead.
    */
   writeUpstreamHead?(statusCode: number, statusText: string, raw: readonly Buffer[], requestId: string, facts: ResponseFacts): boolean;
-  write(chunk: Buffer): boolean;
-  end(chunk?: Buffer | string): unknown;
+  /** `done`: once the response no longer needs the chunk's bytes (error: it may still hold them). */
+  write(chunk: Buffer, done?: (err?: Error | null) => void): boolean;
+  /** `done`: as write's, for `chunk` (HTTP/1.1 responses call it once the response is sent). */
+  end(chunk?: Buffer | string, done?: (err?: Error | null) => void): unknown;
   destroy(): unknown;
   /** Only HTTP/2 responses have it: the upstream's trailers, relayed when the client takes them. */
   setTrailers?(trailers: Record<string, unknown> | readonly Buffer[] | null | undefined): void;

@@ -64,8 +64,9 @@ export interface ForwarderDeps {
   /** `--explain on`: every response carries Server-Timing and X-Puttu-Attempts. */
   explain?: boolean;
   /**
-   * Told the length of each body the proxy moves: the response's chunks and a request body read
-   * whole (the CLI's runtime tuning paces collections by it; a streamed request body is not told).
+   * Told the length of each body the proxy moves in buffers it does not reuse: the response's
+   * chunks but those going back to `pools.readBuffers`, and a request body read whole (the CLI's
+   * runtime tuning paces collections by it; a streamed request body is not told).
    */
   onBodyBytes?: (bytes: number) => void;
 }
@@ -239,15 +240,19 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
 
   onData(chunk: Buffer): boolean {
     this.#f.deadlines.bodyMoved(this);
-    this.#f.onBodyBytes?.(chunk.length);
     // The usual small response: the whole declared body in the first chunk. One res.end(chunk)
     // sends head and body together, without a separate write and end.
+    // A read into one of the pools' reused buffers goes back once the client has its bytes
+    // (read-buffers.ts); only for HTTP/1.1 responses, whose writes finish with the socket's.
+    const giveBack = this.res.setTrailers === undefined ? this.#f.pools.readBuffers.returnAfter(chunk, !this.#wroteBody) : undefined;
+    // The runtime's collection pacing counts the body bytes that become garbage.
+    if (giveBack === undefined) this.#f.onBodyBytes?.(chunk.length);
     if (!this.#wroteBody && chunk.length === this.contentLength) {
-      this.res.end(chunk);
+      this.res.end(chunk, giveBack);
       return true;
     }
     this.#wroteBody = true;
-    if (this.res.write(chunk)) return true;
+    if (this.res.write(chunk, giveBack)) return true;
     // undici pauses this response until the client has drained its buffer; the body deadline
     // waits too (the upstream is not the one stalling).
     this.#f.deadlines.paused(this);

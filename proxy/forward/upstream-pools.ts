@@ -9,6 +9,7 @@ import type net from 'node:net';
 import type { Dispatcher } from 'undici';
 import { Pool } from '../deps/undici.js';
 import { H2Upstream } from './h2-upstream.js';
+import { ReadBuffers } from './read-buffers.js';
 import type { Logger } from '../logger.js';
 import type { Instance } from '../registry/instance.js';
 
@@ -41,6 +42,8 @@ export class UpstreamPools {
   readonly #o: PoolOptions;
   readonly #log: Logger;
   #closed = false;
+  /** The buffers plain-HTTP upstream sockets read into, reused once their bytes are sent. */
+  readonly readBuffers = new ReadBuffers();
 
   constructor(options: PoolOptions, logger: Logger) {
     this.#o = options;
@@ -84,7 +87,7 @@ export class UpstreamPools {
         connect: {
           timeout: this.#o.connectTimeoutMs,
           ...(this.#o.lookupFor && { lookup: this.#o.lookupFor(instance.port) }),
-          ...(instance.protocol === 'https' && tlsOptions(this.#o, key.endsWith('#insecure'))),
+          ...(instance.protocol === 'https' ? tlsOptions(this.#o, key.endsWith('#insecure')) : { onread: this.readBuffers.onread }),
         },
         headersTimeout: this.#o.headersTimeoutMs,
         bodyTimeout: this.#o.bodyTimeoutMs,

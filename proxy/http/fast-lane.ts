@@ -373,8 +373,11 @@ class LaneResponse implements ClientResponse {
     return `${own}\r\n`;
   }
 
-  /** Writes the pending head (if any), then `pre`, `body` and `post`, in as few writes as it can. */
-  #send(pre: string, body: Buffer | undefined, post: string): boolean {
+  /**
+   * Writes the pending head (if any), then `pre`, `body` and `post`, in as few writes as it can;
+   * `done` runs once `body`'s bytes are no longer needed (copied, or written by the socket).
+   */
+  #send(pre: string, body: Buffer | undefined, post: string, done?: (err?: Error | null) => void): boolean {
     const socket = this.#conn.socket;
     const bodyLength = body === undefined ? 0 : body.length;
     const raw = this.#raw;
@@ -387,29 +390,30 @@ class LaneResponse implements ClientResponse {
     if (inline) {
       if (body !== undefined) out.set(body, pos);
       if (post !== '') out.write(post, pos + bodyLength, 'latin1');
+      done?.();
       return socket.write(out);
     }
     socket.cork();
     if (pos > 0) socket.write(out);
-    let ok = socket.write(body!);
+    let ok = socket.write(body!, done);
     if (post !== '') ok = socket.write(post, 'latin1');
     socket.uncork();
     return ok;
   }
 
-  write(chunk: Buffer): boolean {
+  write(chunk: Buffer, done?: (err?: Error | null) => void): boolean {
     if (this.writableEnded) return false;
     if (this.#noBody || chunk.length === 0) return this.#send('', undefined, '');
-    return this.#chunked ? this.#send(`${chunk.length.toString(16)}\r\n`, chunk, '\r\n') : this.#send('', chunk, '');
+    return this.#chunked ? this.#send(`${chunk.length.toString(16)}\r\n`, chunk, '\r\n', done) : this.#send('', chunk, '', done);
   }
 
-  end(chunk?: Buffer | string): this {
+  end(chunk?: Buffer | string, done?: (err?: Error | null) => void): this {
     if (this.writableEnded) return this;
     this.writableEnded = true;
     const body = chunk === undefined || this.#noBody ? undefined : typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     if (body !== undefined && body.length > 0) {
-      if (this.#chunked) this.#send(`${body.length.toString(16)}\r\n`, body, '\r\n0\r\n\r\n');
-      else this.#send('', body, '');
+      if (this.#chunked) this.#send(`${body.length.toString(16)}\r\n`, body, '\r\n0\r\n\r\n', done);
+      else this.#send('', body, '', done);
     } else {
       this.#send('', undefined, this.#chunked ? '0\r\n\r\n' : '');
     }

@@ -93,6 +93,8 @@ export interface Metrics {
   setStaleness(seconds: number): void;
   /** Exports the fast lane's own counts (requests it answered, connections it handed to Node). */
   watchFastLane(lane: { readonly served: number; readonly handedOff: number }): void;
+  /** Exports the upstream read buffers' counts (forward/read-buffers.ts). */
+  watchReadBuffers(buffers: { readonly allocated: number; readonly returned: number; readonly lentBytes: number }): void;
   /** Exports the HTTP/2 listener's counts: requests by protocol (h2 over TLS, h2c), open sessions. */
   watchHttp2(front: { readonly sessions: number; readonly requests: { readonly h2: number; readonly h2c: number } }): void;
 }
@@ -272,6 +274,32 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
           'puttu_fast_lane_handoffs_total',
           "Client connections the fast lane handed to Node's HTTP parser (an unusual, streamed or incomplete request).",
           () => lane.handedOff,
+        ),
+      );
+    },
+    watchReadBuffers(buffers) {
+      register(
+        registry,
+        new ReadCounter(
+          'puttu_upstream_read_buffers_allocated_total',
+          'Buffers of 64 KiB allocated for reads from plain-HTTP upstreams (every other read reused one).',
+          () => buffers.allocated,
+        ),
+      );
+      register(
+        registry,
+        new ReadCounter(
+          'puttu_upstream_read_buffers_returned_total',
+          "Times an upstream read buffer came back for reuse once the client's socket had written its bytes.",
+          () => buffers.returned,
+        ),
+      );
+      register(
+        registry,
+        new ReadCounter(
+          'puttu_upstream_read_buffer_body_bytes_total',
+          'Response body bytes sent to clients straight from reused upstream read buffers.',
+          () => buffers.lentBytes,
         ),
       );
     },
