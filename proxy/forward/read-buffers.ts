@@ -10,10 +10,14 @@
  * How. Node's documented `onread` socket option (undici passes its `connect` options on to
  * `net.connect`) reads into a buffer this class gives, then calls `onRead`, which pushes the bytes
  * into the socket's own readable side, so undici reads the socket as it always does:
- * - a small read (under COPY_BELOW bytes: a small response, a chunk's tail) is pushed as a copy,
- *   from Node's shared buffer pool, and the socket reads into the same buffer again;
- * - a larger one is pushed as a view of the buffer, which leaves the socket's hands (the socket's
- *   next read goes into another) until it comes back.
+ * - between bursts a socket reads into one SHARED_BYTES buffer that every upstream socket shares
+ *   (reads are one at a time, and each is copied out at once); a read that fills it starts a
+ *   burst, and the socket's next reads go into 64 KiB buffers of their own;
+ * - a read into an own buffer is pushed as a view of it, and the buffer leaves the socket's hands
+ *   until it comes back; a small one (under COPY_BELOW bytes, a body's tail) is pushed as a copy
+ *   from Node's pool instead, and its buffer is free at once;
+ * - a read that did not fill its buffer has emptied the kernel's queue: the socket goes back to
+ *   the shared buffer, so an idle connection holds no memory of its own.
  * undici hands the body to the forwarder as views of those reads (it copies only into its
  * parser's memory). For a body chunk that ends a read, the forwarder asks `returnAfter` for a
  * write callback, and the buffer comes back once the client's socket has written it.
@@ -34,18 +38,21 @@
  * Anything else (a read undici joined with another, a response to an HTTP/2 client, a response
  * without a body) is simply never returned: the garbage collector frees it, as it frees every
  * buffer a plain socket reads into. So a change in undici can cost the reuse, never the bytes;
- * test/unit/read-buffers.test.ts checks that the reuse still happens.
+ * test/integration/read-buffers.test.ts checks that the reuse still happens.
  *
- * Memory: every open upstream socket holds the one buffer its next read goes into (64 KiB, what a
- * plain socket allocates at each read); at most MAX_FREE returned buffers wait to be taken.
+ * Memory: the shared buffer; a 64 KiB buffer for each socket in a burst and each chunk still being
+ * written to a client (bounded by backpressure, as a plain socket's reads are); at most MAX_FREE
+ * returned buffers waiting to be taken.
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type { OnReadOpts, Socket } from 'node:net';
 
 /** Node's own read size for sockets (libuv suggests 64 KiB). */
 export const READ_BUFFER_BYTES = 64 * 1024;
-/** Reads smaller than this are pushed as copies (from Node's shared pool, under 4 KiB). */
+/** Reads into a socket's own buffer smaller than this are pushed as copies (from Node's pool). */
 export const COPY_BELOW = 4 * 1024;
+/** The buffer every socket reads into between bursts (its reads are always copied out). */
+export const SHARED_BYTES = 16 * 1024;
 /** Returned buffers kept for the next reads; more are left to the garbage collector. */
 export const MAX_FREE = 32;
 
@@ -70,16 +77,13 @@ export class ReadBuffers {
     const free: Buffer[] = [];
     const slots = new WeakMap<ArrayBufferLike, Slot>();
     const counts = this.#counts;
-    // The buffer a socket's callback just copied from: Node asks for the socket's next buffer
-    // right after that callback, and gets this one back.
-    let again: Buffer | undefined;
+    // Every socket between bursts reads into this one; each read from it is copied out at once.
+    const shared = Buffer.allocUnsafeSlow(SHARED_BYTES);
+    // The buffer for the next read of the socket whose callback ran last: Node asks for it right
+    // after that callback.
+    let next: Buffer = shared;
 
     const take = (): Buffer => {
-      if (again !== undefined) {
-        const buffer = again;
-        again = undefined;
-        return buffer;
-      }
       const reused = free.pop();
       if (reused !== undefined) return reused;
       const buffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
@@ -89,14 +93,26 @@ export class ReadBuffers {
     };
 
     this.onread = {
-      buffer: take,
+      buffer: () => {
+        const buffer = next;
+        next = shared;
+        return buffer;
+      },
       callback(this: Socket, bytes: number, buffer: Uint8Array): boolean {
+        if (buffer === shared) {
+          // A full shared buffer: a burst has begun (a large body); it goes on in a buffer of its own.
+          if (bytes === SHARED_BYTES) next = take();
+          return this.push(Buffer.from(shared.subarray(0, bytes)));
+        }
         const slot = slots.get(buffer.buffer)!;
         if (bytes < COPY_BELOW) {
-          again = slot.buffer;
+          if (free.length < MAX_FREE) free.push(slot.buffer);
           return this.push(Buffer.from(slot.buffer.subarray(0, bytes)));
         }
         slot.pushed = bytes;
+        // A read that filled its buffer is likely followed by another; one that did not has
+        // emptied the kernel's queue, and the socket waits in the shared buffer.
+        if (bytes === READ_BUFFER_BYTES) next = take();
         // false (the socket's buffer is past its high-water mark): Node stops reading until the
         // socket is read from, as it does for its own reads.
         return this.push(slot.buffer.subarray(0, bytes));

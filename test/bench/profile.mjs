@@ -7,6 +7,7 @@
  *   node test/bench/profile.mjs
  *   PROFILE_SECONDS=10 PROFILE_TOP=15 PROFILE_OUT=/tmp/puttu.cpuprofile
  *   PROFILE_PATH=/echo/large (a 256 KiB response; /echo/huge: 4 MiB; default /echo/small)
+ *   PROFILE_SCRIPT=test/bench/post-64k.lua PROFILE_PATH=/echo/upload (64 KiB uploads)
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -24,6 +25,7 @@ const SECONDS = Number(process.env.PROFILE_SECONDS ?? 10);
 const TOP = Number(process.env.PROFILE_TOP ?? 15);
 const THREADS = Number(process.env.BENCH_WRK_THREADS ?? 2);
 const PATH = process.env.PROFILE_PATH ?? '/echo/small';
+const SCRIPT = process.env.PROFILE_SCRIPT ? path.resolve(process.env.PROFILE_SCRIPT) : undefined;
 const log = (line) => process.stderr.write(`${line}\n`);
 
 installGuards({ timeBoundMs: (120 + SECONDS + 5) * 1_000, label: 'profile' });
@@ -42,10 +44,17 @@ async function main() {
     nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir],
   });
   const url = `http://127.0.0.1:${puttu.port}${PATH}`;
-  await runWrk({ url, connections: 50, threads: THREADS, seconds: 2, logFile: path.join(dir, 'warmup.log') });
+  await runWrk({ url, connections: 50, threads: THREADS, seconds: 2, script: SCRIPT, logFile: path.join(dir, 'warmup.log') });
   const pid = puttu.proc.pid;
   const before = { at: performance.now(), cpu: cpuSeconds([pid]), sched: schedstat(pid), io: syscallCounts(pid) };
-  const result = await runWrk({ url, connections: 50, threads: THREADS, seconds: SECONDS, logFile: path.join(dir, 'wrk.log') });
+  const result = await runWrk({
+    url,
+    connections: 50,
+    threads: THREADS,
+    seconds: SECONDS,
+    script: SCRIPT,
+    logFile: path.join(dir, 'wrk.log'),
+  });
   const after = { at: performance.now(), cpu: cpuSeconds([pid]), sched: schedstat(pid), io: syscallCounts(pid) };
   const wallS = (after.at - before.at) / 1_000;
   const perRequest = (key) => ((after.io[key] - before.io[key]) / result.requests).toFixed(2);
