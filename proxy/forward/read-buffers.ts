@@ -16,8 +16,9 @@
  * - a read into an own buffer is pushed as a view of it, and the buffer leaves the socket's hands
  *   until it comes back; a small one (under COPY_BELOW bytes, a body's tail) is pushed as a copy
  *   from Node's pool instead, and its buffer is free at once;
- * - a read that did not fill its buffer has emptied the kernel's queue: the socket goes back to
- *   the shared buffer, so an idle connection holds no memory of its own.
+ * - a read that did not fill its buffer has emptied the kernel's queue, and one queued behind bytes
+ *   undici has not taken waits on a slow client: either way the socket goes back to the shared
+ *   buffer, so an idle or paused connection holds no read buffer of its own.
  * undici hands the body to the forwarder as views of those reads (it copies only into its
  * parser's memory). For a body chunk that ends a read, the forwarder asks `returnAfter` for a
  * write callback, and the buffer comes back once the client's socket has written it.
@@ -100,9 +101,11 @@ export class ReadBuffers {
       },
       callback(this: Socket, bytes: number, buffer: Uint8Array): boolean {
         if (buffer === shared) {
-          // A full shared buffer: a burst has begun (a large body); it goes on in a buffer of its own.
-          if (bytes === SHARED_BYTES) next = take();
-          return this.push(Buffer.from(shared.subarray(0, bytes)));
+          const more = this.push(Buffer.from(shared.subarray(0, bytes)));
+          // A full shared buffer: a burst has begun (a large body); it goes on in a buffer of its
+          // own, unless undici has not taken the bytes before these (it waits on the client).
+          if (bytes === SHARED_BYTES && this.readableLength <= bytes) next = take();
+          return more;
         }
         const slot = slots.get(buffer.buffer)!;
         if (bytes < COPY_BELOW) {
@@ -110,12 +113,14 @@ export class ReadBuffers {
           return this.push(Buffer.from(slot.buffer.subarray(0, bytes)));
         }
         slot.pushed = bytes;
-        // A read that filled its buffer is likely followed by another; one that did not has
-        // emptied the kernel's queue, and the socket waits in the shared buffer.
-        if (bytes === READ_BUFFER_BYTES) next = take();
         // false (the socket's buffer is past its high-water mark): Node stops reading until the
         // socket is read from, as it does for its own reads.
-        return this.push(slot.buffer.subarray(0, bytes));
+        const more = this.push(slot.buffer.subarray(0, bytes));
+        // A read that filled its buffer is likely followed by another. One that did not has
+        // emptied the kernel's queue, and one that queued behind bytes undici has not taken yet
+        // waits on the client: either way the socket waits in the shared buffer, holding none.
+        if (bytes === READ_BUFFER_BYTES && this.readableLength <= bytes) next = take();
+        return more;
       },
     };
 
