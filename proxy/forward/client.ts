@@ -55,3 +55,11 @@ export interface ClientResponse {
   once(event: 'drain', listener: () => void): unknown;
   on(event: 'close', listener: () => void): unknown;
 }
+
+/**
+ * Whether a response is an HTTP/1.1 one (the fast lane's or Node's), whose write callbacks run
+ * once the socket has written the chunk. Only HTTP/2 responses have `setTrailers`.
+ */
+export function isHttp1(res: ClientResponse): boolean {
+  return res.setTrailers === undefined;
+}

@@ -17,7 +17,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import type { ClientRequest, ClientResponse } from './client.js';
+import { type ClientRequest, type ClientResponse, isHttp1 } from './client.js';
 import type { Balancer } from '../balancer/balancer.js';
 import type { Inflight } from '../health/inflight.js';
 import type { OutlierDetector } from '../health/outliers.js';
@@ -244,7 +244,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
     // sends head and body together, without a separate write and end.
     // A read into one of the pools' reused buffers goes back once the client has its bytes
     // (read-buffers.ts); only for HTTP/1.1 responses, whose writes finish with the socket's.
-    const giveBack = this.res.setTrailers === undefined ? this.#f.pools.readBuffers.returnAfter(chunk, !this.#wroteBody) : undefined;
+    const giveBack = isHttp1(this.res) ? this.#f.pools.readBuffers.returnAfter(chunk, !this.#wroteBody) : undefined;
     // The runtime's collection pacing counts the body bytes that become garbage.
     if (giveBack === undefined) this.#f.onBodyBytes?.(chunk.length);
     if (!this.#wroteBody && chunk.length === this.contentLength) {
