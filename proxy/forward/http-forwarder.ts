@@ -240,13 +240,13 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
 
   onData(chunk: Buffer): boolean {
     this.#f.deadlines.bodyMoved(this);
-    // The usual small response: the whole declared body in the first chunk. One res.end(chunk)
-    // sends head and body together, without a separate write and end.
     // A read into one of the pools' reused buffers goes back once the client has its bytes
     // (read-buffers.ts); only for HTTP/1.1 responses, whose writes finish with the socket's.
     const giveBack = isHttp1(this.res) ? this.#f.pools.readBuffers.returnAfter(chunk, !this.#wroteBody) : undefined;
     // The runtime's collection pacing counts the body bytes that become garbage.
     if (giveBack === undefined) this.#f.onBodyBytes?.(chunk.length);
+    // The usual small response: the whole declared body in the first chunk. One res.end(chunk)
+    // sends head and body together, without a separate write and end.
     if (!this.#wroteBody && chunk.length === this.contentLength) {
       this.res.end(chunk, giveBack);
       return true;
