@@ -100,26 +100,25 @@ export class ReadBuffers {
         return buffer;
       },
       callback(this: Socket, bytes: number, buffer: Uint8Array): boolean {
+        let more: boolean;
         if (buffer === shared) {
-          const more = this.push(Buffer.from(shared.subarray(0, bytes)));
-          // A full shared buffer: a burst has begun (a large body); it goes on in a buffer of its
-          // own, unless undici has not taken the bytes before these (it waits on the client).
-          if (bytes === SHARED_BYTES && this.readableLength <= bytes) next = take();
-          return more;
+          more = this.push(Buffer.from(shared.subarray(0, bytes)));
+        } else {
+          const slot = slots.get(buffer.buffer)!;
+          if (bytes < COPY_BELOW) {
+            if (free.length < MAX_FREE) free.push(slot.buffer);
+            return this.push(Buffer.from(slot.buffer.subarray(0, bytes)));
+          }
+          slot.pushed = bytes;
+          // false (the socket's buffer is past its high-water mark): Node stops reading until the
+          // socket is read from, as it does for its own reads.
+          more = this.push(slot.buffer.subarray(0, bytes));
         }
-        const slot = slots.get(buffer.buffer)!;
-        if (bytes < COPY_BELOW) {
-          if (free.length < MAX_FREE) free.push(slot.buffer);
-          return this.push(Buffer.from(slot.buffer.subarray(0, bytes)));
-        }
-        slot.pushed = bytes;
-        // false (the socket's buffer is past its high-water mark): Node stops reading until the
-        // socket is read from, as it does for its own reads.
-        const more = this.push(slot.buffer.subarray(0, bytes));
-        // A read that filled its buffer is likely followed by another. One that did not has
-        // emptied the kernel's queue, and one that queued behind bytes undici has not taken yet
-        // waits on the client: either way the socket waits in the shared buffer, holding none.
-        if (bytes === READ_BUFFER_BYTES && this.readableLength <= bytes) next = take();
+        // A read that filled its buffer (the shared one: a burst has begun) is likely followed by
+        // another, which goes into a buffer of the socket's own. One that did not has emptied the
+        // kernel's queue, and one that queued behind bytes undici has not taken yet waits on the
+        // client: either way the socket waits in the shared buffer, holding none.
+        if (bytes === buffer.length && this.readableLength <= bytes) next = take();
         return more;
       },
     };
