@@ -139,6 +139,8 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
   /** Whether `deadlines` watches this exchange's attempts (no streamed request body). */
   readonly #timed: boolean;
   #onDrain: (() => void) | undefined;
+  /** Whether the response is HTTP/1.1 (client.ts, isHttp1), asked once rather than per chunk. */
+  readonly #http1: boolean;
 
   constructor(deps: ForwarderDeps, init: ExchangeInit) {
     this.#f = deps;
@@ -151,6 +153,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
     this.#query = init.query;
     this.#headers = init.headers;
     this.#body = init.body;
+    this.#http1 = isHttp1(init.res);
     this.#balancer = deps.balancerFor(init.service);
     this.#timed = init.body === null || Buffer.isBuffer(init.body) || Array.isArray(init.body);
     const policy = deps.policyFor?.(init.service);
@@ -242,7 +245,7 @@ export class Exchange implements Dispatcher.DispatchHandler, Timed {
     this.#f.deadlines.bodyMoved(this);
     // A read into one of the pools' reused buffers goes back once the client has its bytes
     // (read-buffers.ts); only for HTTP/1.1 responses, whose writes finish with the socket's.
-    const giveBack = isHttp1(this.res) ? this.#f.pools.readBuffers.returnAfter(chunk, !this.#wroteBody) : undefined;
+    const giveBack = this.#http1 ? this.#f.pools.readBuffers.returnAfter(chunk, !this.#wroteBody) : undefined;
     // The runtime's collection pacing counts the body bytes that become garbage.
     if (giveBack === undefined) this.#f.onBodyBytes?.(chunk.length);
     // The usual small response: the whole declared body in the first chunk. One res.end(chunk)
