@@ -21,6 +21,27 @@ function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
+/**
+ * Starts the server `make` builds on ports it picks free; if the JVM exits while starting, builds
+ * and starts another on fresh ports, up to 3 times. A port picked free can be taken by another
+ * test's socket in the second before the JVM binds it, and this Debian classpath logs nothing, so
+ * the exit is the only sign (startEnsemble does the same for its members).
+ */
+async function startOnFreshPorts(label: string, make: () => Promise<ZooKeeperServer>): Promise<ZooKeeperServer> {
+  for (let attempt = 1; ; attempt++) {
+    const server = await make();
+    try {
+      await server.start();
+      return server;
+    } catch (error) {
+      const exited = !server.running;
+      await server.stop();
+      if (!exited || attempt === 3) throw error;
+      process.stderr.write(`${label}: ${(error as Error).message}; starting again on fresh ports (attempt ${attempt + 1} of 3)\n`);
+    }
+  }
+}
+
 export interface TestZooKeeper {
   server: ZooKeeperServer;
   connectString: string;
@@ -33,8 +54,10 @@ export interface TestZooKeeper {
  */
 export async function startZooKeeper(options: { tickTimeMs?: number } = {}): Promise<TestZooKeeper> {
   const dir = tempDir('puttu-zk-');
-  const server = new ZooKeeperServer({ dir, clientPort: await freePort(), ...options });
-  await server.start();
+  const server = await startOnFreshPorts(
+    'startZooKeeper',
+    async () => new ZooKeeperServer({ dir, clientPort: await freePort(), ...options }),
+  );
   return {
     server,
     connectString: server.connectString,
@@ -61,18 +84,21 @@ export async function startTlsZooKeeper(
 ): Promise<TestTlsZooKeeper> {
   const dir = tempDir('puttu-zk-tls-');
   const certs = generateCertificates(path.join(dir, 'certs'));
-  const server = new ZooKeeperServer({
-    dir,
-    clientPort: await freePort(),
-    ...(options.tickTimeMs !== undefined && { tickTimeMs: options.tickTimeMs }),
-    tls: {
-      secureClientPort: await freePort(),
-      keyStore: certs.serverStore,
-      trustStore: certs.ca,
-      clientAuth: options.clientAuth ?? 'need',
-    },
-  });
-  await server.start();
+  const server = await startOnFreshPorts(
+    'startTlsZooKeeper',
+    async () =>
+      new ZooKeeperServer({
+        dir,
+        clientPort: await freePort(),
+        ...(options.tickTimeMs !== undefined && { tickTimeMs: options.tickTimeMs }),
+        tls: {
+          secureClientPort: await freePort(),
+          keyStore: certs.serverStore,
+          trustStore: certs.ca,
+          clientAuth: options.clientAuth ?? 'need',
+        },
+      }),
+  );
   await waitListening(server.options.tls!.secureClientPort);
   return {
     server,
