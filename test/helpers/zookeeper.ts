@@ -22,20 +22,27 @@ function tempDir(prefix: string): string {
 }
 
 /**
- * Starts the server `make` builds on ports it picks free; if the JVM exits while starting, builds
- * and starts another on fresh ports, up to 3 times. A port picked free can be taken by another
- * test's socket in the second before the JVM binds it, and this Debian classpath logs nothing, so
- * the exit is the only sign (startEnsemble does the same for its members).
+ * Starts the servers `make` builds on ports it picks free, and resolves once every one serves
+ * (within `servingTimeoutMs`, default each server's own). If one exits while they start, all are
+ * stopped and `make` builds them again on fresh ports, up to 3 times: a port picked free can be
+ * taken by another test's socket in the second before the JVM binds it, and this Debian classpath
+ * logs nothing, so the exit is the only sign.
  */
-async function startOnFreshPorts(label: string, make: () => Promise<ZooKeeperServer>): Promise<ZooKeeperServer> {
+async function startOnFreshPorts<Servers extends ZooKeeperServer[]>(
+  label: string,
+  make: () => Promise<Servers>,
+  servingTimeoutMs?: number,
+): Promise<Servers> {
   for (let attempt = 1; ; attempt++) {
-    const server = await make();
+    const servers = await make();
+    await Promise.all(servers.map((s) => s.start(false)));
     try {
-      await server.start();
-      return server;
+      await Promise.all(servers.map((s) => s.waitServing(servingTimeoutMs)));
+      return servers;
     } catch (error) {
-      const exited = !server.running;
-      await server.stop();
+      // Whether a server ended on its own, before they are all stopped here.
+      const exited = servers.some((s) => !s.running);
+      await Promise.all(servers.map((s) => s.stop()));
       if (!exited || attempt === 3) throw error;
       process.stderr.write(`${label}: ${(error as Error).message}; starting again on fresh ports (attempt ${attempt + 1} of 3)\n`);
     }
@@ -54,9 +61,9 @@ export interface TestZooKeeper {
  */
 export async function startZooKeeper(options: { tickTimeMs?: number } = {}): Promise<TestZooKeeper> {
   const dir = tempDir('puttu-zk-');
-  const server = await startOnFreshPorts(
+  const [server] = await startOnFreshPorts(
     'startZooKeeper',
-    async () => new ZooKeeperServer({ dir, clientPort: await freePort(), ...options }),
+    async (): Promise<[ZooKeeperServer]> => [new ZooKeeperServer({ dir, clientPort: await freePort(), ...options })],
   );
   return {
     server,
@@ -84,9 +91,9 @@ export async function startTlsZooKeeper(
 ): Promise<TestTlsZooKeeper> {
   const dir = tempDir('puttu-zk-tls-');
   const certs = generateCertificates(path.join(dir, 'certs'));
-  const server = await startOnFreshPorts(
+  const [server] = await startOnFreshPorts(
     'startTlsZooKeeper',
-    async () =>
+    async (): Promise<[ZooKeeperServer]> => [
       new ZooKeeperServer({
         dir,
         clientPort: await freePort(),
@@ -98,6 +105,7 @@ export async function startTlsZooKeeper(
           clientAuth: options.clientAuth ?? 'need',
         },
       }),
+    ],
   );
   await waitListening(server.options.tls!.secureClientPort);
   return {
@@ -142,28 +150,22 @@ export interface TestEnsemble {
  * reason is not on record) has the whole ensemble started again on fresh ports, up to 3 times.
  */
 export async function startEnsemble(size = 3): Promise<TestEnsemble> {
-  for (let attempt = 1; ; attempt++) {
-    const dir = tempDir('puttu-zk-ensemble-');
-    const peers: Array<{ id: number; quorumPort: number; electionPort: number; clientPort: number }> = [];
-    for (let id = 1; id <= size; id++)
-      peers.push({ id, quorumPort: await freePort(), electionPort: await freePort(), clientPort: await freePort() });
-    const servers = peers.map(
-      (p) => new ZooKeeperServer({ dir: path.join(dir, `zk${p.id}`), clientPort: p.clientPort, myid: p.id, peers }),
-    );
-    await Promise.all(servers.map((s) => s.start(false)));
-    try {
-      await Promise.all(servers.map((s) => s.waitServing(60_000)));
-    } catch (error) {
-      // Whether a member ended on its own, before they are all stopped here.
-      const exited = servers.some((s) => !s.running);
-      await Promise.all(servers.map((s) => s.stop()));
-      if (!exited || attempt === 3) throw error;
-      process.stderr.write(`startEnsemble: ${(error as Error).message}; starting again on fresh ports (attempt ${attempt + 1} of 3)\n`);
-      fs.rmSync(dir, { recursive: true, force: true });
-      continue;
-    }
-    return ensembleOf(servers, dir);
-  }
+  const dir = tempDir('puttu-zk-ensemble-');
+  const servers = await startOnFreshPorts(
+    'startEnsemble',
+    async () => {
+      // Each attempt in a folder of its own: a failed one's data stays out of the next.
+      const attemptDir = fs.mkdtempSync(path.join(dir, 'attempt-'));
+      const peers: Array<{ id: number; quorumPort: number; electionPort: number; clientPort: number }> = [];
+      for (let id = 1; id <= size; id++)
+        peers.push({ id, quorumPort: await freePort(), electionPort: await freePort(), clientPort: await freePort() });
+      return peers.map(
+        (p) => new ZooKeeperServer({ dir: path.join(attemptDir, `zk${p.id}`), clientPort: p.clientPort, myid: p.id, peers }),
+      );
+    },
+    60_000,
+  );
+  return ensembleOf(servers, dir);
 }
 
 function ensembleOf(servers: ZooKeeperServer[], dir: string): TestEnsemble {
