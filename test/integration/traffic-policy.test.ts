@@ -589,6 +589,9 @@ test('the status page shows the policy version in force and a refused document w
   await register(lib, 'paged', u!);
   await waitInstances(proxy, 'paged', 1);
   const good = await writePolicy(policyPath, 'paged', { maxAttempts: 2 });
+  // A watch delivers the state it reads, not every version: a second write before the first was
+  // read would leave the first never in force.
+  await eventually(async () => (await admin(proxy, '/api/services/paged')).policy?.version === good);
   const refused = await writePolicy(policyPath, 'paged', { maxAttempts: 'two' });
   await eventually(async () => (await admin(proxy, '/api/services/paged')).policy?.refused?.version === refused);
   const browser = await chromium.launch({
