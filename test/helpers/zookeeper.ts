@@ -35,7 +35,13 @@ async function startOnFreshPorts<Servers extends ZooKeeperServer[]>(
 ): Promise<Servers> {
   for (let attempt = 1; ; attempt++) {
     const servers = await make();
-    await Promise.all(servers.map((s) => s.start(false)));
+    // A server that fails to start must not leave the others of its ensemble running.
+    const started = await Promise.allSettled(servers.map((s) => s.start(false)));
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) {
+      await Promise.all(servers.map((s) => s.stop()));
+      throw failed.reason;
+    }
     try {
       await Promise.all(servers.map((s) => s.waitServing(servingTimeoutMs)));
       return servers;
