@@ -7,7 +7,7 @@
  *
  * The command's life, and what each step sets:
  * 1. `beforeLoad()`, first thing, before the CLI's modules load: allocation-site pretenuring off,
- *    young-generation growth held, TurboFan held.
+ *    young-generation growth held, TurboFan held, WebAssembly kept on its baseline compiler.
  * 2. `startupOver()`, once the proxy listens (at once for the other commands): TurboFan on again.
  * 3. `capYoungGeneration()`, the proxy only: the young generation may grow again, up to a cap.
  * 4. `collectGarbageOnce()`, the proxy only, after the registry's initial read.
@@ -62,6 +62,7 @@ export function operatorSetFlag(
 }
 
 const OPTIMIZER_FLAG = /^--(no[-_]opt|no[-_]turbofan|turbofan|opt|jitless|max[-_]opt)\b/;
+const WASM_TIERING_FLAG = /^--(no[-_])?(liftoff|wasm[-_]tier[-_]up|wasm[-_]dynamic[-_]tiering|wasm[-_]tiering[-_]budget)\b/;
 let optimizerHeld = false;
 let loadTuned = false;
 
@@ -79,6 +80,14 @@ let loadTuned = false;
  *   compiles are of code that runs once, and they leave compiler code and zone memory resident in
  *   the idle proxy. V8 reads the flag each time a function is due for optimization, so the request
  *   path is optimized as always once step 2 releases it.
+ * - WebAssembly stays on Liftoff, V8's baseline compiler. The only WebAssembly is undici's HTTP
+ *   parser (llhttp), and once it is hot V8 recompiles its large state-machine function with
+ *   TurboFan on a worker thread: a quarter of a second of CPU and about 30 MB of compiler memory at
+ *   once, while the proxy is under load, much of it left resident in that thread's malloc arena
+ *   afterwards. That is 8-13 MB of peak memory for no throughput the benchmarks can tell apart
+ *   (the parser is about 1 % of the proxy's CPU; docs/perf-log.md has the measurements).
+ *   `--liftoff-only` is the flag that stops the tier-up when set at runtime (`--no-wasm-tier-up`
+ *   does not: dynamic tiering ignores it). An operator's own Liftoff or tiering flag wins.
  */
 export function beforeLoad(): void {
   // bin/puttu.js applies it before main.js loads, and main.ts asks again for `node dist/proxy/main.js`.
@@ -90,6 +99,7 @@ export function beforeLoad(): void {
     v8.setFlagsFromString('--no-turbofan');
     optimizerHeld = true;
   }
+  if (!operatorSetFlag(WASM_TIERING_FLAG)) v8.setFlagsFromString('--liftoff-only');
 }
 
 /** Step 2, start-up is over: TurboFan on again, if step 1 held it. */

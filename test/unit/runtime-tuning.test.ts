@@ -231,6 +231,47 @@ test('without the start-up hold (an operator --opt) the start-up code is optimiz
 });
 
 /**
+ * Runs a fresh node that runs beforeLoad() as bin/puttu.js does, then sends 6,000 requests through
+ * an undici Pool (so its parser, the proxy's too, gets hot), and returns how V8 compiled WebAssembly
+ * functions (--trace-wasm-compilation-times): a count per compiler.
+ */
+function wasmCompilers(nodeArgs: string[] = []): { Liftoff: number; TurboFan: number } {
+  const script = `
+    const { beforeLoad } = await import(${JSON.stringify(TUNING)});
+    beforeLoad();
+    const http = await import('node:http');
+    const { Pool } = await import('undici');
+    const server = http.createServer((req, res) => res.end('x'.repeat(200)));
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const pool = new Pool('http://127.0.0.1:' + server.address().port, { connections: 4 });
+    let n = 0;
+    await Promise.all([0, 1, 2, 3].map(async () => {
+      while (n++ < 6000) await (await pool.request({ path: '/', method: 'GET' })).body.text();
+    }));
+    await pool.close();
+    server.close();`;
+  const r = spawnSync(process.execPath, ['--trace-wasm-compilation-times', ...nodeArgs, '--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
+  if (r.status !== 0) throw new Error(`node exited ${r.status}: ${r.stderr}`);
+  const count = (compiler: string) => [...r.stdout.matchAll(new RegExp(`using ${compiler},`, 'g'))].length;
+  return { Liftoff: count('Liftoff'), TurboFan: count('TurboFan') };
+}
+
+test('undici’s parser stays on Liftoff: nothing is recompiled by TurboFan under load', (t) => {
+  const compiled = wasmCompilers();
+  t.true(compiled.Liftoff > 0, `compiled by Liftoff: ${compiled.Liftoff} functions`);
+  t.is(compiled.TurboFan, 0);
+});
+
+test('an operator’s WebAssembly tiering flag wins: the hot parser is recompiled by TurboFan (the test above can fail)', (t) => {
+  const compiled = wasmCompilers(['--wasm-dynamic-tiering']);
+  t.true(compiled.TurboFan > 0, `recompiled by TurboFan: ${compiled.TurboFan} functions`);
+});
+
+/**
  * Imports `modules` in a fresh node and reports what that changed: the V8 flags set (every call
  * of v8.setFlagsFromString, which this records), `gc` exposed, heap settings, and the active
  * resources (timers, handles) a turn after the imports. `then` runs after the imports, to show the
