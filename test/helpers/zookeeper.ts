@@ -32,6 +32,8 @@ async function startOnFreshPorts<Servers extends ZooKeeperServer[]>(
   label: string,
   make: () => Promise<Servers>,
   servingTimeoutMs?: number,
+  /** More to wait for once they serve; its failure (a port another process took first) retries too. */
+  ready?: (servers: Servers) => Promise<void>,
 ): Promise<Servers> {
   for (let attempt = 1; ; attempt++) {
     const servers = await make();
@@ -44,12 +46,20 @@ async function startOnFreshPorts<Servers extends ZooKeeperServer[]>(
     }
     try {
       await Promise.all(servers.map((s) => s.waitServing(servingTimeoutMs)));
-      return servers;
     } catch (error) {
       // Whether a server ended on its own, before they are all stopped here.
       const exited = servers.some((s) => !s.running);
       await Promise.all(servers.map((s) => s.stop()));
       if (!exited || attempt === 3) throw error;
+      process.stderr.write(`${label}: ${(error as Error).message}; starting again on fresh ports (attempt ${attempt + 1} of 3)\n`);
+      continue;
+    }
+    try {
+      await ready?.(servers);
+      return servers;
+    } catch (error) {
+      await Promise.all(servers.map((s) => s.stop()));
+      if (attempt === 3) throw error;
       process.stderr.write(`${label}: ${(error as Error).message}; starting again on fresh ports (attempt ${attempt + 1} of 3)\n`);
     }
   }
@@ -112,8 +122,10 @@ export async function startTlsZooKeeper(
         },
       }),
     ],
+    undefined,
+    // The plain port serving does not mean the TLS port was free to bind.
+    ([s]) => waitListening(s.options.tls!.secureClientPort),
   );
-  await waitListening(server.options.tls!.secureClientPort);
   return {
     server,
     certs,
