@@ -44,22 +44,18 @@ async function startOnFreshPorts<Servers extends ZooKeeperServer[]>(
       await Promise.all(servers.map((s) => s.stop()));
       throw failed.reason;
     }
+    let serving = false;
     try {
       await Promise.all(servers.map((s) => s.waitServing(servingTimeoutMs)));
-    } catch (error) {
-      // Whether a server ended on its own, before they are all stopped here.
-      const exited = servers.some((s) => !s.running);
-      await Promise.all(servers.map((s) => s.stop()));
-      if (!exited || attempt === 3) throw error;
-      process.stderr.write(`${label}: ${(error as Error).message}; starting again on fresh ports (attempt ${attempt + 1} of 3)\n`);
-      continue;
-    }
-    try {
+      serving = true;
       await ready?.(servers);
       return servers;
     } catch (error) {
+      // Fresh ports help a server that ended on its own (asked before they are all stopped here),
+      // or one that serves but whose other port never listened.
+      const portTaken = serving || servers.some((s) => !s.running);
       await Promise.all(servers.map((s) => s.stop()));
-      if (attempt === 3) throw error;
+      if (!portTaken || attempt === 3) throw error;
       process.stderr.write(`${label}: ${(error as Error).message}; starting again on fresh ports (attempt ${attempt + 1} of 3)\n`);
     }
   }

@@ -6,18 +6,23 @@ import { headroomPercent, tuningChoice } from '../../proxy/runtime-tuning.js';
 
 const TUNING = new URL('../../proxy/runtime-tuning.js', import.meta.url).href;
 
-function runModule(script: string, nodeArgs: string[] = []) {
+function runModule(script: string, nodeArgs: string[] = [], timeoutMs = 30_000) {
   return spawnSync(process.execPath, [...nodeArgs, '--input-type=module', '-e', script], {
     encoding: 'utf8',
-    timeout: 30_000,
+    timeout: timeoutMs,
     env: { ...process.env, NODE_OPTIONS: '' },
   });
 }
 
+/** What a script run by runModule() printed; throws with its stderr if it failed. */
+function stdoutOf(r: ReturnType<typeof runModule>): string {
+  if (r.status !== 0) throw new Error(`node exited ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
+
 /** The JSON line a script run by runModule() printed; throws with its stderr if it failed. */
 function outputOf(r: ReturnType<typeof runModule>) {
-  if (r.status !== 0) throw new Error(`node exited ${r.status}: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim());
+  return JSON.parse(stdoutOf(r).trim());
 }
 
 /**
@@ -202,13 +207,8 @@ function optimized(nodeArgs: string[] = []): string[] {
     await new Promise((resolve) => setTimeout(resolve, 200)); // concurrent compiles finish
     spin(hotAfterStartup);
     console.log('sum', sum);`;
-  const r = spawnSync(process.execPath, ['--trace-opt', ...nodeArgs, '--input-type=module', '-e', script], {
-    encoding: 'utf8',
-    timeout: 30_000,
-    env: { ...process.env, NODE_OPTIONS: '' },
-  });
-  if (r.status !== 0) throw new Error(`node exited ${r.status}: ${r.stderr}`);
-  return [...r.stdout.matchAll(/completed optimizing .*?<JSFunction (\w+)/g)].map((m) => m[1]!);
+  const stdout = stdoutOf(runModule(script, ['--trace-opt', ...nodeArgs]));
+  return [...stdout.matchAll(/completed optimizing .*?<JSFunction (\w+)/g)].map((m) => m[1]!);
 }
 
 test('TurboFan is off while puttu starts and on again after startupOver()', (t) => {
@@ -250,13 +250,8 @@ function wasmCompilers(nodeArgs: string[] = []): { Liftoff: number; TurboFan: nu
     }));
     await pool.close();
     server.close();`;
-  const r = spawnSync(process.execPath, ['--trace-wasm-compilation-times', ...nodeArgs, '--input-type=module', '-e', script], {
-    encoding: 'utf8',
-    timeout: 60_000,
-    env: { ...process.env, NODE_OPTIONS: '' },
-  });
-  if (r.status !== 0) throw new Error(`node exited ${r.status}: ${r.stderr}`);
-  const count = (compiler: string) => [...r.stdout.matchAll(new RegExp(`using ${compiler},`, 'g'))].length;
+  const stdout = stdoutOf(runModule(script, ['--trace-wasm-compilation-times', ...nodeArgs], 60_000));
+  const count = (compiler: string) => [...stdout.matchAll(new RegExp(`using ${compiler},`, 'g'))].length;
   return { Liftoff: count('Liftoff'), TurboFan: count('TurboFan') };
 }
 
@@ -314,13 +309,7 @@ function sideEffectsOfImporting(
     await new Promise((resolve) => setImmediate(resolve));
     const resourcesAfter = process.getActiveResourcesInfo();
     console.log(JSON.stringify({ flags, timers, gcExposed: vm.runInNewContext('typeof gc') === 'function', heapBefore, heapAfter: settings(), resourcesBefore, resourcesAfter }));`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-    encoding: 'utf8',
-    timeout: 30_000,
-    env: { ...process.env, NODE_OPTIONS: '' },
-  });
-  if (r.status !== 0) throw new Error(`node exited ${r.status}: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!);
+  return JSON.parse(stdoutOf(runModule(script)).trim().split('\n').pop()!);
 }
 
 /**
